@@ -1,0 +1,105 @@
+"""The connector seam.
+
+A connector kind is a subclass of `Connector` with a `kind` name and an `Options` pydantic model. The
+call flow builds one instance per configured connector, calls `start()` once, `fetch()` once per lookup
+(many at a time), and `close()` at shutdown. Kinds are found by name: the built-in ones, and any package
+that declares an entry point in the group `screenpop.connectors` (`name = "module:Class"`).
+
+Errors:
+    ConnectorError      the source failed or answered something unusable; `str(err)` is a short reason
+                        shown to the agent (no secrets, no stack trace).
+    asyncio.TimeoutError / CancelledError are left to the caller, which owns the timeouts.
+"""
+
+from __future__ import annotations
+
+import abc
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from screenpop.models import LookupQuery
+
+ENTRY_POINT_GROUP = "screenpop.connectors"
+
+
+class ConnectorError(Exception):
+    """The source failed or answered something unusable. The message is short and safe to show."""
+
+
+class ConnectorOptions(BaseModel):
+    """Base of every kind's options: unknown keys are refused, so a typo is caught at start."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Connector(abc.ABC):
+    """A source of data for one section of the card (or for the identity lookup)."""
+
+    kind: ClassVar[str]
+    Options: ClassVar[type[ConnectorOptions]] = ConnectorOptions
+
+    def __init__(self, name: str, options: ConnectorOptions) -> None:
+        self.name = name
+        self.options = options
+
+    @classmethod
+    def from_config(cls, name: str, options: dict[str, Any]) -> Connector:
+        """Build from raw options; raises pydantic.ValidationError naming the bad field."""
+        return cls(name, cls.Options.model_validate(options))
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Open pools and sessions. Called once, in the running event loop, before any fetch.
+
+        Must not fail because the source is down: a source that is down shows in `fetch` and `ping`.
+        Raises ConnectorError only when the configuration cannot work at all.
+        """
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release everything `start` opened. Called once at shutdown; must not raise."""
+
+    @abc.abstractmethod
+    async def fetch(self, query: LookupQuery) -> dict[str, Any] | list[Any] | None:
+        """Fetch the data for one lookup.
+
+        Returns a JSON-compatible dict or list, or None (or an empty list) when the source has nothing
+        for this query. For the identity role, it returns the matching customer records: a dict or a list
+        of dicts, each with at least `id` and `name`. Raises ConnectorError with a short reason when the
+        source fails. Must be safe to call concurrently. Timeouts are applied by the caller (it cancels).
+        """
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Check that the source is reachable. Returns None when it is, raises ConnectorError if not."""
+
+
+def _builtin_kinds() -> dict[str, type[Connector]]:
+    from connectors.http import HttpConnector
+    from connectors.sql import SqlConnector
+
+    return {HttpConnector.kind: HttpConnector, SqlConnector.kind: SqlConnector}
+
+
+def available_kinds() -> dict[str, type[Connector]]:
+    """Every known kind by name: the built-in ones first, then entry points (which cannot shadow them)."""
+    kinds = _builtin_kinds()
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in kinds:
+            continue
+        try:
+            cls = ep.load()
+        except Exception:  # a broken plugin must not stop the service
+            continue
+        if isinstance(cls, type) and issubclass(cls, Connector):
+            kinds[ep.name] = cls
+    return kinds
+
+
+def get_kind(name: str) -> type[Connector]:
+    """The connector class for `name`; raises KeyError listing the known kinds."""
+    kinds = available_kinds()
+    try:
+        return kinds[name]
+    except KeyError:
+        raise KeyError(f"unknown connector kind {name!r}; known kinds: {', '.join(sorted(kinds))}") from None

@@ -1,0 +1,134 @@
+"""Agent endpoints: login, logout, who am I, the demo's simulated call, and the agent socket."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, Field, ValidationError
+
+from screenpop.api.deps import AgentDep, ServicesDep, get_services, session_token
+from screenpop.api.telephony import read_body
+from screenpop.auth import COOKIE_NAME
+from screenpop.models import CallEvent, EventKind
+
+log = logging.getLogger("screenpop.agents")
+router = APIRouter()
+
+
+class LoginRequest(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class DemoCall(BaseModel):
+    number: str = Field(min_length=1, max_length=64)
+
+
+def _json_body(raw: bytes, model: type[BaseModel]) -> Any:
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in first["loc"]) or "body"
+        msg = "body is not valid JSON" if first["type"] == "json_invalid" else f"{field}: {first['msg']}"
+        raise HTTPException(422 if first["type"] != "json_invalid" else 400, msg) from None
+
+
+@router.post("/api/login")
+async def login(request: Request, response: Response, services: ServicesDep) -> dict[str, Any]:
+    """Check the password; answer a bearer token and set the session cookie."""
+    body = _json_body(await read_body(request, 4096), LoginRequest)
+    agent = await services.directory.authenticate(body.username, body.password)
+    if agent is None:
+        log.info("failed login for %r", body.username[:64])
+        raise HTTPException(401, "wrong username or password")
+    token = services.tokens.issue(agent.id)
+    response.set_cookie(COOKIE_NAME, token, max_age=services.tokens.ttl_s, httponly=True, samesite="strict",
+                        secure=services.settings.cookie_secure, path="/")
+    return {"token": token, "agent": {"id": agent.id, "name": agent.name or agent.id, "role": agent.role}}
+
+
+@router.post("/api/logout", status_code=204)
+async def logout(response: Response) -> Response:
+    """Forget the session cookie."""
+    response.delete_cookie(COOKIE_NAME, path="/")
+    response.status_code = 204
+    return response
+
+
+@router.get("/api/me")
+async def me(agent: AgentDep, services: ServicesDep) -> dict[str, Any]:
+    """The logged-in agent, and whether this is the demo."""
+    return {**agent.public(), "demo": services.settings.demo}
+
+
+@router.post("/api/demo/call", status_code=202)
+async def demo_call(request: Request, agent: AgentDep, services: ServicesDep) -> dict[str, str]:
+    """Demo only: ring the logged-in agent with a call from `number`."""
+    if not services.settings.demo:
+        raise HTTPException(404, "not found")
+    body = _json_body(await read_body(request, 4096), DemoCall)
+    call_id = f"demo-{secrets.token_hex(6)}"
+    for kind in (EventKind.OFFERED, EventKind.RINGING):
+        await services.registry.handle(CallEvent(call_id=call_id, event=kind, caller=body.number,
+                                                 agents=[agent.id] if kind is EventKind.RINGING else []))
+    return {"call_id": call_id}
+
+
+def _origin_allowed(ws: WebSocket, allowed: list[str]) -> bool:
+    origin = ws.headers.get("origin")
+    if origin is None:  # not a browser: the cookie cannot have been sent by another site's page
+        return True
+    origin = origin.rstrip("/")
+    scheme = "https" if ws.url.scheme == "wss" else "http"
+    host = ws.headers.get("host", "")
+    return origin == f"{scheme}://{host}" or origin in allowed
+
+
+@router.websocket("/ws/agent")
+async def agent_socket(ws: WebSocket) -> None:
+    """The agent's live feed: a snapshot, then every message for their calls."""
+    services = get_services(ws)
+    token, from_cookie = session_token(ws)
+    agent_id = services.tokens.check(token)
+    agent = services.directory.get(agent_id) if agent_id else None
+    await ws.accept()
+    if agent is None:
+        await ws.close(code=1008, reason="not logged in")
+        return
+    if from_cookie and not _origin_allowed(ws, services.settings.allowed_origins):
+        log.warning("socket of %s refused: origin %r not allowed", agent.id, ws.headers.get("origin"))
+        await ws.close(code=1008, reason="origin not allowed")
+        return
+    conn = services.hub.attach(agent.id, ws)
+    try:
+        while True:
+            text = await ws.receive_text()
+            await _agent_message(services, agent.id, text)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        await services.hub.detach(conn)
+
+
+async def _agent_message(services: Any, agent_id: str, text: str) -> None:
+    """Handle `ack` and `select` from an agent; anything else is logged and ignored."""
+    try:
+        m = json.loads(text)
+    except json.JSONDecodeError:
+        log.info("agent %s sent something that is not JSON", agent_id)
+        return
+    if not isinstance(m, dict):
+        return
+    kind = m.get("type")
+    if kind == "ack":
+        log.debug("agent %s displayed call %s", agent_id, str(m.get("call_id"))[:200])
+    elif kind == "select" and isinstance(m.get("call_id"), str) and m.get("customer_id") is not None:
+        await services.request({"type": "select", "agent": agent_id, "call_id": m["call_id"][:200],
+                                "customer_id": str(m["customer_id"])[:200]})
+    else:
+        log.info("agent %s sent an unknown message type %r", agent_id, str(kind)[:50])

@@ -1,0 +1,133 @@
+"""Agents, passwords and session tokens.
+
+Passwords are argon2id hashes (argon2-cffi) kept in the config file; checking one costs tens of
+milliseconds of CPU, so it runs in a thread, never in the event loop.
+
+A session token is `<agent id>.<expiry unix s>.<hex HMAC-SHA256>` signed with the session secret. It is
+stateless, so every instance that shares the secret accepts it; the agent id inside is checked against the
+current directory, so removing an agent from the config ends their sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from screenpop.config import AgentConfig
+
+COOKIE_NAME = "screenpop_session"
+_hasher = PasswordHasher()
+# Verified against when the username is unknown, so that both cases cost the same time.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(8))
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash for the config file."""
+    return _hasher.hash(password)
+
+
+@dataclass(frozen=True)
+class Agent:
+    """One agent as the service sees it."""
+
+    id: str
+    name: str
+    role: str
+    extensions: tuple[str, ...] = ()
+    addresses: tuple[str, ...] = ()
+    password_hash: str = field(default="", repr=False)
+
+    def public(self) -> dict[str, object]:
+        """What the agent may learn about themselves (no hash)."""
+        return {
+            "id": self.id,
+            "name": self.name or self.id,
+            "role": self.role,
+            "extensions": list(self.extensions),
+            "addresses": list(self.addresses),
+        }
+
+
+class Directory:
+    """The agents, found by id or by any of their telephony addresses."""
+
+    def __init__(self, agents: list[AgentConfig]) -> None:
+        self._by_id: dict[str, Agent] = {}
+        self._by_address: dict[str, str] = {}
+        for a in agents:
+            agent = Agent(
+                id=a.id, name=a.name, role=a.role, extensions=tuple(a.extensions),
+                addresses=tuple(a.addresses), password_hash=a.password_hash,
+            )
+            self._by_id[a.id] = agent
+            for addr in (a.id, *a.extensions, *a.addresses):
+                self._by_address[addr.lower()] = a.id
+
+    def get(self, agent_id: str) -> Agent | None:
+        """The agent with this id, or None."""
+        return self._by_id.get(agent_id)
+
+    def resolve(self, address: str) -> str | None:
+        """The agent id for an id, extension or telephony address (`1001`, `client:alice`, `sip:1001@pbx`)."""
+        key = address.strip().lower()
+        found = self._by_address.get(key)
+        if found is None and key.startswith(("sip:", "sips:")):
+            user = key.split(":", 1)[1].split("@", 1)[0]
+            found = self._by_address.get(user) or self._by_address.get(f"sip:{user}")
+        return found
+
+    async def authenticate(self, username: str, password: str) -> Agent | None:
+        """The agent if the password is right, else None. Runs the hash check in a thread."""
+        agent = self._by_id.get(username)
+        stored = agent.password_hash if agent else _DUMMY_HASH
+
+        def check() -> bool:
+            try:
+                return _hasher.verify(stored, password)
+            except (VerificationError, InvalidHashError):
+                return False
+
+        ok = await asyncio.to_thread(check)
+        return agent if ok and agent is not None else None
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+
+class Tokens:
+    """Stateless signed session tokens."""
+
+    def __init__(self, secret: bytes, ttl_s: int) -> None:
+        self._secret = secret
+        self.ttl_s = ttl_s
+
+    def _mac(self, payload: str) -> str:
+        return hmac.new(self._secret, payload.encode(), hashlib.sha256).hexdigest()
+
+    def issue(self, agent_id: str, now: float | None = None) -> str:
+        """A token for `agent_id`, valid for ttl_s."""
+        exp = int((time.time() if now is None else now) + self.ttl_s)
+        payload = f"{agent_id}.{exp}"
+        return f"{payload}.{self._mac(payload)}"
+
+    def check(self, token: str | None, now: float | None = None) -> str | None:
+        """The agent id inside a valid, unexpired token, else None."""
+        if not token or token.count(".") < 2:
+            return None
+        payload, _, mac = token.rpartition(".")
+        if not hmac.compare_digest(self._mac(payload), mac):
+            return None
+        agent_id, _, exp = payload.rpartition(".")
+        try:
+            if int(exp) < (time.time() if now is None else now):
+                return None
+        except ValueError:
+            return None
+        return agent_id or None

@@ -1,0 +1,53 @@
+"""The bus seam: how instances of screenpop pass agent messages to each other.
+
+One instance receives a call's events and runs its lookup; the agent's socket may be on any instance.
+Every message is published once on a channel; every instance subscribed to that channel receives it.
+
+A backend is chosen by URL scheme (`memory://`, `redis://`, `rediss://`) and imported lazily, so Redis is
+needed only when used. Tests may pass any `Bus` instance instead of a URL.
+
+Delivery: at most once, in publish order per publisher, to subscribers present at publish time.
+Messages are `str` (already serialised JSON or a small envelope); the bus never parses them.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+
+
+class BusError(Exception):
+    """The bus backend failed (connection lost, bad URL)."""
+
+
+class Subscription(abc.ABC):
+    """The messages of one channel, from subscription until exit of its context."""
+
+    @abc.abstractmethod
+    def __aiter__(self) -> AsyncIterator[str]:
+        """Yield each message published on the channel after the subscription started, in order."""
+
+
+class Bus(abc.ABC):
+    """Publish/subscribe between instances."""
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open connections. Called once before publish/subscribe. Raises BusError if it cannot."""
+
+    @abc.abstractmethod
+    async def disconnect(self) -> None:
+        """Close connections and end every open subscription's iteration. Must not raise."""
+
+    @abc.abstractmethod
+    async def publish(self, channel: str, message: str) -> None:
+        """Send `message` to every current subscriber of `channel`. Raises BusError on failure."""
+
+    @abc.abstractmethod
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
+        """Context manager: inside it, the returned Subscription yields the channel's messages.
+
+        The subscription is active when `__aenter__` returns: anything published after that point is
+        delivered. A subscriber that falls too far behind may lose messages; the backend logs it.
+        """

@@ -1,0 +1,194 @@
+"""The command line: `screenpop serve | demo | call | hash-password | check-config`."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import secrets
+import socket
+import sys
+import uuid
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from screenpop import __version__
+from screenpop.config import ConfigError, format_validation_error
+
+EVENTS = ("ring", "offered", "ringing", "answered", "ended")
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"screenpop: error: {message}", file=sys.stderr)
+    return code
+
+
+def _settings(**overrides: object):  # noqa: ANN202 - Settings imported lazily for a fast --help
+    from screenpop.settings import Settings
+
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def _run(settings: object) -> None:
+    import uvicorn
+
+    from screenpop.app import create_app
+
+    app = create_app(settings)  # type: ignore[arg-type]
+    uvicorn.run(app, host=settings.host, port=settings.port, ws_max_size=64 * 1024,  # type: ignore[attr-defined]
+                log_level=settings.log_level.lower(), proxy_headers=True)  # type: ignore[attr-defined]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(host=args.host, port=args.port, config=args.config)
+    if not _port_free(settings.host, settings.port):
+        return _fail(f"port {settings.port} on {settings.host} is already in use; choose another with --port")
+    _run(settings)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from screenpop.demo import DEMO_PASSWORD, DEMO_WEBHOOK_SECRET, DemoEnvironment, demo_numbers
+
+    if not _port_free(args.host, args.port):
+        return _fail(f"port {args.port} on {args.host} is already in use; try: screenpop demo --port {args.port + 1}")
+    with DemoEnvironment(latency_scale=args.latency_scale) as env:
+        settings = _settings(host=args.host, port=args.port, config=str(env.config_path), demo=True,
+                             webhook_secret=DEMO_WEBHOOK_SECRET, session_secret=secrets.token_hex(16),
+                             bus_url=os.environ.get("SCREENPOP_BUS_URL"))
+        url = f"http://{args.host}:{args.port}"
+        n = demo_numbers()
+        port_arg = "" if args.port == 8000 else f" --url {url}"
+        print(f"""
+  screenpop {__version__} demo  (DEMO ONLY: these logins and secrets are public, never use them in production)
+
+    console:  {url}/
+    logins:   alice / {DEMO_PASSWORD}  (ext. 1001)    bob / {DEMO_PASSWORD}  (ext. 1002)    admin / {DEMO_PASSWORD}
+    webhook:  {url}/telephony/webhook   secret: {DEMO_WEBHOOK_SECRET}
+    backends: accounting {env.accounting_url}   credit {env.credit_url}   sales {env.db_path}
+
+  Log in as alice, then ring her from another terminal:
+    screenpop call {n['known']} --agent 1001{port_arg}
+  Try also {n['unknown']} (unknown caller) and {n['several']} (two customers share it).
+""", flush=True)
+        _run(settings)
+    return 0
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    import httpx
+
+    from telephony.generic import sign
+
+    secret = args.secret or os.environ.get("SCREENPOP_WEBHOOK_SECRET") or "demo-secret"
+    call_id = args.call_id or f"cli-{uuid.uuid4().hex[:12]}"
+    events = ["offered", "ringing"] if args.event == "ring" else [args.event]
+    url = args.url.rstrip("/") + "/telephony/webhook"
+    try:
+        with httpx.Client(timeout=10) as client:
+            for event in events:
+                body: dict[str, object] = {"call_id": call_id, "event": event, "caller": args.number}
+                if event != "offered":
+                    body["agents"] = args.agent
+                if args.called:
+                    body["called"] = args.called
+                raw = json.dumps(body).encode()
+                r = client.post(url, content=raw, headers={"Content-Type": "application/json",
+                                                           "X-Screenpop-Signature": sign(raw, secret)})
+                agents = f" at {', '.join(args.agent)}" if event != "offered" else ""
+                print(f"{event:<9} call {call_id} from {args.number}{agents}: HTTP {r.status_code}")
+                if r.status_code != 202:
+                    try:
+                        reason = r.json().get("error", r.text)
+                    except ValueError:
+                        reason = r.text[:200]
+                    return _fail(f"the server refused the {event} event: {reason}", 1)
+    except httpx.HTTPError as err:
+        return _fail(f"cannot reach {url}: {err}. Is screenpop running (screenpop demo)?", 1)
+    print(f"done. Continue this call with: screenpop call {args.number} --call-id {call_id} --event answered "
+          f"--agent {args.agent[0]}" if args.agent else "done.")
+    return 0
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    from screenpop.auth import hash_password
+
+    password = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass("password: ")
+    if not password:
+        return _fail("empty password")
+    print(hash_password(password))
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from screenpop.config import load_config
+    from screenpop.service import build_sources
+
+    config = load_config(args.path)
+    build_sources(config, args.path)
+    print(f"{args.path}: ok ({len(config.agents)} agents, {len(config.connectors)} connectors)")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="screenpop", description="Call-center screen pop: the caller's card, live.")
+    p.add_argument("--version", action="version", version=f"screenpop {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the service (settings from SCREENPOP_* variables)")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--config", help="YAML file with agents and connectors (SCREENPOP_CONFIG)")
+    s.set_defaults(func=cmd_serve)
+    d = sub.add_parser("demo", help="run the service with three sample back-office systems")
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--port", type=int, default=8000)
+    d.add_argument("--latency-scale", type=float, default=1.0, help="scale the backends' simulated latency")
+    d.set_defaults(func=cmd_demo)
+    c = sub.add_parser("call", help="send a signed test call to a running screenpop")
+    c.add_argument("number", help="the caller's number, e.g. +14155550100")
+    c.add_argument("--agent", action="append", default=[], help="agent id or extension that rings (repeatable)")
+    c.add_argument("--url", default=os.environ.get("SCREENPOP_URL", "http://127.0.0.1:8000"))
+    c.add_argument("--secret", help="webhook secret (default: SCREENPOP_WEBHOOK_SECRET, else demo-secret)")
+    c.add_argument("--call-id")
+    c.add_argument("--called", help="the number that was dialled (DNIS)")
+    c.add_argument("--event", choices=EVENTS, default="ring", help="ring = offered then ringing (default)")
+    c.set_defaults(func=cmd_call)
+    h = sub.add_parser("hash-password", help="print an argon2 hash for the config file")
+    h.add_argument("--stdin", action="store_true", help="read the password from standard input")
+    h.set_defaults(func=cmd_hash_password)
+    k = sub.add_parser("check-config", help="validate a config file and its connectors")
+    k.add_argument("path")
+    k.set_defaults(func=cmd_check_config)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=os.environ.get("SCREENPOP_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "call" and not args.agent and args.event != "offered":
+        return _fail("--agent is required: the agent id or extension whose phone rings (e.g. --agent 1001)")
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        return _fail(str(err))
+    except ValidationError as err:
+        return _fail(f"bad setting: {format_validation_error(err, prefix='SCREENPOP_')}")
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The configuration file (YAML): agents, connectors and lookup limits.
+
+    agents:
+      - id: alice                       # the agent id (login name)
+        name: Alice Martin
+        password_hash: "$argon2id$..."  # made by `screenpop hash-password`
+        extensions: ["1001"]            # phone extensions that ring for this agent
+        addresses: ["client:alice"]     # other telephony addresses (Twilio client, SIP user ...)
+        role: agent                     # agent | admin
+    connectors:
+      - name: customers                 # unique; used in logs and as the section's source
+        kind: sql                       # http | sql | any installed plugin kind
+        role: identity                  # identity (phone -> customer) | section (customer -> data)
+        timeout_ms: 800
+        options: {url: "sqlite+aiosqlite:///sales.db", query: "SELECT ..."}
+      - name: balance
+        kind: http
+        role: section
+        section: balance                # the section's name on the card (default: the connector name)
+        title: Balance                  # shown to the agent (default: the section name, capitalised)
+        timeout_ms: 800
+        options: {url: "http://accounting/api/balance/{customer_id}"}
+    lookup:
+      deadline_ms: 1500                 # every section settles within this, from the start of the lookup
+
+A bad file raises ConfigError whose message names the file, the field and the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used. The message says where and why."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AgentConfig(Strict):
+    id: str = Field(pattern=_NAME)
+    name: str = ""
+    password_hash: str = Field(min_length=10)
+    extensions: list[str] = Field(default_factory=list)
+    addresses: list[str] = Field(default_factory=list)
+    role: Literal["agent", "admin"] = "agent"
+
+    @field_validator("extensions", "addresses", mode="before")
+    @classmethod
+    def _as_strings(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [str(x) for x in v]
+        return v
+
+
+class ConnectorConfig(Strict):
+    name: str = Field(pattern=_NAME)
+    kind: str
+    role: Literal["identity", "section"] = "section"
+    section: str | None = Field(default=None, pattern=_NAME)
+    title: str | None = None
+    timeout_ms: int = Field(default=800, gt=0, le=60_000)
+    enabled: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def section_name(self) -> str:
+        return self.section or self.name
+
+    @property
+    def section_title(self) -> str:
+        return self.title or self.section_name.replace("_", " ").capitalize()
+
+
+class LookupConfig(Strict):
+    deadline_ms: int = Field(default=1500, gt=0, le=60_000)
+
+
+class Config(Strict):
+    agents: list[AgentConfig] = Field(default_factory=list)
+    connectors: list[ConnectorConfig] = Field(default_factory=list)
+    lookup: LookupConfig = Field(default_factory=LookupConfig)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Config:
+        seen: dict[str, str] = {}
+        for a in self.agents:
+            if a.id in seen:
+                raise ValueError(f"agent id {a.id!r} appears twice")
+            seen[a.id] = a.id
+        for a in self.agents:
+            for addr in [*a.extensions, *a.addresses]:
+                owner = seen.get(addr)
+                if owner is not None and owner != a.id:
+                    raise ValueError(f"address {addr!r} of agent {a.id!r} already belongs to {owner!r}")
+                seen[addr] = a.id
+        names = [c.name for c in self.connectors]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"connector name(s) {sorted(dup)} appear more than once")
+        sections = [c.section_name for c in self.connectors if c.role == "section"]
+        dup = {n for n in sections if sections.count(n) > 1}
+        if dup or "customer" in sections:
+            raise ValueError(f"section name(s) {sorted(dup | ({'customer'} & set(sections)))} used twice or reserved")
+        if sum(1 for c in self.connectors if c.role == "identity" and c.enabled) > 1:
+            raise ValueError("only one enabled connector may have role identity")
+        return self
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def format_validation_error(err: ValidationError, prefix: str = "") -> str:
+    """One line per problem: `field: reason`, short and without pydantic's URLs."""
+    lines = []
+    for e in err.errors(include_url=False):
+        msg = re.sub(r"^Value error, ", "", e["msg"])
+        lines.append(f"{prefix}{_loc(tuple(e['loc']))}: {msg}")
+    return "; ".join(lines)
+
+
+def parse_config(data: Any, source: str = "<config>") -> Config:
+    """Validate already-loaded data; raises ConfigError naming `source`, the field and the reason."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping with agents and connectors, got {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"{source}: {format_validation_error(err)}") from None
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and validate the YAML file at `path` (None gives an empty configuration)."""
+    if path is None or str(path) == "":
+        return Config()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read the config file: {err.strerror or err}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{p}: not valid YAML{where}: {problem}") from None
+    return parse_config(data, str(p))

@@ -1,0 +1,177 @@
+"""The agent hub: delivers bus messages to the sockets of their recipients on this instance.
+
+Every instance reads every agent message from the bus, and keeps a small view of each agent's active
+calls (the cards as they fill), so an agent who connects or reloads on any instance gets a `snapshot` at
+once. Each socket has a bounded send queue; a socket that cannot keep up is closed (the browser
+reconnects and gets a fresh snapshot), so one slow browser never holds up the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import OrderedDict
+from typing import Any, Protocol
+
+from screenpop.bus import Bus
+from screenpop.outbox import CHANNEL, dumps, open_envelope
+
+log = logging.getLogger("screenpop.hub")
+
+MAX_CALLS_PER_AGENT = 50
+
+
+class Peer(Protocol):
+    """What the hub needs of a socket."""
+
+    async def send_text(self, data: str) -> None: ...
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+class Connection:
+    """One agent socket with its own bounded queue and writer task."""
+
+    def __init__(self, agent_id: str, peer: Peer, maxsize: int = 256) -> None:
+        self.agent_id = agent_id
+        self.peer = peer
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize)
+        self.closed = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def push(self, text: str) -> bool:
+        """Queue a message; False when the socket is too far behind (the caller closes it)."""
+        try:
+            self.queue.put_nowait(text)
+            return True
+        except asyncio.QueueFull:
+            return False
+
+    async def writer(self) -> None:
+        """Send queued messages in order until closed."""
+        try:
+            while (text := await self.queue.get()) is not None:
+                await self.peer.send_text(text)
+        except Exception as err:  # the socket went away
+            log.debug("socket of %s closed while sending: %s", self.agent_id, err)
+        finally:
+            self.closed.set()
+
+
+class AgentHub:
+    """Routes agent messages from the bus to connected sockets, and remembers active cards."""
+
+    def __init__(self, bus: Bus, channel: str = CHANNEL, call_ttl_s: float = 4 * 3600) -> None:
+        self.bus = bus
+        self.channel = channel
+        self.call_ttl_s = call_ttl_s
+        self._conns: dict[str, set[Connection]] = {}
+        self._cards: dict[str, OrderedDict[str, tuple[float, dict[str, Any]]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self.delivered = 0
+
+    # -- bus side --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Subscribe to the bus; returns once the subscription is active."""
+        self._task = asyncio.create_task(self._run(), name="screenpop-hub")
+        ready = asyncio.create_task(self._ready.wait())
+        done, _ = await asyncio.wait({ready, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if self._task in done:
+            ready.cancel()
+            self._task.result()  # raises what stopped it
+
+    async def _run(self) -> None:
+        async with self.bus.subscribe(self.channel) as sub:
+            self._ready.set()
+            async for text in sub:
+                try:
+                    self.dispatch(text)
+                except Exception:
+                    log.exception("could not dispatch an agent message")
+
+    async def close(self) -> None:
+        """Stop reading the bus and close every socket."""
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for conns in list(self._conns.values()):
+            for c in list(conns):
+                await self._drop(c, 1001, "server shutting down")
+
+    def dispatch(self, text: str) -> None:
+        """Apply one envelope: update the recipients' active cards and queue it on their sockets."""
+        recipients, payload = open_envelope(text)
+        message = json.loads(payload)
+        for agent_id in recipients:
+            self._remember(agent_id, message)
+            for conn in list(self._conns.get(agent_id, ())):
+                if conn.push(payload):
+                    self.delivered += 1
+                else:
+                    log.warning("socket of %s is too slow; closing it (it will resync)", agent_id)
+                    asyncio.get_running_loop().create_task(self._drop(conn, 1013, "too slow, reconnect"))
+
+    def _remember(self, agent_id: str, m: dict[str, Any]) -> None:
+        kind = m.get("type")
+        cards = self._cards.setdefault(agent_id, OrderedDict())
+        now = time.monotonic()
+        if kind == "call.ringing":
+            card = m["call"]
+            cards.pop(card["call_id"], None)
+            cards[card["call_id"]] = (now, card)
+            while len(cards) > MAX_CALLS_PER_AGENT:
+                cards.popitem(last=False)
+        elif kind in ("call.withdrawn", "call.ended"):
+            cards.pop(m["call_id"], None)
+        elif (entry := cards.get(m.get("call_id", ""))) is not None:
+            card = entry[1]
+            if kind == "card.section":
+                section = {k: v for k, v in m.items() if k not in ("type", "call_id")}
+                card["sections"] = [section if s["name"] == m["name"] else s for s in card["sections"]]
+                if m["name"] == "customer" and isinstance(m.get("data"), dict):
+                    card["customer"] = m["data"].get("customer")
+                    card["candidates"] = m["data"].get("candidates", [])
+            elif kind == "call.answered":
+                card["state"], card["answered_by"] = "answered", m.get("agent")
+        for call_id in [cid for cid, (t, _) in cards.items() if now - t > self.call_ttl_s]:
+            del cards[call_id]
+        if not cards:
+            self._cards.pop(agent_id, None)
+
+    # -- socket side -----------------------------------------------------------------------------
+    def snapshot(self, agent_id: str) -> str:
+        """The `snapshot` message for an agent: every active call, oldest first."""
+        cards = [card for _, card in self._cards.get(agent_id, {}).values()]
+        return dumps({"type": "snapshot", "calls": cards})
+
+    def attach(self, agent_id: str, peer: Peer) -> Connection:
+        """Register a socket; its first queued message is the snapshot (atomic with registration)."""
+        conn = Connection(agent_id, peer)
+        conn.push(self.snapshot(agent_id))
+        self._conns.setdefault(agent_id, set()).add(conn)
+        conn.task = asyncio.get_running_loop().create_task(conn.writer())
+        return conn
+
+    async def detach(self, conn: Connection) -> None:
+        """Unregister a socket and stop its writer."""
+        conns = self._conns.get(conn.agent_id)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self._conns[conn.agent_id]
+        if conn.task and not conn.task.done():
+            conn.task.cancel()
+            await asyncio.gather(conn.task, return_exceptions=True)
+
+    async def _drop(self, conn: Connection, code: int, reason: str) -> None:
+        await self.detach(conn)
+        try:
+            await conn.peer.close(code=code, reason=reason)
+        except Exception as err:
+            log.debug("closing a socket failed: %s", err)
+
+    def connected(self, agent_id: str) -> int:
+        """How many sockets this agent has open on this instance."""
+        return len(self._conns.get(agent_id, ()))

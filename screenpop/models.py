@@ -1,0 +1,136 @@
+"""The shared vocabulary of screenpop.
+
+Every room (telephony adapters, connectors, the call flow, the browser protocol) speaks in these types.
+This module imports nothing of the project, so any room may import it.
+
+    CallEvent   what a telephony adapter reports: one step of one call
+    Caller      the calling number as received and as normalised (E.164)
+    Customer    one record of the identity source
+    LookupQuery what a connector is asked: the number, and the customer once it is known
+    Section     one part of a card (the customer, the balance, ...) with its own status
+    Card        everything the agent sees for one call
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EventKind(StrEnum):
+    """The four steps of a call that screenpop reacts to."""
+
+    OFFERED = "offered"  # the call reached the PBX (IVR, queue): start the lookup
+    RINGING = "ringing"  # the phones of `agents` ring: they get the card
+    ANSWERED = "answered"  # one agent picked up: the others lose the card
+    ENDED = "ended"  # the call is over
+
+
+class CallEvent(BaseModel):
+    """One step of one call, as reported by a telephony adapter."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    call_id: str = Field(min_length=1, max_length=200)
+    event: EventKind
+    caller: str = Field(max_length=100)
+    called: str | None = Field(default=None, max_length=100)
+    agents: list[str] = Field(default_factory=list, max_length=200)
+    at: datetime | None = None
+
+
+class SectionStatus(StrEnum):
+    """Where one section of a card stands."""
+
+    PENDING = "pending"  # its connector is still working
+    OK = "ok"  # data arrived
+    EMPTY = "empty"  # the source answered, and had nothing for this customer
+    TIMEOUT = "timeout"  # the source did not answer in time
+    ERROR = "error"  # the source failed or answered something unusable (see `reason`)
+    UNAVAILABLE = "unavailable"  # the source is switched off or known to be down
+    STALE = "stale"  # an old value shown while a fresh one is fetched (see `age_s`)
+
+
+SETTLED = frozenset(s for s in SectionStatus if s is not SectionStatus.PENDING)
+
+
+class Caller(BaseModel):
+    """The calling number: as received, and normalised when it can be."""
+
+    raw: str
+    e164: str | None = None
+    display: str = ""
+    status: Literal["ok", "withheld", "invalid"] = "ok"
+
+
+class Customer(BaseModel):
+    """One customer record from the identity source. `extra` keeps the other columns."""
+
+    id: str
+    name: str
+    phone: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class LookupQuery(BaseModel):
+    """What a connector is asked. `customer_id` is None for the identity lookup."""
+
+    phone: str  # E.164, e.g. +14155550100
+    raw: str = ""
+    called: str | None = None
+    customer_id: str | None = None
+
+    def template_values(self) -> dict[str, str]:
+        """The values a connector may put in a URL or a query: phone, raw, called, customer_id."""
+        return {
+            "phone": self.phone,
+            "raw": self.raw,
+            "called": self.called or "",
+            "customer_id": self.customer_id or "",
+        }
+
+
+class Section(BaseModel):
+    """One part of a card, settled on its own. The `customer` section holds the identity match."""
+
+    name: str
+    title: str = ""
+    status: SectionStatus = SectionStatus.PENDING
+    data: Any = None
+    source: str = ""
+    latency_ms: float | None = None
+    cached: bool = False
+    age_s: float | None = None
+    reason: str | None = None
+
+
+CallState = Literal["offered", "ringing", "answered", "ended"]
+
+
+class Card(BaseModel):
+    """Everything an agent sees for one call. Sections are listed in display order, `customer` first."""
+
+    call_id: str
+    state: CallState = "offered"
+    caller: Caller
+    called: str | None = None
+    customer: Customer | None = None
+    candidates: list[Customer] = Field(default_factory=list)
+    sections: list[Section] = Field(default_factory=list)
+    answered_by: str | None = None
+    started_at: datetime | None = None
+
+    def section(self, name: str) -> Section | None:
+        """The section called `name`, or None."""
+        for s in self.sections:
+            if s.name == name:
+                return s
+        return None
+
+    @property
+    def complete(self) -> bool:
+        """True once every section has settled."""
+        return all(s.status in SETTLED for s in self.sections)

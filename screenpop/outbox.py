@@ -1,0 +1,89 @@
+"""The outbox: agent messages leave this instance through one ordered queue onto the bus.
+
+A message is serialised once, whatever the number of recipients, into an envelope
+`"<agent id>,<agent id>\\n<JSON>"` (agent ids hold no comma or newline). One task publishes in order, so a
+section can never overtake the card it belongs to, even on a bus with several connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from screenpop.bus import Bus
+
+log = logging.getLogger("screenpop.outbox")
+
+CHANNEL = "screenpop.agents"
+
+
+def envelope(recipients: Iterable[str], payload: str) -> str:
+    """Pack a serialised message with its recipients."""
+    return ",".join(recipients) + "\n" + payload
+
+
+def open_envelope(text: str) -> tuple[list[str], str]:
+    """Unpack an envelope into (recipients, serialised message)."""
+    head, _, payload = text.partition("\n")
+    return [r for r in head.split(",") if r], payload
+
+
+def dumps(message: dict[str, Any]) -> str:
+    """Compact JSON, the one serialisation of a message."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+class Outbox:
+    """Ordered, bounded publication of agent messages."""
+
+    def __init__(self, bus: Bus, channel: str = CHANNEL, maxsize: int = 10_000) -> None:
+        self.bus = bus
+        self.channel = channel
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize)
+        self._task: asyncio.Task[None] | None = None
+        self.published = 0
+        self.failed = 0
+
+    async def send(self, recipients: Iterable[str], message: dict[str, Any]) -> None:
+        """Queue `message` for `recipients`; waits only when the queue is full (back-pressure)."""
+        to = sorted(set(recipients))
+        if to:
+            await self._queue.put(envelope(to, dumps(message)))
+
+    def start(self) -> None:
+        """Start the publishing task."""
+        self._task = asyncio.create_task(self._run(), name="screenpop-outbox")
+
+    async def _run(self) -> None:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            for attempt in range(3):
+                try:
+                    await self.bus.publish(self.channel, item)
+                    self.published += 1
+                    break
+                except Exception as err:
+                    if attempt == 2:
+                        self.failed += 1
+                        log.error("bus publish failed, message dropped: %s", err)
+                    else:
+                        await asyncio.sleep(0.05 * (attempt + 1))
+
+    async def close(self, timeout_s: float = 2.0) -> None:
+        """Publish what is queued (bounded by timeout_s), then stop."""
+        if self._task is None:
+            return
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(self._task)
+        except TimeoutError:
+            self._task.cancel()
+        self._task = None

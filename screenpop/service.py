@@ -1,0 +1,147 @@
+"""The service's parts, built from settings and owned by the application's lifespan.
+
+`build_services(settings)` reads and validates everything synchronously (so a bad config stops the
+start with a clear message before anything listens); `Services.start()` / `stop()` open and close the
+bus, the connectors and the background tasks in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from connectors.base import get_kind
+from screenpop.auth import Directory, Tokens
+from screenpop.bus import Bus, bus_from_url
+from screenpop.calls import CallRegistry
+from screenpop.config import Config, ConfigError, format_validation_error, load_config
+from screenpop.hub import AgentHub
+from screenpop.lookup import Lookup, Source
+from screenpop.outbox import Outbox
+from screenpop.settings import Settings
+from telephony.generic import GenericWebhook
+
+log = logging.getLogger("screenpop")
+
+CONTROL_CHANNEL = "screenpop.control"
+
+
+def build_sources(config: Config, source_name: str = "<config>") -> tuple[Source | None, list[Source]]:
+    """Instantiate every enabled connector; a bad kind or option raises ConfigError naming it."""
+    identity: Source | None = None
+    sections: list[Source] = []
+    for i, c in enumerate(config.connectors):
+        if not c.enabled:
+            continue
+        where = f"{source_name}: connectors[{i}] ({c.name})"
+        try:
+            kind = get_kind(c.kind)
+        except KeyError as err:
+            raise ConfigError(f"{where}.kind: {err.args[0]}") from None
+        try:
+            connector = kind.from_config(c.name, c.options)
+        except ValidationError as err:
+            raise ConfigError(f"{where}: {format_validation_error(err, prefix='options.')}") from None
+        source = Source(config=c, connector=connector)
+        if c.role == "identity":
+            identity = source
+        else:
+            sections.append(source)
+    return identity, sections
+
+
+@dataclass
+class Services:
+    """Everything a running instance holds."""
+
+    settings: Settings
+    config: Config
+    directory: Directory
+    tokens: Tokens
+    lookup: Lookup
+    bus: Bus
+    outbox: Outbox
+    hub: AgentHub
+    registry: CallRegistry
+    webhook: GenericWebhook
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def sources(self) -> list[Source]:
+        return ([self.lookup.identity] if self.lookup.identity else []) + self.lookup.sections
+
+    async def start(self) -> None:
+        """Connect the bus, start connectors, then the hub, the outbox and the housekeeping."""
+        await self.bus.connect()
+        for s in self.sources:
+            await s.connector.start()
+        await self.hub.start()
+        self.outbox.start()
+        self.registry.start()
+        ready = asyncio.Event()
+        self._tasks.append(asyncio.create_task(self._control(ready), name="screenpop-control"))
+        await ready.wait()
+
+    async def stop(self) -> None:
+        """Stop in reverse order; never raises."""
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.registry.close()
+        await self.outbox.close()
+        await self.hub.close()
+        for s in self.sources:
+            try:
+                await s.connector.close()
+            except Exception:
+                log.exception("closing connector %s failed", s.config.name)
+        await self.bus.disconnect()
+
+    async def request(self, message: dict[str, object]) -> None:
+        """Pass an agent's request (select) to whichever instance holds the call."""
+        await self.bus.publish(CONTROL_CHANNEL, json.dumps(message))
+
+    async def _control(self, ready: asyncio.Event) -> None:
+        async with self.bus.subscribe(CONTROL_CHANNEL) as sub:
+            ready.set()
+            async for text in sub:
+                try:
+                    m = json.loads(text)
+                    if m.get("type") == "select" and m.get("call_id") in self.registry.calls:
+                        refused = await self.registry.select(m["agent"], m["call_id"], str(m["customer_id"]))
+                        if refused:
+                            log.info("select on %s by %s refused: %s", m["call_id"], m["agent"], refused)
+                except Exception:
+                    log.exception("bad control message")
+
+
+def build_services(settings: Settings, *, bus: Bus | None = None, config: Config | None = None) -> Services:
+    """Read the config and build every part; raises ConfigError with file, field and reason."""
+    if config is None:
+        config = load_config(settings.config)
+    identity, sections = build_sources(config, settings.config or "<config>")
+    directory = Directory(config.agents)
+    if settings.session_secret is None:
+        log.warning("SCREENPOP_SESSION_SECRET is not set: logins last until restart and work on this instance only")
+        secret = secrets.token_bytes(32)
+    else:
+        secret = settings.session_secret.get_secret_value().encode()
+    tokens = Tokens(secret, settings.session_ttl_s)
+    bus = bus or bus_from_url(settings.bus_url)
+    outbox = Outbox(bus)
+    lookup = Lookup(identity, sections, config.lookup.deadline_ms / 1000)
+    registry = CallRegistry(directory, lookup, outbox, region=settings.default_region,
+                            ttl_s=settings.call_ttl_s, max_calls=settings.max_calls)
+    secret_value = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    if not secret_value:
+        log.warning("SCREENPOP_WEBHOOK_SECRET is not set: every webhook will be refused with 401")
+    return Services(
+        settings=settings, config=config, directory=directory, tokens=tokens, lookup=lookup, bus=bus,
+        outbox=outbox, hub=AgentHub(bus, call_ttl_s=settings.call_ttl_s), registry=registry,
+        webhook=GenericWebhook(secret_value),
+    )

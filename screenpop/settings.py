@@ -1,0 +1,49 @@
+"""Service settings from the environment (prefix SCREENPOP_) or arguments.
+
+Built by the CLI or by the caller of `create_app(settings)`; never at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SCREENPOP_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    bus_url: str = "memory://"
+    webhook_secret: SecretStr | None = None
+    session_secret: SecretStr | None = None  # signs login tokens; set the same value on every instance
+    session_ttl_s: int = Field(default=12 * 3600, gt=0)
+    default_region: str = "US"
+    config: str | None = None  # path of the YAML file with agents and connectors
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)  # more socket origins
+    cookie_secure: bool = False  # set on HTTPS deployments
+    call_ttl_s: int = Field(default=4 * 3600, gt=0)  # a call with no `ended` is dropped after this
+    max_calls: int = Field(default=20_000, gt=0)
+    demo: bool = False
+    log_level: str = "INFO"
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        import phonenumbers
+
+        v = v.upper()
+        if v not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown region {v!r}; expected a two-letter country code such as US or GB")
+        return v
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _origins(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [o.strip().rstrip("/") for o in v.split(",") if o.strip()]
+        return v

@@ -1,0 +1,1 @@
+"""Telephony adapters: one module per protocol, each turning its wire format into CallEvents."""

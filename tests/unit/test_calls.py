@@ -1,0 +1,174 @@
+"""The call state machine: who gets which card, when."""
+
+import asyncio
+
+import pytest
+
+from screenpop.auth import Directory
+from screenpop.calls import CallRegistry
+from screenpop.config import AgentConfig
+from screenpop.models import CallEvent
+from tests.unit.fakes import RecordingOutbox, demo_lookup
+
+AGENTS = [
+    AgentConfig(id="alice", password_hash="x" * 20, extensions=["1001"], addresses=["client:alice"]),
+    AgentConfig(id="bob", password_hash="x" * 20, extensions=["1002"], addresses=["client:bob"]),
+]
+
+
+def ev(event: str, agents: list[str] | None = None, caller: str = "+14155550100", cid: str = "c1") -> CallEvent:
+    return CallEvent(call_id=cid, event=event, caller=caller, agents=agents or [])
+
+
+@pytest.fixture
+def setup():
+    lookup, fakes = demo_lookup()
+    outbox = RecordingOutbox()
+    registry = CallRegistry(Directory(AGENTS), lookup, outbox, ttl_s=60, max_calls=3)  # type: ignore[arg-type]
+    return registry, outbox, fakes
+
+
+async def settle(registry: CallRegistry) -> None:
+    tasks = [c.lookup for c in registry.calls.values() if c.lookup]
+    async with asyncio.timeout(5):
+        await asyncio.gather(*tasks)
+
+
+async def test_offered_then_ringing_gives_the_prefetched_card(setup) -> None:
+    """The lookup starts at offered; the agent who rings later gets the card with everything settled."""
+    registry, outbox, fakes = setup
+    await registry.handle(ev("offered"))
+    await settle(registry)
+    assert outbox.sent == []  # nobody rings yet: nobody sees anything
+    await registry.handle(ev("ringing", ["1001"]))
+    (msg,) = outbox.to("alice")
+    assert msg["type"] == "call.ringing"
+    card = msg["call"]
+    assert card["customer"]["name"] == "Dana Whitfield"
+    assert {s["name"]: s["status"] for s in card["sections"]} == {"customer": "ok", "balance": "ok", "credit": "ok"}
+    assert outbox.to("bob") == []
+    assert len(fakes["customers"].calls) == 1
+
+
+async def test_sections_stream_to_ringing_agents(setup) -> None:
+    """Ringing before the lookup settles: the card comes first, then one card.section per section."""
+    registry, outbox, _ = setup
+    await registry.handle(ev("ringing", ["1001", "client:bob"]))
+    await settle(registry)
+    for agent in ("alice", "bob"):
+        types = outbox.types(agent)
+        assert types[0] == "call.ringing"
+        assert sorted(m["name"] for m in outbox.to(agent)[1:]) == ["balance", "credit", "customer"]
+
+
+async def test_duplicate_events_pop_once(setup) -> None:
+    """The same ringing twice sends one card; the same offered twice runs one lookup."""
+    registry, outbox, fakes = setup
+    await registry.handle(ev("offered"))
+    await registry.handle(ev("offered"))
+    await settle(registry)
+    await registry.handle(ev("ringing", ["1001"]))
+    await registry.handle(ev("ringing", ["1001"]))
+    assert outbox.types("alice") == ["call.ringing"]
+    assert len(fakes["customers"].calls) == 1
+
+
+async def test_answer_withdraws_from_the_others(setup) -> None:
+    """Ring-all to two agents; alice answers; bob gets call.withdrawn; later sections go to alice only."""
+    registry, outbox, _ = setup
+    await registry.handle(ev("ringing", ["alice", "bob"]))
+    await registry.handle(ev("answered", ["1001"]))
+    await settle(registry)
+    assert "call.answered" in outbox.types("alice")
+    bob = outbox.types("bob")
+    assert bob[:2] == ["call.ringing", "call.withdrawn"] and len(bob) == 2
+    assert outbox.types("alice")[-1] == "card.section"
+
+
+async def test_end_closes_the_card_and_later_events_are_ignored(setup) -> None:
+    """ended sends call.ended; a late ringing for the same call pops nothing."""
+    registry, outbox, _ = setup
+    await registry.handle(ev("ringing", ["1001"]))
+    await registry.handle(ev("ended"))
+    assert outbox.types("alice")[-1] == "call.ended"
+    await registry.handle(ev("ringing", ["1002"]))
+    assert outbox.to("bob") == []
+    assert registry.calls == {}
+
+
+async def test_ended_before_ringing_means_no_late_pop(setup) -> None:
+    """Out of order: an ended that arrives first prevents any pop for that call."""
+    registry, outbox, _ = setup
+    await registry.handle(ev("ended"))
+    await registry.handle(ev("ringing", ["1001"]))
+    assert outbox.sent == []
+
+
+async def test_unknown_agent_address_is_skipped(setup) -> None:
+    """A ringing event naming nobody we know sends nothing to anyone."""
+    registry, outbox, _ = setup
+    await registry.handle(ev("ringing", ["9999"]))
+    assert outbox.sent == []
+
+
+async def test_withheld_number_rings_without_lookup(setup) -> None:
+    """A withheld caller still pops a card that says so, with no lookup."""
+    registry, outbox, fakes = setup
+    await registry.handle(ev("ringing", ["1001"], caller="anonymous"))
+    card = outbox.to("alice")[0]["call"]
+    assert card["caller"]["status"] == "withheld"
+    assert fakes["customers"].calls == []
+
+
+async def test_calls_without_end_are_swept(setup) -> None:
+    """A call nobody ends is dropped after the TTL, and its agents are told."""
+    registry, outbox, _ = setup
+    await registry.handle(ev("ringing", ["1001"]))
+    await settle(registry)
+    assert await registry.sweep(now=registry.calls["c1"].touched + 61) == 1
+    assert outbox.types("alice")[-1] == "call.ended"
+    assert registry.calls == {}
+
+
+async def test_memory_is_bounded(setup) -> None:
+    """Past max_calls the oldest call is dropped (its agents told), so memory stays bounded."""
+    registry, outbox, _ = setup
+    for i in range(5):
+        await registry.handle(ev("ringing", ["1001"], cid=f"c{i}"))
+    assert len(registry.calls) == 3
+    assert list(registry.calls) == ["c2", "c3", "c4"]
+    assert sum(1 for t in outbox.types("alice") if t == "call.ended") == 2
+    await registry.close()
+
+
+async def test_select_fills_sections_for_the_chosen_customer(setup) -> None:
+    """Several matches: the agent's select fetches the sections for that customer."""
+    registry, outbox, fakes = setup
+    await registry.handle(ev("ringing", ["1001"], caller="+14155550111"))
+    await settle(registry)
+    assert await registry.select("bob", "c1", "C3") == "no such call for this agent"
+    assert await registry.select("alice", "c1", "nope") == "that customer is not among the candidates"
+    assert await registry.select("alice", "c1", "C3") is None
+    await settle(registry)
+    last = {m["name"]: m for m in outbox.to("alice") if m["type"] == "card.section"}
+    assert last["balance"]["status"] == "ok" and last["balance"]["data"] == {"balance": 3}
+    assert last["customer"]["data"]["customer"]["id"] == "C3"
+    assert registry.calls["c1"].card.customer.id == "C3"
+
+
+async def test_a_crashing_lookup_affects_no_other_call(setup) -> None:
+    """A bug in one call's lookup is logged; the next call pops normally."""
+    registry, outbox, fakes = setup
+
+    async def boom(*a, **k):
+        raise RuntimeError("bug")
+
+    original = registry.lookup.run
+    registry.lookup.run = boom  # type: ignore[method-assign]
+    await registry.handle(ev("ringing", ["1001"], cid="bad"))
+    await settle(registry)
+    registry.lookup.run = original  # type: ignore[method-assign]
+    await registry.handle(ev("ringing", ["1001"], cid="good"))
+    await settle(registry)
+    good = [m for m in outbox.to("alice") if m.get("call_id") == "good"]
+    assert len(good) == 3
