@@ -28,8 +28,6 @@ from telephony.generic import GenericWebhook
 
 log = logging.getLogger("screenpop")
 
-CONTROL_CHANNEL = "screenpop.control"
-
 
 def build_sources(config: Config, source_name: str = "<config>") -> tuple[Source | None, list[Source]]:
     """Instantiate every enabled connector; a bad kind or option raises ConfigError naming it."""
@@ -104,10 +102,10 @@ class Services:
 
     async def request(self, message: dict[str, object]) -> None:
         """Pass an agent's request (select) to whichever instance holds the call."""
-        await self.bus.publish(CONTROL_CHANNEL, json.dumps(message))
+        await self.bus.publish(f"{self.settings.bus_prefix}.control", json.dumps(message))
 
     async def _control(self, ready: asyncio.Event) -> None:
-        async with self.bus.subscribe(CONTROL_CHANNEL) as sub:
+        async with self.bus.subscribe(f"{self.settings.bus_prefix}.control") as sub:
             ready.set()
             async for text in sub:
                 try:
@@ -133,15 +131,15 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
         secret = settings.session_secret.get_secret_value().encode()
     tokens = Tokens(secret, settings.session_ttl_s)
     bus = bus or bus_from_url(settings.bus_url)
-    outbox = Outbox(bus)
+    outbox = Outbox(bus, channel=f"{settings.bus_prefix}.agents")
     lookup = Lookup(identity, sections, config.lookup.deadline_ms / 1000)
     registry = CallRegistry(directory, lookup, outbox, region=settings.default_region,
                             ttl_s=settings.call_ttl_s, max_calls=settings.max_calls)
     secret_value = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     if not secret_value:
         log.warning("SCREENPOP_WEBHOOK_SECRET is not set: every webhook will be refused with 401")
+    hub = AgentHub(bus, channel=f"{settings.bus_prefix}.agents", call_ttl_s=settings.call_ttl_s)
     return Services(
         settings=settings, config=config, directory=directory, tokens=tokens, lookup=lookup, bus=bus,
-        outbox=outbox, hub=AgentHub(bus, call_ttl_s=settings.call_ttl_s), registry=registry,
-        webhook=GenericWebhook(secret_value),
+        outbox=outbox, hub=hub, registry=registry, webhook=GenericWebhook(secret_value),
     )

@@ -1,0 +1,34 @@
+# screenpop: `make demo` to see it, `make test` to check it. Everything runs from a local .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo serve test test-fast lint fmt clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## run the service with three sample back-office systems on http://127.0.0.1:8000
+	$(BIN)/screenpop demo
+
+serve: $(STAMP)  ## run the service with the SCREENPOP_* settings of the environment
+	$(BIN)/screenpop serve
+
+test: $(STAMP)  ## every test: unit, contract, API, end-to-end, browser
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## skip the end-to-end and browser tests
+	$(BIN)/python -m pytest -m "not e2e"
+
+lint: $(STAMP)
+	$(BIN)/ruff check screenpop connectors telephony tests bench
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix screenpop connectors telephony tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info

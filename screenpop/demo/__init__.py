@@ -1,0 +1,229 @@
+"""The demo: three sample back-office systems and a config.yaml that wires screenpop to them.
+
+    sales       a SQLite file (sales.db) read by the `sql` connector: customers and their purchases
+    accounting  an HTTP server (subprocess): balances           GET /api/balance/{customer_id}
+    credit      an HTTP server (subprocess): credit terms       GET /api/terms/{customer_id}
+
+    with DemoEnvironment() as env:      # builds sales.db, starts both servers, writes config.yaml
+        serve(config=env.config_path)   # agents alice, bob (agents) and admin log in with DEMO_PASSWORD
+
+`demo_numbers()` names the numbers to call: one known customer, an unknown caller, and a number that
+two customers share.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+from screenpop.demo.data import KNOWN_NUMBER, SEVERAL_NUMBER, UNKNOWN_NUMBER
+
+DEMO_PASSWORD = "demo"
+DEMO_WEBHOOK_SECRET = "demo-secret"
+DEMO_AGENTS: dict[str, dict[str, Any]] = {
+    "alice": {"name": "Alice Martin", "extensions": ["1001"], "addresses": ["client:alice"], "role": "agent"},
+    "bob": {"name": "Bob Chen", "extensions": ["1002"], "addresses": ["client:bob"], "role": "agent"},
+    "admin": {"name": "Ada Admin", "extensions": [], "addresses": [], "role": "admin"},
+}
+START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 5.0
+_BACKENDS = ("accounting", "credit")
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+
+CUSTOMERS_QUERY = "SELECT id, name, company, phone, email, city FROM customers WHERE phone = :phone ORDER BY id"
+PURCHASES_QUERY = (
+    "SELECT date(o.ordered_at) AS date, p.name AS product, l.qty AS qty,"
+    " round(l.qty * l.unit_price, 2) AS total, o.currency AS currency"
+    " FROM orders o JOIN order_lines l ON l.order_id = o.id JOIN products p ON p.sku = l.sku"
+    " WHERE o.customer_id = :customer_id"
+    " ORDER BY o.ordered_at DESC, o.id DESC, p.name LIMIT 5"
+)
+
+
+def demo_numbers() -> dict[str, str]:
+    """The numbers to call in the demo: a known customer, an unknown caller, several matches."""
+    return {"known": KNOWN_NUMBER, "unknown": UNKNOWN_NUMBER, "several": SEVERAL_NUMBER}
+
+
+def demo_config(db_path: Path, accounting_url: str, credit_url: str, password_hash: str | None = None) -> dict:
+    """The configuration (as data for config.yaml) that wires screenpop to the three demo systems.
+
+    Every agent's password is DEMO_PASSWORD, hashed with argon2 (or `password_hash` when given).
+    """
+    from argon2 import PasswordHasher
+
+    hasher = PasswordHasher()
+    db_url = f"sqlite:///{Path(db_path).resolve()}"
+    return {
+        "agents": [
+            {"id": agent_id, "name": agent["name"], "password_hash": password_hash or hasher.hash(DEMO_PASSWORD),
+             "extensions": list(agent["extensions"]), "addresses": list(agent["addresses"]), "role": agent["role"]}
+            for agent_id, agent in DEMO_AGENTS.items()
+        ],
+        "connectors": [
+            {"name": "customers", "kind": "sql", "role": "identity", "timeout_ms": 800,
+             "options": {"url": db_url, "query": CUSTOMERS_QUERY}},
+            {"name": "balance", "kind": "http", "role": "section", "title": "Balance", "timeout_ms": 800,
+             "options": {"url": f"{accounting_url}/api/balance/{{customer_id}}",
+                         "fields": {k: k for k in ("balance", "currency", "overdue", "last_payment")}}},
+            {"name": "purchases", "kind": "sql", "role": "section", "title": "Recent purchases", "timeout_ms": 800,
+             "options": {"url": db_url, "query": PURCHASES_QUERY}},
+            {"name": "credit", "kind": "http", "role": "section", "title": "Credit terms", "timeout_ms": 800,
+             "options": {"url": f"{credit_url}/api/terms/{{customer_id}}",
+                         "fields": {k: k for k in ("terms", "limit", "available", "currency", "hold",
+                                                   "hold_reason")}}},
+        ],
+        "lookup": {"deadline_ms": 1500},
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DemoEnvironment:
+    """The demo's back offices on this machine: sales.db, two backend processes and config.yaml.
+
+    `start()` builds everything and returns when both servers answer; `stop()` ends the processes and
+    removes the working directory if it was a temporary one. Use it as a context manager.
+    """
+
+    def __init__(self, workdir: Path | None = None, latency_scale: float = 1.0) -> None:
+        self._requested = Path(workdir) if workdir is not None else None
+        self._workdir: Path | None = self._requested
+        self._temporary = False
+        self.latency_scale = latency_scale
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: dict[str, IO[bytes]] = {}
+        self._urls: dict[str, str] = {}
+
+    # -- paths and addresses ------------------------------------------------------------------------------
+    @property
+    def workdir(self) -> Path:
+        if self._workdir is None:
+            raise RuntimeError("the demo environment is not started (no working directory yet)")
+        return self._workdir
+
+    @property
+    def db_path(self) -> Path:
+        return self.workdir / "sales.db"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "config.yaml"
+
+    def _url(self, kind: str) -> str:
+        if kind not in self._urls:
+            raise RuntimeError(f"the {kind} backend is not running; call start() first")
+        return self._urls[kind]
+
+    @property
+    def accounting_url(self) -> str:
+        return self._url("accounting")
+
+    @property
+    def credit_url(self) -> str:
+        return self._url("credit")
+
+    # -- life cycle ---------------------------------------------------------------------------------------
+    def start(self) -> DemoEnvironment:
+        """Build sales.db, start both backends, wait (at most 15 s) until they answer, write config.yaml."""
+        if any(proc.poll() is None for proc in self.processes.values()):
+            raise RuntimeError("the demo environment is already started")
+        self.processes = {}
+        from screenpop.demo.data import build_sales_db
+
+        try:
+            if self._requested is None:
+                self._workdir, self._temporary = Path(tempfile.mkdtemp(prefix="screenpop-demo-")), True
+            else:
+                self.workdir.mkdir(parents=True, exist_ok=True)
+            build_sales_db(self.db_path)
+            for kind in _BACKENDS:
+                self._spawn(kind)
+            self._wait_healthy(time.monotonic() + START_TIMEOUT_S)
+            config = demo_config(self.db_path, self.accounting_url, self.credit_url)
+            tmp = self.config_path.with_suffix(".yaml.tmp")
+            tmp.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=1000), encoding="utf-8")
+            os.replace(tmp, self.config_path)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self, kind: str) -> None:
+        port = _free_port()
+        log = open(self.workdir / f"{kind}.log", "wb")  # closed in stop()
+        self._logs[kind] = log
+        env = {**os.environ, "PYTHONUNBUFFERED": "1",
+               "PYTHONPATH": os.pathsep.join(p for p in (str(_PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)}
+        cmd = [sys.executable, "-m", "screenpop.demo.backends", kind, "--host", "127.0.0.1", "--port", str(port),
+               "--latency-scale", str(self.latency_scale), "--parent-pid", str(os.getpid())]
+        self.processes[kind] = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                                env=env)
+        self._urls[kind] = f"http://127.0.0.1:{port}"
+
+    def _log_text(self, kind: str) -> str:
+        try:
+            text = (self.workdir / f"{kind}.log").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return text[-4000:].strip()
+
+    def _wait_healthy(self, deadline: float) -> None:
+        import httpx
+
+        waiting = set(_BACKENDS)
+        with httpx.Client(timeout=0.5, trust_env=False) as client:
+            while waiting:
+                for kind in sorted(waiting):
+                    code = self.processes[kind].poll()
+                    if code is not None:
+                        raise RuntimeError(f"the {kind} backend exited with code {code}: {self._log_text(kind)}")
+                    try:
+                        if client.get(f"{self._urls[kind]}/health").json().get("ok") is True:
+                            waiting.discard(kind)
+                    except (httpx.HTTPError, ValueError):
+                        pass
+                if waiting and time.monotonic() > deadline:
+                    logs = "; ".join(f"{k}: {self._log_text(k) or '(no output)'}" for k in sorted(waiting))
+                    raise RuntimeError(f"backend(s) {sorted(waiting)} did not answer within "
+                                       f"{START_TIMEOUT_S:g} s: {logs}")
+                if waiting:
+                    time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop both backends (SIGTERM, then SIGKILL after 5 s) and remove a temporary working directory."""
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=STOP_TIMEOUT_S)
+        for log in self._logs.values():
+            log.close()
+        self._logs.clear()
+        self._urls.clear()
+        if self._temporary and self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir, self._temporary = None, False
+
+    def __enter__(self) -> DemoEnvironment:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
