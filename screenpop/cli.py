@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from screenpop import __version__
-from screenpop.config import ConfigError, format_validation_error
+from screenpop.bus import BusError
+from screenpop.config import ConfigError
 
 EVENTS = ("ring", "offered", "ringing", "answered", "ended")
 
@@ -41,12 +42,22 @@ def _port_free(host: str, port: int) -> bool:
             return False
 
 
+async def _check_bus(app: object) -> None:
+    """Connect to the bus once before serving, so a wrong or unreachable bus is one clear line."""
+    bus = app.state.services.bus  # type: ignore[attr-defined]
+    await bus.connect()
+    await bus.disconnect()
+
+
 def _run(settings: object) -> None:
+    import asyncio
+
     import uvicorn
 
     from screenpop.app import create_app
 
     app = create_app(settings)  # type: ignore[arg-type]
+    asyncio.run(_check_bus(app))
     uvicorn.run(app, host=settings.host, port=settings.port, ws_max_size=64 * 1024,  # type: ignore[attr-defined]
                 log_level=settings.log_level.lower(), proxy_headers=True)  # type: ignore[attr-defined]
 
@@ -185,7 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         return _fail(str(err))
     except ValidationError as err:
-        return _fail(f"bad setting: {format_validation_error(err, prefix='SCREENPOP_')}")
+        problems = [f"SCREENPOP_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                    for e in err.errors(include_url=False)]
+        return _fail("bad setting: " + "; ".join(problems))
+    except BusError as err:
+        return _fail(f"bus: {err}")
     except KeyboardInterrupt:
         return 130
 

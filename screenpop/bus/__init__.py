@@ -20,4 +20,4 @@ def bus_from_url(url: str) -> Bus:
         from screenpop.bus.redis import RedisBus
 
         return RedisBus(url)
-    raise BusError(f"unsupported bus URL scheme {scheme!r} in {url!r}; expected memory://, redis:// or rediss://")
+    raise BusError(f"unsupported bus URL scheme {scheme!r}; expected memory://, redis:// or rediss://")

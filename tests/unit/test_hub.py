@@ -1,0 +1,108 @@
+"""The agent hub: routing envelopes to sockets, the snapshot mirror, slow sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from screenpop.bus.memory import MemoryBus
+from screenpop.hub import AgentHub
+from screenpop.outbox import Outbox, dumps, envelope
+
+
+class Peer:
+    """A socket stand-in that records what it is sent; `stuck` makes every send wait forever."""
+
+    def __init__(self, stuck: bool = False) -> None:
+        self.sent: list[dict] = []
+        self.closed_with: int | None = None
+        self.stuck = stuck
+        self.got = asyncio.Event()
+
+    async def send_text(self, data: str) -> None:
+        if self.stuck:
+            await asyncio.Event().wait()
+        self.sent.append(json.loads(data))
+        self.got.set()
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        self.closed_with = code
+
+
+CARD = {"call_id": "c1", "state": "ringing", "customer": None, "candidates": [], "answered_by": None,
+        "sections": [{"name": "customer", "status": "pending"}, {"name": "balance", "status": "pending"}]}
+
+
+def msg(to: list[str], m: dict) -> str:
+    return envelope(to, dumps(m))
+
+
+async def drain() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_only_recipients_receive() -> None:
+    """A message for alice reaches both her sockets and not bob's."""
+    hub = AgentHub(MemoryBus())
+    a1, a2, b = Peer(), Peer(), Peer()
+    for agent, peer in (("alice", a1), ("alice", a2), ("bob", b)):
+        hub.attach(agent, peer)
+    hub.dispatch(msg(["alice"], {"type": "call.ringing", "call": CARD}))
+    await drain()
+    assert [m["type"] for m in a1.sent] == ["snapshot", "call.ringing"] == [m["type"] for m in a2.sent]
+    assert [m["type"] for m in b.sent] == ["snapshot"]
+
+
+async def test_snapshot_reflects_sections_and_answer_and_forgets_withdrawn() -> None:
+    """The mirror applies sections and answers; withdrawn and ended calls leave the snapshot."""
+    hub = AgentHub(MemoryBus())
+    hub.dispatch(msg(["alice", "bob"], {"type": "call.ringing", "call": dict(CARD)}))
+    hub.dispatch(msg(["alice", "bob"], {"type": "card.section", "call_id": "c1", "name": "customer",
+                                        "status": "ok", "data": {"customer": {"id": "C1", "name": "D"},
+                                                                 "candidates": []}}))
+    hub.dispatch(msg(["alice"], {"type": "call.answered", "call_id": "c1", "agent": "alice"}))
+    hub.dispatch(msg(["bob"], {"type": "call.withdrawn", "call_id": "c1", "reason": "x"}))
+    (card,) = json.loads(hub.snapshot("alice"))["calls"]
+    assert card["state"] == "answered" and card["customer"]["id"] == "C1"
+    assert card["sections"][0]["status"] == "ok" and card["sections"][1]["status"] == "pending"
+    assert json.loads(hub.snapshot("bob"))["calls"] == []
+    hub.dispatch(msg(["alice"], {"type": "call.ended", "call_id": "c1"}))
+    assert json.loads(hub.snapshot("alice"))["calls"] == []
+
+
+async def test_slow_socket_is_closed_and_others_keep_receiving() -> None:
+    """A socket that stops reading is closed with 1013 once its queue fills; a healthy one is unaffected."""
+    hub = AgentHub(MemoryBus())
+    slow, fast = Peer(stuck=True), Peer()
+    hub.attach("alice", slow)
+    hub.attach("alice", fast)
+    for i in range(300):
+        hub.dispatch(msg(["alice"], {"type": "call.ended", "call_id": f"x{i}"}))
+        await asyncio.sleep(0)
+    await drain()
+    assert slow.closed_with == 1013
+    assert len(fast.sent) == 301
+    assert hub.connected("alice") == 1
+
+
+async def test_messages_cross_the_bus_in_order() -> None:
+    """Outbox -> memory bus -> hub keeps publication order for one recipient."""
+    bus = MemoryBus()
+    await bus.connect()
+    hub = AgentHub(bus)
+    await hub.start()
+    outbox = Outbox(bus)
+    outbox.start()
+    peer = Peer()
+    hub.attach("alice", peer)
+    for i in range(50):
+        await outbox.send(["alice"], {"type": "call.ended", "call_id": str(i)})
+    async with asyncio.timeout(5):
+        while len(peer.sent) < 51:
+            peer.got.clear()
+            await peer.got.wait()
+    assert [m["call_id"] for m in peer.sent[1:]] == [str(i) for i in range(50)]
+    await outbox.close()
+    await hub.close()
+    await bus.disconnect()
