@@ -50,4 +50,5 @@ class Bus(abc.ABC):
 
         The subscription is active when `__aenter__` returns: anything published after that point is
         delivered. A subscriber that falls too far behind may lose messages; the backend logs it.
+        Iteration ends when the context exits or the bus disconnects; unread messages are then discarded.
         """
