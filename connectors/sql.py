@@ -1,0 +1,265 @@
+"""The `sql` connector kind: one parameterised, read-only SELECT per lookup, through SQLAlchemy's asyncio.
+
+    url     postgresql://user@host/db (or postgres://, postgresql+asyncpg://)  -> asyncpg
+            sqlite:///path/to/file.db (or sqlite+aiosqlite://)                 -> aiosqlite
+            mysql+aiomysql://...  only when aiomysql is installed
+    query   SELECT id, name FROM customers WHERE phone = :phone
+            named parameters among :phone :customer_id :raw :called (strings; "" when unknown); a
+            literal colon that is not a parameter is written "\\:". PostgreSQL casts (x::int) are fine.
+
+The query check at options time catches mistakes (not a SELECT / WITH, several statements); the guarantee
+comes from the database: PostgreSQL runs every lookup in a READ ONLY transaction on sessions whose default
+is read-only, SQLite connections have `PRAGMA query_only = ON`, MySQL sessions are set READ ONLY. A write
+smuggled through a CTE fails there.
+
+Rows become dicts of JSON-friendly values (Decimal -> float, dates and times -> ISO 8601 strings,
+bytes -> hex, UUID -> str). `one: true` returns the first row or None; otherwise a list of at most
+`max_rows` rows, or None when there is none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any, ClassVar
+from uuid import UUID
+
+from pydantic import ConfigDict, Field, field_validator
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from connectors.base import Connector, ConnectorError, ConnectorOptions
+from screenpop.models import LookupQuery
+
+PARAMETERS = tuple(LookupQuery(phone="").template_values())
+_DRIVERS = {"postgresql": "asyncpg", "postgres": "asyncpg", "sqlite": "aiosqlite", "mysql": "aiomysql"}
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
+_DB_MODULES = frozenset({"asyncpg", "aiosqlite", "sqlite3", "aiomysql", "pymysql"})
+# comments and quoted text, so that a ";" or a keyword inside them is not taken for code
+_NOT_CODE = re.compile(
+    r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(?P<tag>[A-Za-z_]\w*)?\$.*?\$(?P=tag)\$", re.S
+)
+
+
+def normalize_url(url: str) -> str:
+    """The async form of a database URL; raises ValueError for a driver screenpop cannot use."""
+    try:
+        u = make_url(url)
+    except (ArgumentError, ValueError):
+        raise ValueError("not a database URL; expected postgresql://... or sqlite:///path") from None
+    backend, _, driver = u.drivername.lower().partition("+")
+    wanted = _DRIVERS.get(backend)
+    if wanted is None or driver not in ("", wanted):
+        raise ValueError(
+            f"unsupported database driver {u.drivername!r}; use postgresql://, sqlite:/// "
+            "or mysql+aiomysql:// (needs aiomysql)"
+        )
+    if wanted == "aiomysql" and importlib.util.find_spec("aiomysql") is None:
+        raise ValueError("mysql needs the aiomysql package, which is not installed")
+    backend = "postgresql" if backend == "postgres" else backend
+    return u.set(drivername=f"{backend}+{wanted}").render_as_string(hide_password=False)
+
+
+def _mask(sql: str) -> str:
+    """`sql` with comments blanked and quoted text replaced, same length, so positions still match."""
+    return _NOT_CODE.sub(lambda m: (" " if m.group().startswith(("--", "/*")) else "0") * len(m.group()), sql)
+
+
+def check_query(query: str) -> str:
+    """The query without a trailing ";"; raises ValueError unless it is one SELECT / WITH statement."""
+    code = _mask(query)
+    if not re.match(r"\s*(select|with)\b", code, re.IGNORECASE):
+        raise ValueError("the query must be one SELECT (or WITH ... SELECT) statement")
+    end = code.find(";")
+    if end >= 0:
+        if code[end + 1 :].strip():
+            raise ValueError("only one statement is allowed (found ';' followed by more SQL)")
+        query, code = query[:end], code[:end]
+    if "'" in code or '"' in code or "/*" in code:
+        raise ValueError("unterminated quote or comment")
+    unknown = sorted(set(text(query).compile().params) - set(PARAMETERS))
+    if unknown:
+        names = ", ".join(f":{p}" for p in PARAMETERS)
+        raise ValueError(f"unknown parameter :{unknown[0]}; use {names} (write \\: for a literal colon)")
+    return query
+
+
+def jsonable(value: Any) -> Any:
+    """A value from a database row as a JSON-friendly one."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Decimal):
+        return jsonable(float(value))
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    return str(value)
+
+
+class SqlOptions(ConnectorOptions):
+    """Options of the `sql` kind (see the module docstring)."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)  # the URL may carry a password
+
+    url: str
+    query: str
+    max_rows: int = Field(default=50, ge=1)
+    one: bool = False
+    pool_size: int = Field(default=5, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        return normalize_url(v)
+
+    @field_validator("query")
+    @classmethod
+    def _check_query(cls, v: str) -> str:
+        return check_query(v)
+
+
+def _reason(err: BaseException) -> str:
+    """A short, safe reason: the driver's first line, without SQLAlchemy's SQL echo or links."""
+    orig = err.orig if isinstance(err, DBAPIError) and err.orig is not None else err
+    lines = str(orig).strip().splitlines()
+    message = re.sub(r"^<class '[^']*'>:\s*", "", lines[0]) if lines else type(orig).__name__
+    return f"database error: {message}"[:200]
+
+
+@contextlib.contextmanager
+def _errors(where: str) -> Iterator[None]:
+    """Turn driver and SQLAlchemy failures into short ConnectorErrors; timeouts pass through."""
+    try:
+        yield
+    except (ConnectorError, TimeoutError):
+        raise
+    except OSError as err:
+        raise ConnectorError(f"cannot connect to {where}") from err
+    except DBAPIError as err:
+        if isinstance(err.orig, OSError):
+            raise ConnectorError(f"cannot connect to {where}") from err
+        raise ConnectorError(_reason(err)) from err
+    except SQLAlchemyError as err:
+        raise ConnectorError(f"database error: {type(err).__name__}") from err
+    except Exception as err:
+        if type(err).__module__.partition(".")[0] not in _DB_MODULES:
+            raise
+        raise ConnectorError(_reason(err)) from err
+
+
+def _require_file(path: str, *_args: Any) -> None:
+    """Refuse to open a missing SQLite file (sqlite would create an empty one)."""
+    if not os.path.exists(path):
+        raise ConnectorError("database file not found")
+
+
+def _read_only_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only = ON")
+    cursor.close()
+
+
+def _read_only_mysql(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET SESSION TRANSACTION READ ONLY")
+    cursor.close()
+
+
+class SqlConnector(Connector):
+    """Runs one read-only query per lookup on a pooled async engine."""
+
+    kind: ClassVar[str] = "sql"
+    Options: ClassVar[type[ConnectorOptions]] = SqlOptions
+    options: SqlOptions
+
+    def __init__(self, name: str, options: ConnectorOptions) -> None:
+        super().__init__(name, options)
+        self._statement = text(self.options.query)
+        self._params = [p for p in PARAMETERS if p in self._statement.compile().params]
+        self._url: URL = make_url(self.options.url)
+        backend = self._url.get_backend_name()
+        if backend == "sqlite":
+            self._where = "the database file"
+        else:
+            self._where = f"{self._url.host or 'localhost'}:{self._url.port or _DEFAULT_PORTS[backend]}"
+        self._engine: AsyncEngine | None = None
+
+    async def start(self) -> None:
+        """Create the engine and its pool (connections are made on first use)."""
+        if self._engine is not None:
+            return
+        backend = self._url.get_backend_name()
+        kwargs: dict[str, Any] = {}
+        if backend == "postgresql":
+            settings = {"default_transaction_read_only": "on", "application_name": "screenpop"}
+            kwargs["connect_args"] = {"server_settings": settings}
+            kwargs["execution_options"] = {"postgresql_readonly": True}
+        if backend != "sqlite" or self._url.database not in (None, "", ":memory:"):
+            kwargs.update(pool_size=self.options.pool_size, max_overflow=0)
+        try:
+            engine = create_async_engine(self._url, **kwargs)
+        except (ImportError, SQLAlchemyError, TypeError, ValueError) as err:
+            raise ConnectorError(f"cannot use this database URL ({type(err).__name__})") from err
+        if backend == "sqlite":
+            event.listen(engine.sync_engine, "connect", _read_only_sqlite)
+            path = self._url.database
+            if path and path != ":memory:" and not path.startswith("file:"):
+                event.listen(engine.sync_engine, "do_connect", functools.partial(_require_file, path))
+        elif backend == "mysql":
+            event.listen(engine.sync_engine, "connect", _read_only_mysql)
+        self._engine = engine
+
+    async def close(self) -> None:
+        """Dispose of the engine and close every pooled connection."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            with contextlib.suppress(Exception):
+                await engine.dispose()
+
+    def _require_engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise ConnectorError("connector is not started")
+        return self._engine
+
+    async def fetch(self, query: LookupQuery) -> dict[str, Any] | list[Any] | None:
+        """Run the query with the parameters it names; rows as dicts (see the module docstring)."""
+        engine = self._require_engine()
+        values = query.template_values()
+        params = {p: values[p] for p in self._params}
+        size = 1 if self.options.one else self.options.max_rows
+        with _errors(self._where):
+            async with engine.connect() as conn:
+                result = await conn.stream(self._statement, params)
+                rows = await result.mappings().fetchmany(size)
+                await result.close()
+        records = [{str(k): jsonable(v) for k, v in row.items()} for row in rows]
+        if self.options.one:
+            return records[0] if records else None
+        return records or None
+
+    async def ping(self) -> None:
+        """Run `SELECT 1`."""
+        engine = self._require_engine()
+        with _errors(self._where):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
