@@ -81,6 +81,8 @@ class Directory:
         if found is None and key.startswith(("sip:", "sips:")):
             user = key.split(":", 1)[1].split("@", 1)[0]
             found = self._by_address.get(user) or self._by_address.get(f"sip:{user}")
+        if found is None and "/" in key and ":" not in key:  # a PBX interface: PJSIP/1001, SIP/1001, user/1001
+            found = self._by_address.get(key.rsplit("/", 1)[1].split("@", 1)[0])
         return found
 
     async def authenticate(self, username: str, password: str) -> Agent | None:

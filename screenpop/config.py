@@ -85,10 +85,23 @@ class LookupConfig(Strict):
     deadline_ms: int = Field(default=1500, gt=0, le=60_000)
 
 
+class TwilioConfig(Strict):
+    """Who rings for which of your Twilio numbers when screenpop answers the voice webhook with <Dial>."""
+
+    numbers: dict[str, list[str]] = Field(default_factory=dict)  # "+18005550100": [alice, bob]
+    default_agents: list[str] = Field(default_factory=list)  # for numbers not listed
+    ring_timeout_s: int = Field(default=30, gt=0, le=600)
+
+
+class TelephonyConfig(Strict):
+    twilio: TwilioConfig = Field(default_factory=TwilioConfig)
+
+
 class Config(Strict):
     agents: list[AgentConfig] = Field(default_factory=list)
     connectors: list[ConnectorConfig] = Field(default_factory=list)
     lookup: LookupConfig = Field(default_factory=LookupConfig)
+    telephony: TelephonyConfig = Field(default_factory=TelephonyConfig)
 
     @model_validator(mode="after")
     def _unique(self) -> Config:

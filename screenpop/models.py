@@ -26,6 +26,7 @@ class EventKind(StrEnum):
     OFFERED = "offered"  # the call reached the PBX (IVR, queue): start the lookup
     RINGING = "ringing"  # the phones of `agents` ring: they get the card
     ANSWERED = "answered"  # one agent picked up: the others lose the card
+    WITHDRAWN = "withdrawn"  # the phones of `agents` stopped ringing (no answer, queue moved on)
     ENDED = "ended"  # the call is over
 
 
@@ -121,6 +122,7 @@ class Card(BaseModel):
     candidates: list[Customer] = Field(default_factory=list)
     sections: list[Section] = Field(default_factory=list)
     answered_by: str | None = None
+    transferred_from: str | None = None  # the agent who had answered before the call rang again elsewhere
     started_at: datetime | None = None
 
     def section(self, name: str) -> Section | None:

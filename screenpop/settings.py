@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     call_ttl_s: int = Field(default=4 * 3600, gt=0)  # a call with no `ended` is dropped after this
     max_calls: int = Field(default=20_000, gt=0)
     demo: bool = False
+    # Twilio (telephony/twilio.py): the account's auth token validates X-Twilio-Signature
+    twilio_auth_token: SecretStr | None = None
+    twilio_public_url: str | None = None  # e.g. https://pop.example.com when behind a proxy
+    twilio_redirect_url: str | None = None  # your own TwiML app: callers are redirected there
+    # CTI connections: ami://user:secret@host:5038 (Asterisk), esl://:password@host:8021 (FreeSWITCH)
+    ami_url: SecretStr | None = None
+    esl_url: SecretStr | None = None
     log_level: str = "INFO"
 
     @field_validator("default_region")

@@ -1,0 +1,352 @@
+// The agent console: who am I, the live socket, the call cards, the recent list, the demo's call button.
+
+import { api, ApiError } from "./api.js";
+import { clear, h } from "./dom.js";
+import { patchCard, renderCard, renderRecent } from "./render.js";
+import { ReconnectingSocket, backoffDelay } from "./socket.js";
+
+const MAX_RECENT = 8;
+const SELECT_TIMEOUT_MS = 10_000;
+const ACK_STORE = "screenpop.acked";
+const ACK_STORE_MAX = 200;
+const DEMO_PICKS = [
+  ["+14155550100", "known"],
+  ["+14155550199", "unknown"],
+  ["+14155550111", "two matches"],
+];
+const CONN_TEXT = { connecting: "Connecting…", connected: "Connected", reconnecting: "Reconnecting…", stopped: "Disconnected" };
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  me: null,
+  entries: new Map(), // call_id -> {card, seq, outcome, reason, selecting, selectError}
+  recent: [], // entries, newest first
+  seq: 0,
+  acked: loadAcked(),
+  socket: null,
+  leaving: false,
+};
+const cardEls = new Map(); // call_id -> article element
+const ctx = { meId: null, onSelect: selectCustomer };
+
+// -- boot -------------------------------------------------------------------------------------------
+
+async function boot() {
+  $("logout").addEventListener("click", logout);
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      state.me = await api("GET", "/api/me");
+      break;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) return goLogin();
+      const delay = backoffDelay(attempt);
+      showNotice(`${err.message} Retrying in ${Math.ceil(delay / 1000)} s.`);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+  showNotice("");
+  ctx.meId = state.me.id;
+  $("agent-name").textContent = state.me.name || state.me.id;
+  const ext = (state.me.extensions || []).join(", ");
+  $("agent-ext").textContent = ext ? `ext. ${ext}` : "";
+  if (state.me.demo) setupDemo();
+  render();
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  state.socket = new ReconnectingSocket(`${scheme}//${location.host}/ws/agent`, {
+    onMessage: handle,
+    onState: showConnection,
+    onRefused: refused,
+  });
+  state.socket.start();
+}
+
+function goLogin() {
+  state.leaving = true;
+  location.replace("/login");
+}
+
+async function refused(reason) {
+  // 1008: usually the session is gone; if /api/me still says we are logged in, the server refused
+  // this socket for another reason (e.g. the origin): say so instead of looping through the login page.
+  try {
+    await api("GET", "/api/me");
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return goLogin();
+  }
+  showNotice(`The server refused the live connection (${reason}). Reload the page to try again.`);
+}
+
+async function logout() {
+  state.leaving = true;
+  if (state.socket) state.socket.stop();
+  try {
+    await api("POST", "/api/logout");
+  } catch (err) {
+    console.warn("screenpop: logout failed", err);
+  }
+  location.replace("/login");
+}
+
+function showNotice(text) {
+  const el = $("notice");
+  el.textContent = text;
+  el.hidden = !text;
+}
+
+function showConnection(kind) {
+  if (state.leaving && kind === "stopped") return;
+  const el = document.querySelector("[data-testid=conn-status]");
+  el.dataset.state = kind;
+  el.querySelector(".conn-text").textContent = CONN_TEXT[kind] || kind;
+}
+
+// -- messages ---------------------------------------------------------------------------------------
+
+function handle(m) {
+  switch (m.type) {
+    case "snapshot": return onSnapshot(Array.isArray(m.calls) ? m.calls : []);
+    case "call.ringing": return m.call && onRinging(m.call);
+    case "card.section": return onSection(m);
+    case "call.answered": return onAnswered(m);
+    case "call.withdrawn": return retire(m.call_id, "withdrawn", m.reason || "");
+    case "call.ended": return retire(m.call_id, "ended", "");
+    default: console.info("screenpop: ignoring message type", m.type);
+  }
+}
+
+function newEntry(card) {
+  state.seq += 1;
+  return { card, seq: state.seq, outcome: null, reason: null, selecting: null, selectError: null };
+}
+
+function onSnapshot(calls) {
+  const seen = new Set();
+  for (const card of calls) {
+    if (!card || !card.call_id) continue;
+    seen.add(card.call_id);
+    const entry = state.entries.get(card.call_id);
+    if (entry) entry.card = card;
+    else state.entries.set(card.call_id, newEntry(card));
+    dropRecent(card.call_id);
+  }
+  // the snapshot is the truth: a call missing from it closed while we were away
+  for (const [callId, entry] of [...state.entries]) {
+    if (!seen.has(callId)) moveToRecent(entry, "ended", "closed while disconnected");
+  }
+  render();
+}
+
+function onRinging(card) {
+  if (!card.call_id) return;
+  const entry = state.entries.get(card.call_id);
+  if (entry) {
+    entry.card = card;
+  } else {
+    dropRecent(card.call_id);
+    state.entries.set(card.call_id, newEntry(card));
+  }
+  render();
+}
+
+function onSection(m) {
+  const entry = state.entries.get(m.call_id);
+  if (!entry || typeof m.name !== "string") return;
+  const section = {
+    name: m.name, title: m.title || "", status: m.status || "pending", data: m.data ?? null, source: m.source || "",
+    latency_ms: m.latency_ms ?? null, cached: Boolean(m.cached), age_s: m.age_s ?? null, reason: m.reason ?? null,
+  };
+  const card = entry.card;
+  const sections = Array.isArray(card.sections) ? card.sections : [];
+  const i = sections.findIndex((s) => s.name === section.name);
+  if (i >= 0) {
+    if (!section.title) section.title = sections[i].title;
+    sections[i] = section;
+  } else {
+    sections.push(section);
+  }
+  card.sections = sections;
+  if (section.name === "customer") {
+    if (section.data && typeof section.data === "object") {
+      card.customer = section.data.customer ?? null;
+      card.candidates = Array.isArray(section.data.candidates) ? section.data.candidates : [];
+    }
+    if (section.status !== "pending") {
+      entry.selecting = null;
+      entry.selectError = null;
+    }
+  }
+  render();
+}
+
+function onAnswered(m) {
+  const entry = state.entries.get(m.call_id);
+  if (!entry) return;
+  entry.card.state = "answered";
+  entry.card.answered_by = m.agent ?? null;
+  if (m.agent && m.agent !== state.me.id) return retire(m.call_id, "withdrawn", "answered by another agent");
+  render();
+}
+
+function retire(callId, outcome, reason) {
+  const entry = state.entries.get(callId);
+  if (!entry) return;
+  if (outcome === "ended") entry.card.state = "ended";
+  moveToRecent(entry, outcome, reason);
+  render();
+}
+
+function moveToRecent(entry, outcome, reason) {
+  state.entries.delete(entry.card.call_id);
+  entry.outcome = outcome;
+  entry.reason = reason;
+  entry.selecting = null;
+  dropRecent(entry.card.call_id);
+  state.recent.unshift(entry);
+  state.recent.length = Math.min(state.recent.length, MAX_RECENT);
+}
+
+function dropRecent(callId) {
+  state.recent = state.recent.filter((e) => e.card.call_id !== callId);
+}
+
+// -- agent actions ----------------------------------------------------------------------------------
+
+function selectCustomer(callId, customerId) {
+  const entry = state.entries.get(callId);
+  if (!entry || entry.selecting) return;
+  entry.selectError = null;
+  if (!state.socket || !state.socket.send({ type: "select", call_id: callId, customer_id: customerId })) {
+    entry.selectError = "Not connected right now. Try again in a moment.";
+    render();
+    return;
+  }
+  entry.selecting = customerId;
+  render();
+  setTimeout(() => {
+    if (entry.selecting === customerId && state.entries.get(callId) === entry) {
+      entry.selecting = null;
+      entry.selectError = "The server did not confirm the choice. Try again.";
+      render();
+    }
+  }, SELECT_TIMEOUT_MS);
+}
+
+function loadAcked() {
+  try {
+    const list = JSON.parse(sessionStorage.getItem(ACK_STORE) || "[]");
+    return new Set(Array.isArray(list) ? list : []);
+  } catch {
+    return new Set();
+  }
+}
+
+function saveAcked() {
+  try {
+    sessionStorage.setItem(ACK_STORE, JSON.stringify([...state.acked].slice(-ACK_STORE_MAX)));
+  } catch {
+    // storage full or disabled: acks are then only remembered for this page
+  }
+}
+
+/** Tell the server once per call that its ringing card is on screen. */
+function ackDisplayed() {
+  let changed = false;
+  for (const entry of state.entries.values()) {
+    const { call_id: callId, state: callState } = entry.card;
+    if (state.acked.has(callId) || (callState !== "ringing" && callState !== "offered")) continue;
+    if (state.socket && state.socket.send({ type: "ack", call_id: callId })) {
+      state.acked.add(callId);
+      changed = true;
+    }
+  }
+  if (changed) saveAcked();
+}
+
+// -- rendering --------------------------------------------------------------------------------------
+
+function render() {
+  const area = $("calls");
+  const active = [...state.entries.values()].sort((a, b) => b.seq - a.seq);
+  for (const [callId, el] of cardEls) {
+    if (!state.entries.has(callId)) {
+      el.remove();
+      cardEls.delete(callId);
+    }
+  }
+  let previous = null;
+  for (const entry of active) {
+    const callId = entry.card.call_id;
+    let el = cardEls.get(callId);
+    if (el) patchCard(el, entry, ctx);
+    else {
+      el = renderCard(entry, ctx);
+      cardEls.set(callId, el);
+    }
+    const want = previous ? previous.nextElementSibling : area.firstElementChild;
+    if (want !== el) area.insertBefore(el, want);
+    previous = el;
+  }
+  $("empty").hidden = active.length > 0;
+  renderRecentList();
+  const ringing = active.filter((e) => e.card.state === "ringing" || e.card.state === "offered").length;
+  document.title = ringing ? `(${ringing}) Ringing — screenpop` : "screenpop — agent console";
+  ackDisplayed();
+}
+
+let recentShown = [];
+function renderRecentList() {
+  if (recentShown.length === state.recent.length && recentShown.every((e, i) => e === state.recent[i])) return;
+  const list = $("recent");
+  const open = new Set([...list.querySelectorAll("details[open]")].map((d) => d.parentElement.dataset.recentCallId));
+  clear(list);
+  for (const entry of state.recent) {
+    const item = renderRecent(entry, ctx);
+    if (open.has(entry.card.call_id)) item.querySelector("details").open = true;
+    list.appendChild(item);
+  }
+  $("recent-empty").hidden = state.recent.length > 0;
+  recentShown = [...state.recent];
+}
+
+// -- demo -------------------------------------------------------------------------------------------
+
+function setupDemo() {
+  const box = $("demo");
+  const form = $("demo-form");
+  const input = $("demo-number");
+  const status = $("demo-status");
+  const picks = $("demo-picks");
+  for (const [number, label] of DEMO_PICKS) {
+    picks.appendChild(h("li", {}, h("button", {
+      type: "button", class: "btn btn--small", "data-number": number,
+      on: { click: () => { input.value = number; ring(number); } },
+    }, number, " ", h("span", { class: "pick-label" }, `(${label})`))));
+  }
+  async function ring(number) {
+    status.className = "demo-status";
+    status.textContent = `Calling you from ${number}…`;
+    try {
+      const answer = await api("POST", "/api/demo/call", { number });
+      status.textContent = `Call ${answer && answer.call_id ? answer.call_id : ""} from ${number} is ringing.`;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) return goLogin();
+      status.className = "demo-status inline-error";
+      status.textContent = err.message;
+    }
+  }
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const number = input.value.trim();
+    if (!number) {
+      status.className = "demo-status inline-error";
+      status.textContent = "Enter a phone number.";
+      input.focus();
+      return;
+    }
+    ring(number);
+  });
+  box.hidden = false;
+}
+
+boot();

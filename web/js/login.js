@@ -1,0 +1,45 @@
+// The login page: post the credentials, show what went wrong inline, go to the console on success.
+
+import { api, ApiError } from "./api.js";
+
+const form = document.getElementById("login-form");
+const username = document.getElementById("username");
+const password = document.getElementById("password");
+const error = document.getElementById("login-error");
+const submit = document.getElementById("login-submit");
+
+function showError(message, field = null) {
+  error.textContent = message;
+  error.hidden = !message;
+  for (const input of [username, password]) input.removeAttribute("aria-invalid");
+  if (message) {
+    if (field) field.setAttribute("aria-invalid", "true");
+    (field || username).focus();
+  }
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const user = username.value.trim();
+  if (!user) return showError("Enter your username.", username);
+  if (!password.value) return showError("Enter your password.", password);
+  showError("");
+  submit.disabled = true;
+  submit.textContent = "Signing in…";
+  try {
+    await api("POST", "/api/login", { username: user, password: password.value });
+    location.replace("/");
+  } catch (err) {
+    submit.disabled = false;
+    submit.textContent = "Sign in";
+    if (err instanceof ApiError && err.status === 401) {
+      password.value = "";
+      showError(err.message || "Wrong username or password.", password);
+    } else {
+      showError(err.message || "Sign-in failed. Try again.");
+    }
+  }
+});
+
+// already signed in (e.g. the back button): straight to the console
+api("GET", "/api/me").then(() => location.replace("/"), () => {});
