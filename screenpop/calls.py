@@ -83,6 +83,8 @@ class CallRegistry:
             await self._ring(call, agents)
         elif event.event is EventKind.ANSWERED:
             await self._answer(call, agents[0] if agents else None)
+        elif event.event is EventKind.WITHDRAWN:
+            await self._withdraw(call, agents, "stopped ringing")
 
     def _agents(self, event: CallEvent) -> list[str]:
         out: list[str] = []
@@ -126,8 +128,10 @@ class CallRegistry:
         new = [a for a in agents if a not in call.ringing]
         if not new:
             return
-        if call.card.state in ("offered", "ringing"):
-            call.card.state = "ringing"
+        card = call.card
+        if card.state == "answered" and card.answered_by:  # rings again elsewhere: a transfer, same card
+            card.transferred_from = card.answered_by
+        card.state = "ringing"
         call.ringing.update(new)
         await self.outbox.send(new, {"type": "call.ringing", "call": call.card.model_dump(mode="json")})
 
@@ -137,13 +141,25 @@ class CallRegistry:
             return
         if agent is not None and agent not in call.ringing:
             await self._ring(call, [agent])
+        if card.state == "answered" and card.answered_by and agent and card.answered_by != agent:
+            card.transferred_from = card.answered_by  # answered elsewhere without ringing first
         card.state, card.answered_by = "answered", agent
         others = call.ringing - {agent} if agent else set()
         keep = call.ringing - others
         await self.outbox.send(keep, {"type": "call.answered", "call_id": card.call_id, "agent": agent})
-        reason = "answered by another agent"
-        await self.outbox.send(others, {"type": "call.withdrawn", "call_id": card.call_id, "reason": reason})
+        if card.transferred_from in others:
+            await self._withdraw(call, [card.transferred_from], f"transferred to {agent}")
+        await self._withdraw(call, list(others), "answered by another agent")
         call.ringing = keep
+
+    async def _withdraw(self, call: Call, agents: list[str], reason: str) -> None:
+        """Take the card away from `agents` (never from the agent who has the call answered)."""
+        gone = [a for a in agents if a in call.ringing and not (call.card.state == "answered"
+                                                                  and a == call.card.answered_by)]
+        if not gone:
+            return
+        call.ringing.difference_update(gone)
+        await self.outbox.send(gone, {"type": "call.withdrawn", "call_id": call.card.call_id, "reason": reason})
 
     async def _end(self, call_id: str, reason: str) -> None:
         call = self.calls.pop(call_id, None)

@@ -24,6 +24,7 @@ from screenpop.hub import AgentHub
 from screenpop.lookup import Lookup, Source
 from screenpop.outbox import Outbox
 from screenpop.settings import Settings
+from telephony.base import CtiAdapter
 from telephony.generic import GenericWebhook
 
 log = logging.getLogger("screenpop")
@@ -67,6 +68,7 @@ class Services:
     hub: AgentHub
     registry: CallRegistry
     webhook: GenericWebhook
+    cti: list[CtiAdapter] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -84,12 +86,31 @@ class Services:
         ready = asyncio.Event()
         self._tasks.append(asyncio.create_task(self._control(ready), name="screenpop-control"))
         await ready.wait()
+        for adapter in self.cti:
+            self._tasks.append(asyncio.create_task(self._run_cti(adapter), name=f"cti-{adapter.name}"))
+
+    async def _run_cti(self, adapter: CtiAdapter) -> None:
+        """Feed a CTI adapter's events to the calls; an adapter bug restarts it after a pause."""
+        while True:
+            try:
+                async for event in adapter.events():
+                    await self.registry.handle(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("CTI adapter %s failed; restarting it in 1 s", adapter.name)
+            await asyncio.sleep(1)
 
     async def stop(self) -> None:
         """Stop in reverse order; never raises."""
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for adapter in self.cti:
+            try:
+                await adapter.close()
+            except Exception:
+                log.exception("closing CTI adapter %s failed", adapter.name)
         await self.registry.close()
         await self.outbox.close()
         await self.hub.close()
@@ -142,4 +163,22 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
     return Services(
         settings=settings, config=config, directory=directory, tokens=tokens, lookup=lookup, bus=bus,
         outbox=outbox, hub=hub, registry=registry, webhook=GenericWebhook(secret_value),
+        cti=build_cti(settings),
     )
+
+
+def build_cti(settings: Settings) -> list[CtiAdapter]:
+    """The CTI adapters named by SCREENPOP_AMI_URL / SCREENPOP_ESL_URL (imported only when set)."""
+    adapters: list[CtiAdapter] = []
+    try:
+        if settings.ami_url is not None:
+            from telephony.asterisk import AmiAdapter
+
+            adapters.append(AmiAdapter.from_url(settings.ami_url.get_secret_value()))
+        if settings.esl_url is not None:
+            from telephony.freeswitch import EslAdapter
+
+            adapters.append(EslAdapter.from_url(settings.esl_url.get_secret_value()))
+    except ValueError as err:  # the adapters' messages never contain the secret
+        raise ConfigError(f"CTI connection URL: {err}") from None
+    return adapters

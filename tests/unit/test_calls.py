@@ -172,3 +172,40 @@ async def test_a_crashing_lookup_affects_no_other_call(setup) -> None:
     await settle(registry)
     good = [m for m in outbox.to("alice") if m.get("call_id") == "good"]
     assert len(good) == 3
+
+
+async def test_withdrawn_event_takes_the_card_from_one_agent(setup) -> None:
+    """The queue moves on: bob's phone stops ringing, alice's keeps ringing and keeps the card."""
+    registry, outbox, _ = setup
+    await registry.handle(ev("ringing", ["1001", "1002"]))
+    await registry.handle(ev("withdrawn", ["1002"]))
+    await registry.handle(ev("withdrawn", ["1002"]))
+    assert outbox.types("bob") == ["call.ringing", "call.withdrawn"]
+    assert outbox.to("bob")[-1]["reason"] == "stopped ringing"
+    assert "call.withdrawn" not in outbox.types("alice")
+    await registry.handle(ev("ringing", ["1002"]))  # the queue comes back to bob: he gets the card again
+    assert outbox.types("bob")[-1] == "call.ringing"
+
+
+async def test_transfer_gives_the_same_card_to_the_second_agent(setup) -> None:
+    """alice answers, then the call rings at bob: bob gets the card marked as transferred, no second lookup."""
+    registry, outbox, fakes = setup
+    await registry.handle(ev("ringing", ["1001"]))
+    await settle(registry)
+    await registry.handle(ev("answered", ["1001"]))
+    await registry.handle(ev("ringing", ["1002"]))
+    card = outbox.to("bob")[0]["call"]
+    assert card["transferred_from"] == "alice" and card["customer"]["name"] == "Dana Whitfield"
+    await registry.handle(ev("answered", ["1002"]))
+    assert outbox.to("alice")[-1] == {"type": "call.withdrawn", "call_id": "c1", "reason": "transferred to bob"}
+    assert outbox.types("bob")[-1] == "call.answered"
+    assert len(fakes["customers"].calls) == 1
+
+
+async def test_withdrawn_never_takes_the_answered_call(setup) -> None:
+    """A late 'stopped ringing' for the agent who answered leaves their card alone."""
+    registry, outbox, _ = setup
+    await registry.handle(ev("ringing", ["1001"]))
+    await registry.handle(ev("answered", ["1001"]))
+    await registry.handle(ev("withdrawn", ["1001"]))
+    assert outbox.types("alice") == ["call.ringing", "call.answered"]
