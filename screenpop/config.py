@@ -62,13 +62,29 @@ class AgentConfig(Strict):
         return v
 
 
+class BreakerConfig(Strict):
+    failures: int = Field(default=5, ge=1, le=1000)  # consecutive failures that open the breaker
+    cooldown_s: float = Field(default=30.0, gt=0, le=3600)  # how long the source is skipped
+
+
+class CacheConfig(Strict):
+    ttl_s: float = Field(default=0, ge=0, le=7 * 86400)  # 0 = no caching
+    stale_s: float = Field(default=0, ge=0, le=7 * 86400)  # serve stale while refreshing, this long past ttl
+    stale_if_error_s: float = Field(default=0, ge=0, le=7 * 86400)  # serve stale when the source fails
+    negative_ttl_s: float = Field(default=0, ge=0, le=86400)  # cache "nothing found" this long
+
+
 class ConnectorConfig(Strict):
     name: str = Field(pattern=_NAME)
     kind: str
-    role: Literal["identity", "section"] = "section"
+    role: Literal["identity", "identity_fallback", "section"] = "section"
     section: str | None = Field(default=None, pattern=_NAME)
     title: str | None = None
     timeout_ms: int = Field(default=800, gt=0, le=60_000)
+    retries: int = Field(default=0, ge=0, le=3)  # extra tries of a failed read, only within the deadline
+    max_in_flight: int = Field(default=50, ge=1, le=10_000)  # bulkhead
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     enabled: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -83,6 +99,9 @@ class ConnectorConfig(Strict):
 
 class LookupConfig(Strict):
     deadline_ms: int = Field(default=1500, gt=0, le=60_000)
+    suffix_digits: int = Field(default=7, ge=4, le=15)  # the identity_fallback source gets the last N digits
+    rank_called_field: str = "dnis"  # a customer whose record lists the called number ranks first
+    rank_activity_field: str = "last_activity"  # then the most recent activity (ISO date) first
 
 
 class TwilioConfig(Strict):
@@ -124,8 +143,9 @@ class Config(Strict):
         dup = {n for n in sections if sections.count(n) > 1}
         if dup or "customer" in sections:
             raise ValueError(f"section name(s) {sorted(dup | ({'customer'} & set(sections)))} used twice or reserved")
-        if sum(1 for c in self.connectors if c.role == "identity" and c.enabled) > 1:
-            raise ValueError("only one enabled connector may have role identity")
+        for role in ("identity", "identity_fallback"):
+            if sum(1 for c in self.connectors if c.role == role and c.enabled) > 1:
+                raise ValueError(f"only one enabled connector may have role {role}")
         return self
 
 

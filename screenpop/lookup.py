@@ -14,29 +14,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
-from connectors.base import Connector, ConnectorError
-from screenpop.config import ConnectorConfig
+from connectors.base import ConnectorError
 from screenpop.models import Caller, Customer, LookupQuery, Section, SectionStatus
+from screenpop.sources import Fetched, Source
 
 log = logging.getLogger("screenpop.lookup")
 
 CUSTOMER = "customer"
 Emit = Callable[[Section], Awaitable[None]]
-
-
-@dataclass
-class Source:
-    """A configured connector: its settings and the running instance."""
-
-    config: ConnectorConfig
-    connector: Connector
-
-    @property
-    def timeout_s(self) -> float:
-        return self.config.timeout_ms / 1000
 
 
 def _customers(rows: Any) -> list[Customer]:
@@ -61,10 +48,21 @@ def _customers(rows: Any) -> list[Customer]:
 class Lookup:
     """Runs lookups against the configured sources; one instance serves every call."""
 
-    def __init__(self, identity: Source | None, sections: list[Source], deadline_s: float) -> None:
+    def __init__(self, identity: Source | None, sections: list[Source], deadline_s: float, *,
+                 fallback: Source | None = None, suffix_digits: int = 7, rank_called_field: str = "dnis",
+                 rank_activity_field: str = "last_activity") -> None:
         self.identity = identity
+        self.fallback = fallback
         self.sections = sections
         self.deadline_s = deadline_s
+        self.suffix_digits = suffix_digits
+        self.rank_called_field = rank_called_field
+        self.rank_activity_field = rank_activity_field
+
+    @property
+    def sources(self) -> list[Source]:
+        """Every source: identity, fallback, sections."""
+        return [s for s in (self.identity, self.fallback) if s is not None] + self.sections
 
     def initial_sections(self, caller: Caller) -> list[Section]:
         """The sections a new card starts with: settled at once when there is no number to look up."""
@@ -73,11 +71,7 @@ class Lookup:
             return [Section(name=CUSTOMER, title="Customer", status=SectionStatus.EMPTY, reason=reason,
                             data={"match": "none", "customer": None, "candidates": []})]
         source = self.identity.config.name if self.identity else ""
-        return [Section(name=CUSTOMER, title="Customer", source=source), *map(self._pending, self.sections)]
-
-    @staticmethod
-    def _pending(s: Source) -> Section:
-        return Section(name=s.config.section_name, title=s.config.section_title, source=s.config.name)
+        return [Section(name=CUSTOMER, title="Customer", source=source), *(s.pending() for s in self.sections)]
 
     async def run(self, caller: Caller, called: str | None, emit: Emit) -> None:
         """Identify the caller, then fill every section; each settled section goes to `emit`."""
@@ -102,66 +96,78 @@ class Lookup:
         else:
             status, reason = SectionStatus.UNAVAILABLE, "the customer could not be identified"
         for s in self.sections:
-            await emit(self._pending(s).model_copy(update={"status": status, "reason": reason}))
+            await emit(s.pending().model_copy(update={"status": status, "reason": reason}))
 
     async def _identify(self, query: LookupQuery, deadline: float) -> tuple[Section, list[Customer]]:
+        """Exact number first; when nothing matches, the last-digits fallback; several matches ranked."""
         assert self.identity is not None
-        result = await self._fetch(self.identity, query, deadline)
+        result, customers = await self._match(self.identity, query, deadline)
+        if not customers and self.fallback is not None and result.status in (SectionStatus.OK, SectionStatus.EMPTY):
+            digits = "".join(ch for ch in query.phone if ch.isdigit())
+            suffix_query = query.model_copy(update={"suffix": digits[-self.suffix_digits:]})
+            fb, customers = await self._match(self.fallback, suffix_query, deadline)
+            if customers or fb.status not in (SectionStatus.OK, SectionStatus.EMPTY):
+                result = fb
+        customers = self.rank(customers, query.called)
+        dumped = [c.model_dump(mode="json") for c in customers]
+        if result.status not in (SectionStatus.OK, SectionStatus.EMPTY):
+            data: dict[str, Any] = {"match": "none", "customer": None, "candidates": []}
+        elif not customers:
+            result.status, result.reason = SectionStatus.EMPTY, "unknown caller"
+            data = {"match": "none", "customer": None, "candidates": []}
+        elif len(customers) == 1:
+            result.status = SectionStatus.OK
+            data = {"match": "one", "customer": dumped[0], "candidates": []}
+        else:
+            result.status = SectionStatus.OK
+            data = {"match": "several", "customer": None, "candidates": dumped}
+        result.data = data
+        return result, customers
+
+    async def _match(self, source: Source, query: LookupQuery, deadline: float) -> tuple[Section, list[Customer]]:
+        result = (await source.fetch(query, deadline)).section
         result.name, result.title = CUSTOMER, "Customer"
-        if result.status != SectionStatus.OK and result.status != SectionStatus.EMPTY:
-            result.data = {"match": "none", "customer": None, "candidates": []}
+        if result.status not in (SectionStatus.OK, SectionStatus.EMPTY, SectionStatus.STALE):
             return result, []
         try:
             customers = _customers(result.data)
         except ConnectorError as err:
             result.status, result.reason = SectionStatus.ERROR, str(err)
-            result.data = {"match": "none", "customer": None, "candidates": []}
             return result, []
-        dumped = [c.model_dump(mode="json") for c in customers]
-        if not customers:
-            result.status, result.reason = SectionStatus.EMPTY, "unknown caller"
-            result.data = {"match": "none", "customer": None, "candidates": []}
-        elif len(customers) == 1:
+        if result.status is SectionStatus.STALE:
             result.status = SectionStatus.OK
-            result.data = {"match": "one", "customer": dumped[0], "candidates": []}
-        else:
-            result.status = SectionStatus.OK
-            result.data = {"match": "several", "customer": None, "candidates": dumped}
         return result, customers
 
+    def rank(self, customers: list[Customer], called: str | None) -> list[Customer]:
+        """Best first: the record listing the called number (DNIS), then the most recent activity."""
+        if len(customers) < 2:
+            return customers
+
+        def key(c: Customer) -> tuple[int, str]:
+            listed = c.extra.get(self.rank_called_field)
+            if isinstance(listed, str):
+                listed = [x.strip() for x in listed.split(",")]
+            owns_called = bool(called) and isinstance(listed, list) and called in listed
+            activity = str(c.extra.get(self.rank_activity_field) or "")
+            return (0 if owns_called else 1, "".join(chr(0x10FFFF - ord(ch)) for ch in activity))
+
+        return sorted(customers, key=key)
+
     async def run_sections(self, query: LookupQuery, emit: Emit, deadline: float | None = None) -> None:
-        """Fetch every section at once; emit each as it settles; all settle by the deadline."""
+        """Fetch every section at once; emit each as it settles; all settle by the deadline. A stale
+        cached section is emitted at once, and again when its background refresh lands."""
         if deadline is None:
             deadline = time.monotonic() + self.deadline_s
 
         async def one(source: Source) -> None:
-            section = await self._fetch(source, query, deadline)
-            await emit(section)
+            fetched: Fetched = await source.fetch(query, deadline)
+            await emit(fetched.section)
+            if fetched.refresh is not None:
+                try:
+                    await emit(await fetched.refresh)
+                except Exception as err:  # the stale value stays; the refresh failure is only logged
+                    log.info("refresh of %s failed: %s", source.name, err)
 
         async with asyncio.TaskGroup() as tg:
             for s in self.sections:
                 tg.create_task(one(s))
-
-    async def _fetch(self, source: Source, query: LookupQuery, deadline: float) -> Section:
-        """One source, bounded by its timeout and the deadline; every outcome becomes a Section."""
-        section = self._pending(source)
-        budget = min(source.timeout_s, deadline - time.monotonic())
-        start = time.perf_counter()
-        try:
-            if budget <= 0:
-                raise TimeoutError
-            async with asyncio.timeout(budget):
-                data = await source.connector.fetch(query)
-        except TimeoutError:
-            section.status, section.reason = SectionStatus.TIMEOUT, "no answer in time"
-        except ConnectorError as err:
-            section.status, section.reason = SectionStatus.ERROR, str(err)[:200] or "source failed"
-        except Exception:  # a connector bug must not sink the card
-            log.exception("connector %s failed", source.config.name)
-            section.status, section.reason = SectionStatus.ERROR, "connector failed unexpectedly"
-        else:
-            empty = data is None or data == [] or data == {}
-            section.status = SectionStatus.EMPTY if empty else SectionStatus.OK
-            section.data = None if empty else data
-        section.latency_ms = round((time.perf_counter() - start) * 1000, 1)
-        return section

@@ -83,14 +83,16 @@ class LookupQuery(BaseModel):
     raw: str = ""
     called: str | None = None
     customer_id: str | None = None
+    suffix: str | None = None  # the last digits of the number, for an identity_fallback source
 
     def template_values(self) -> dict[str, str]:
-        """The values a connector may put in a URL or a query: phone, raw, called, customer_id."""
+        """The values a connector may put in a URL or a query: phone, raw, called, customer_id, suffix."""
         return {
             "phone": self.phone,
             "raw": self.raw,
             "called": self.called or "",
             "customer_id": self.customer_id or "",
+            "suffix": self.suffix or "",
         }
 
 

@@ -19,39 +19,55 @@ from connectors.base import get_kind
 from screenpop.auth import Directory, Tokens
 from screenpop.bus import Bus, bus_from_url
 from screenpop.calls import CallRegistry
-from screenpop.config import Config, ConfigError, format_validation_error, load_config
+from screenpop.config import Config, ConfigError, ConnectorConfig, format_validation_error, load_config
 from screenpop.hub import AgentHub
-from screenpop.lookup import Lookup, Source
+from screenpop.lookup import Lookup
 from screenpop.outbox import Outbox
 from screenpop.settings import Settings
+from screenpop.sources import Source
 from telephony.base import CtiAdapter
 from telephony.generic import GenericWebhook
 
 log = logging.getLogger("screenpop")
 
 
+def build_source(c: ConnectorConfig, where: str) -> Source:
+    """One connector instance from its config; a bad kind or option raises ConfigError naming it."""
+    try:
+        kind = get_kind(c.kind)
+    except KeyError as err:
+        raise ConfigError(f"{where}.kind: {err.args[0]}") from None
+    try:
+        connector = kind.from_config(c.name, c.options)
+    except ValidationError as err:
+        raise ConfigError(f"{where}: {format_validation_error(err, prefix='options.')}") from None
+    return Source(config=c, connector=connector)
+
+
 def build_sources(config: Config, source_name: str = "<config>") -> tuple[Source | None, list[Source]]:
     """Instantiate every enabled connector; a bad kind or option raises ConfigError naming it."""
+    lookup = build_lookup(config, source_name)
+    return lookup.identity, lookup.sections
+
+
+def build_lookup(config: Config, source_name: str = "<config>") -> Lookup:
+    """The Lookup over every enabled connector of `config`."""
     identity: Source | None = None
+    fallback: Source | None = None
     sections: list[Source] = []
     for i, c in enumerate(config.connectors):
         if not c.enabled:
             continue
-        where = f"{source_name}: connectors[{i}] ({c.name})"
-        try:
-            kind = get_kind(c.kind)
-        except KeyError as err:
-            raise ConfigError(f"{where}.kind: {err.args[0]}") from None
-        try:
-            connector = kind.from_config(c.name, c.options)
-        except ValidationError as err:
-            raise ConfigError(f"{where}: {format_validation_error(err, prefix='options.')}") from None
-        source = Source(config=c, connector=connector)
+        source = build_source(c, f"{source_name}: connectors[{i}] ({c.name})")
         if c.role == "identity":
             identity = source
+        elif c.role == "identity_fallback":
+            fallback = source
         else:
             sections.append(source)
-    return identity, sections
+    lc = config.lookup
+    return Lookup(identity, sections, lc.deadline_ms / 1000, fallback=fallback, suffix_digits=lc.suffix_digits,
+                  rank_called_field=lc.rank_called_field, rank_activity_field=lc.rank_activity_field)
 
 
 @dataclass
@@ -73,7 +89,7 @@ class Services:
 
     @property
     def sources(self) -> list[Source]:
-        return ([self.lookup.identity] if self.lookup.identity else []) + self.lookup.sections
+        return self.lookup.sources
 
     async def start(self) -> None:
         """Connect the bus, start connectors, then the hub, the outbox and the housekeeping."""
@@ -143,7 +159,7 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
     """Read the config and build every part; raises ConfigError with file, field and reason."""
     if config is None:
         config = load_config(settings.config)
-    identity, sections = build_sources(config, settings.config or "<config>")
+    lookup = build_lookup(config, settings.config or "<config>")
     directory = Directory(config.agents)
     if settings.session_secret is None:
         log.warning("SCREENPOP_SESSION_SECRET is not set: logins last until restart and work on this instance only")
@@ -153,7 +169,6 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
     tokens = Tokens(secret, settings.session_ttl_s)
     bus = bus or bus_from_url(settings.bus_url)
     outbox = Outbox(bus, channel=f"{settings.bus_prefix}.agents")
-    lookup = Lookup(identity, sections, config.lookup.deadline_ms / 1000)
     registry = CallRegistry(directory, lookup, outbox, region=settings.default_region,
                             ttl_s=settings.call_ttl_s, max_calls=settings.max_calls)
     secret_value = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None

@@ -7,8 +7,9 @@ from typing import Any
 
 from connectors.base import Connector, ConnectorError
 from screenpop.config import ConnectorConfig
-from screenpop.lookup import Lookup, Source
+from screenpop.lookup import Lookup
 from screenpop.models import LookupQuery
+from screenpop.sources import Source
 
 
 class FakeConnector(Connector):

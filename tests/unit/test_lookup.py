@@ -111,3 +111,32 @@ def test_withheld_number_card_is_settled_at_once() -> None:
     pending = lookup.initial_sections(normalize("+14155550100"))
     assert [s.name for s in pending] == ["customer", "balance", "credit"]
     assert all(s.status is SectionStatus.PENDING for s in pending)
+
+
+async def test_suffix_fallback_finds_a_customer_stored_without_country_code() -> None:
+    """No exact match: the identity_fallback source gets the last digits and finds the customer."""
+    ident = FakeConnector("customers", {})
+    fb = FakeConnector("by_suffix", {})
+    fb.answers = {}
+
+    async def by_suffix(query):
+        fb.calls.append(query)
+        return [{"id": "C9", "name": "Stored Nationally"}] if query.suffix == "5550100" else None
+
+    fb.fetch = by_suffix  # type: ignore[method-assign]
+    lookup = Lookup(source(ident, "identity"), [], deadline_s=5, fallback=source(fb, "identity_fallback"))
+    got = by_name(await run(lookup, "+14155550100"))
+    assert got["customer"].data["customer"]["id"] == "C9"
+    assert fb.calls[0].suffix == "5550100"
+
+
+def test_several_matches_are_ranked_by_called_number_then_recent_activity() -> None:
+    """The customer whose account lists the dialled number comes first, then the most recently active."""
+    from screenpop.models import Customer
+
+    lookup, _ = demo_lookup()
+    old = Customer(id="1", name="Old", extra={"last_activity": "2024-01-01"})
+    new = Customer(id="2", name="New", extra={"last_activity": "2026-10-01"})
+    dnis = Customer(id="3", name="Line owner", extra={"dnis": "+18005550000, +18005550001", "last_activity": ""})
+    assert [c.id for c in lookup.rank([old, new, dnis], "+18005550001")] == ["3", "2", "1"]
+    assert [c.id for c in lookup.rank([old, new], None)] == ["2", "1"]

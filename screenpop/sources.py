@@ -1,0 +1,179 @@
+"""A configured source: one connector with its guards (breaker, bulkhead, retries, cache) and statistics.
+
+`Source.fetch(query, deadline)` always returns a Section: every outcome of the connector, including a
+timeout, a failure, a refusal by the breaker or the bulkhead, becomes the section's status. The optional
+`refresh` of the result is the background revalidation of a stale cached value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.base import Connector, ConnectorError
+from screenpop.config import ConnectorConfig
+from screenpop.models import LookupQuery, Section, SectionStatus
+from screenpop.resilience import Breaker, Bulkhead, Stats
+
+log = logging.getLogger("screenpop.sources")
+
+Observer = Callable[["Source", Section], None]
+
+
+def fingerprint(config: ConnectorConfig) -> str:
+    """Changes whenever the connector's settings change, so a cached value never outlives an edit."""
+    raw = json.dumps(config.model_dump(mode="json"), sort_keys=True, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()[:12]
+
+
+def _empty(data: Any) -> bool:
+    return data is None or data == [] or data == {}
+
+
+@dataclass
+class Fetched:
+    """A settled section, and the background refresh of a stale one (resolves to the fresh Section)."""
+
+    section: Section
+    refresh: Awaitable[Section] | None = None
+
+
+@dataclass
+class Source:
+    """A configured connector and the guards around it."""
+
+    config: ConnectorConfig
+    connector: Connector
+    cache: Any = None  # screenpop.cache.SectionCache, or None for no caching
+    observer: Observer | None = None  # called with every settled section (metrics)
+    breaker: Breaker = field(init=False)
+    bulkhead: Bulkhead = field(init=False)
+    stats: Stats = field(default_factory=Stats, init=False)
+    key_prefix: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.breaker = Breaker(self.config.breaker.failures, self.config.breaker.cooldown_s)
+        self.bulkhead = Bulkhead(self.config.max_in_flight)
+        self.key_prefix = f"{self.config.name}:{fingerprint(self.config)}"
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def timeout_s(self) -> float:
+        return self.config.timeout_ms / 1000
+
+    def pending(self) -> Section:
+        """This source's section before it settles."""
+        return Section(name=self.config.section_name, title=self.config.section_title, source=self.name)
+
+    async def fetch(self, query: LookupQuery, deadline: float) -> Fetched:
+        """One lookup against this source, bounded by its timeout and the card's deadline."""
+        start = time.perf_counter()
+        section = self.pending()
+        refresh = None
+        policy = self._policy()
+        try:
+            if policy is not None and self.cache is not None:
+                key = f"{self.key_prefix}:{query.customer_id or query.phone}"
+                cached = await self._bounded(self.cache.fetch(key, policy, lambda: self._guarded(query, deadline)),
+                                             deadline)
+                data = cached.value
+                section.cached = cached.state != "miss"
+                section.age_s = round(cached.age_s, 1) if section.cached else None
+                self.stats.cache[cached.state] += 1
+                if cached.state == "stale":
+                    section.status = SectionStatus.STALE
+                    section.data = data
+                    if getattr(cached, "error", None) is not None:
+                        section.reason = "source failed; showing the last known value"
+                    elif cached.refresh is not None:
+                        refresh = self._after_refresh(cached.refresh, deadline)
+                    return Fetched(self._done(section, start), refresh)
+            else:
+                data = await self._bounded(self._guarded(query, deadline), deadline)
+        except TimeoutError:
+            section.status, section.reason = SectionStatus.TIMEOUT, "no answer in time"
+        except _Refused as err:
+            section.status, section.reason = SectionStatus.UNAVAILABLE, str(err)
+        except ConnectorError as err:
+            section.status, section.reason = SectionStatus.ERROR, str(err)[:200] or "source failed"
+        except Exception:  # a connector bug must not sink the card
+            log.exception("connector %s failed", self.name)
+            section.status, section.reason = SectionStatus.ERROR, "connector failed unexpectedly"
+        else:
+            section.status = SectionStatus.EMPTY if _empty(data) else SectionStatus.OK
+            section.data = None if _empty(data) else data
+        return Fetched(self._done(section, start), refresh)
+
+    def _done(self, section: Section, start: float) -> Section:
+        section.latency_ms = round((time.perf_counter() - start) * 1000, 1)
+        self.stats.record(section.status.value, section.latency_ms)
+        if self.observer is not None:
+            self.observer(self, section)
+        return section
+
+    def _policy(self) -> Any:
+        c = self.config.cache
+        if c.ttl_s <= 0 and c.negative_ttl_s <= 0:
+            return None
+        from screenpop.cache import CachePolicy
+
+        return CachePolicy(ttl_s=c.ttl_s, stale_s=c.stale_s, stale_if_error_s=c.stale_if_error_s,
+                           negative_ttl_s=c.negative_ttl_s)
+
+    async def _bounded(self, aw: Awaitable[Any], deadline: float) -> Any:
+        budget = min(self.timeout_s, deadline - time.monotonic())
+        if budget <= 0:
+            raise TimeoutError
+        async with asyncio.timeout(budget):
+            return await aw
+
+    async def _guarded(self, query: LookupQuery, deadline: float) -> Any:
+        """The connector call behind the breaker and the bulkhead, with retries inside the deadline."""
+        if not self.breaker.allow():
+            raise _Refused(f"source skipped after {self.breaker.failures} failures; "
+                           f"next try in {self.breaker.retry_in_s():.0f} s")
+        if not self.bulkhead.try_acquire():
+            self.breaker.release()
+            raise _Refused(f"too many requests in flight to this source (limit {self.bulkhead.limit})")
+        try:
+            attempt = 0
+            while True:
+                t0 = time.monotonic()
+                try:
+                    data = await self.connector.fetch(query)
+                except (ConnectorError, TimeoutError):
+                    took = time.monotonic() - t0
+                    left = deadline - time.monotonic()
+                    if attempt < self.config.retries and left > max(took, 0.05):
+                        attempt += 1
+                        continue
+                    self.breaker.failure()
+                    raise
+                self.breaker.success()
+                return data
+        except asyncio.CancelledError:  # our timeout: the source did not answer in time
+            self.breaker.failure()
+            raise
+        finally:
+            self.bulkhead.release()
+
+    async def _after_refresh(self, refresh: Awaitable[Any], deadline: float) -> Section:
+        start = time.perf_counter()
+        section = self.pending()
+        cached = await refresh
+        section.status = SectionStatus.EMPTY if _empty(cached.value) else SectionStatus.OK
+        section.data = None if _empty(cached.value) else cached.value
+        return self._done(section, start)
+
+
+class _Refused(Exception):
+    """The breaker or the bulkhead refused the request: the section is `unavailable`."""
