@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -56,11 +57,16 @@ class CallRegistry:
         self.calls: OrderedDict[str, Call] = OrderedDict()
         self._ended: OrderedDict[str, float] = OrderedDict()
         self._sweeper: asyncio.Task[None] | None = None
+        self.on_event: Callable[[str], None] | None = None  # metrics: an event was received
+        self.on_pop: Callable[[float], None] | None = None  # metrics: seconds from event to card handed out
 
     # -- events ----------------------------------------------------------------------------------
     async def handle(self, event: CallEvent) -> None:
         """Apply one event. Never raises for a call's content; unknown agents are logged and skipped."""
+        t0 = time.perf_counter()
         cid = event.call_id
+        if self.on_event is not None:
+            self.on_event(event.event.value)
         if cid in self._ended:
             log.debug("call %s already ended; %s ignored", cid, event.event)
             return
@@ -80,7 +86,8 @@ class CallRegistry:
         self.calls.move_to_end(cid)
         agents = self._agents(event)
         if event.event is EventKind.RINGING:
-            await self._ring(call, agents)
+            if await self._ring(call, agents) and self.on_pop is not None:
+                self.on_pop(time.perf_counter() - t0)
         elif event.event is EventKind.ANSWERED:
             await self._answer(call, agents[0] if agents else None)
         elif event.event is EventKind.WITHDRAWN:
@@ -124,16 +131,18 @@ class CallRegistry:
 
         call.lookup = asyncio.get_running_loop().create_task(run(), name=f"lookup-{card.call_id}")
 
-    async def _ring(self, call: Call, agents: list[str]) -> None:
+    async def _ring(self, call: Call, agents: list[str]) -> bool:
+        """Give the card to agents it does not ring for yet; True when someone new got it."""
         new = [a for a in agents if a not in call.ringing]
         if not new:
-            return
+            return False
         card = call.card
         if card.state == "answered" and card.answered_by:  # rings again elsewhere: a transfer, same card
             card.transferred_from = card.answered_by
         card.state = "ringing"
         call.ringing.update(new)
         await self.outbox.send(new, {"type": "call.ringing", "call": call.card.model_dump(mode="json")})
+        return True
 
     async def _answer(self, call: Call, agent: str | None) -> None:
         card = call.card

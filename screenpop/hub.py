@@ -71,6 +71,8 @@ class AgentHub:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.delivered = 0
+        self.delivered_by_type: dict[str, int] = {}
+        self._ringing_sent: OrderedDict[tuple[str, str], float] = OrderedDict()  # for the display latency
 
     # -- bus side --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -104,6 +106,14 @@ class AgentHub:
         """Apply one envelope: update the recipients' active cards and queue it on their sockets."""
         recipients, payload = open_envelope(text)
         message = json.loads(payload)
+        kind = message.get("type", "?")
+        self.delivered_by_type[kind] = self.delivered_by_type.get(kind, 0) + len(recipients)
+        if kind == "call.ringing":
+            now = time.monotonic()
+            for agent_id in recipients:
+                self._ringing_sent[(agent_id, message["call"]["call_id"])] = now
+            while len(self._ringing_sent) > 10_000:
+                self._ringing_sent.popitem(last=False)
         for agent_id in recipients:
             self._remember(agent_id, message)
             for conn in list(self._conns.get(agent_id, ())):
@@ -171,6 +181,15 @@ class AgentHub:
             await conn.peer.close(code=code, reason=reason)
         except Exception as err:
             log.debug("closing a socket failed: %s", err)
+
+    def acked(self, agent_id: str, call_id: str) -> float | None:
+        """The agent's browser displayed the card: seconds since it was sent (None if unknown or repeated)."""
+        sent = self._ringing_sent.pop((agent_id, call_id), None)
+        return None if sent is None else time.monotonic() - sent
+
+    def socket_count(self) -> int:
+        """Agent sockets open on this instance."""
+        return sum(len(c) for c in self._conns.values())
 
     def connected(self, agent_id: str) -> int:
         """How many sockets this agent has open on this instance."""

@@ -22,6 +22,7 @@ from screenpop.calls import CallRegistry
 from screenpop.config import Config, ConfigError, ConnectorConfig, format_validation_error, load_config
 from screenpop.hub import AgentHub
 from screenpop.lookup import Lookup
+from screenpop.metrics import Metrics
 from screenpop.outbox import Outbox
 from screenpop.settings import Settings
 from screenpop.sources import Source
@@ -84,6 +85,7 @@ class Services:
     hub: AgentHub
     registry: CallRegistry
     webhook: GenericWebhook
+    metrics: Metrics = field(default_factory=Metrics)
     cti: list[CtiAdapter] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -175,11 +177,18 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
     if not secret_value:
         log.warning("SCREENPOP_WEBHOOK_SECRET is not set: every webhook will be refused with 401")
     hub = AgentHub(bus, channel=f"{settings.bus_prefix}.agents", call_ttl_s=settings.call_ttl_s)
-    return Services(
+    services = Services(
         settings=settings, config=config, directory=directory, tokens=tokens, lookup=lookup, bus=bus,
         outbox=outbox, hub=hub, registry=registry, webhook=GenericWebhook(secret_value),
         cti=build_cti(settings),
     )
+    metrics = services.metrics
+    metrics.watch(lambda: services.lookup.sources, hub)
+    for source in lookup.sources:
+        source.observer = metrics.observe_section
+    registry.on_event = lambda kind: metrics.events.labels(kind).inc()
+    registry.on_pop = metrics.pop_latency.observe
+    return services
 
 
 def build_cti(settings: Settings) -> list[CtiAdapter]:

@@ -126,7 +126,9 @@ async def _agent_message(services: Any, agent_id: str, text: str) -> None:
         return
     kind = m.get("type")
     if kind == "ack":
-        log.debug("agent %s displayed call %s", agent_id, str(m.get("call_id"))[:200])
+        waited = services.hub.acked(agent_id, str(m.get("call_id"))[:200])
+        if waited is not None:
+            services.metrics.display_latency.observe(waited)
     elif kind == "select" and isinstance(m.get("call_id"), str) and m.get("customer_id") is not None:
         await services.request({"type": "select", "agent": agent_id, "call_id": m["call_id"][:200],
                                 "customer_id": str(m["customer_id"])[:200]})

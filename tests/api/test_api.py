@@ -205,3 +205,27 @@ def test_answer_withdraws_the_card_from_the_other_agent(client: TestClient) -> N
         assert a.receive_json() == {"type": "call.answered", "call_id": "rg", "agent": "alice"}
         withdrawn = b.receive_json()
         assert withdrawn["type"] == "call.withdrawn" and withdrawn["call_id"] == "rg"
+
+
+def test_metrics_count_events_pops_and_acks(client: TestClient) -> None:
+    """/metrics shows events received, a pop latency sample and the display latency after an ack."""
+    token = login(client, "alice")
+    client.cookies.clear()
+    with client.websocket_connect("/ws/agent", headers=bearer(token)) as ws:
+        ws.receive_json()
+        post_event(client, call_id="m1", event="ringing", agents=["1001"])
+        ws.receive_json()
+        ws.send_json({"type": "ack", "call_id": "m1"})
+        ws.send_json({"type": "ack", "call_id": "m1"})  # a second ack is not counted twice
+        post_event(client, call_id="m1", event="ended")
+        ws.receive_json(), ws.receive_json()
+    for _ in range(100):  # the ack is handled by the socket's task: wait for it, bounded
+        text = client.get("/metrics").text
+        if "screenpop_display_latency_seconds_count 1.0" in text:
+            break
+        time.sleep(0.02)
+    assert 'screenpop_call_events_total{event="ringing"} 1.0' in text
+    assert "screenpop_pop_latency_seconds_count 1.0" in text
+    assert "screenpop_display_latency_seconds_count 1.0" in text
+    assert 'screenpop_messages_delivered_total{type="call.ringing"} 1.0' in text
+    assert "pw" not in text and "+1415" not in text
