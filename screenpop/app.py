@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from screenpop import __version__
-from screenpop.api import agents, pages, telephony
+from screenpop.api import admin, agents, pages, telephony
 from screenpop.bus import Bus
 from screenpop.config import Config
 from screenpop.service import build_services
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, *, bus: Bus | None = None, conf
     app.state.services = services
     app.include_router(telephony.router)
     app.include_router(agents.router)
+    app.include_router(admin.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 

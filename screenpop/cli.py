@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from screenpop import __version__
 from screenpop.bus import BusError
 from screenpop.config import ConfigError
+from screenpop.store import StoreError
 
 EVENTS = ("ring", "offered", "ringing", "answered", "ended")
 
@@ -43,10 +44,12 @@ def _port_free(host: str, port: int) -> bool:
 
 
 async def _check_bus(app: object) -> None:
-    """Connect to the bus once before serving, so a wrong or unreachable bus is one clear line."""
-    bus = app.state.services.bus  # type: ignore[attr-defined]
-    await bus.connect()
-    await bus.disconnect()
+    """Open the bus and the state store once before serving, so a wrong or unreachable one is one clear line."""
+    services = app.state.services  # type: ignore[attr-defined]
+    await services.bus.connect()
+    await services.bus.disconnect()
+    await services.store.start()
+    await services.store.close()
 
 
 def _run(settings: object) -> None:
@@ -78,6 +81,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with DemoEnvironment(latency_scale=args.latency_scale) as env:
         settings = _settings(host=args.host, port=args.port, config=str(env.config_path), demo=True,
                              webhook_secret=DEMO_WEBHOOK_SECRET, session_secret=secrets.token_hex(16),
+                             state_url=f"sqlite:///{env.workdir / 'state.db'}",
                              bus_url=os.environ.get("SCREENPOP_BUS_URL"))
         url = f"http://{args.host}:{args.port}"
         n = demo_numbers()
@@ -201,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("bad setting: " + "; ".join(problems))
     except BusError as err:
         return _fail(f"bus: {err}")
+    except StoreError as err:
+        return _fail(f"state store: {err}")
     except KeyboardInterrupt:
         return 130
 

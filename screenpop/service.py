@@ -12,10 +12,12 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import ValidationError
 
 from connectors.base import get_kind
+from screenpop.admin import ConnectorAdmin
 from screenpop.auth import Directory, Tokens
 from screenpop.bus import Bus, bus_from_url
 from screenpop.calls import CallRegistry
@@ -26,6 +28,7 @@ from screenpop.metrics import Metrics
 from screenpop.outbox import Outbox
 from screenpop.settings import Settings
 from screenpop.sources import Source
+from screenpop.store import AdminStore, MemoryStore, store_from_url
 from telephony.base import CtiAdapter
 from telephony.generic import GenericWebhook
 
@@ -85,7 +88,11 @@ class Services:
     hub: AgentHub
     registry: CallRegistry
     webhook: GenericWebhook
+    store: AdminStore = field(default_factory=MemoryStore)
+    cache: Any = None  # screenpop.cache.SectionCache once built
     metrics: Metrics = field(default_factory=Metrics)
+    admin: ConnectorAdmin = field(init=False)
+    instance: str = field(default_factory=lambda: secrets.token_hex(6))
     cti: list[CtiAdapter] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -93,11 +100,17 @@ class Services:
     def sources(self) -> list[Source]:
         return self.lookup.sources
 
+    def __post_init__(self) -> None:
+        self.admin = ConnectorAdmin(self, self._announce_connectors)
+
     async def start(self) -> None:
-        """Connect the bus, start connectors, then the hub, the outbox and the housekeeping."""
+        """Connect the bus and the store, start connectors, then the hub, the outbox and the housekeeping."""
         await self.bus.connect()
-        for s in self.sources:
-            await s.connector.start()
+        await self.store.start()
+        if not self.store.durable:
+            log.warning("SCREENPOP_STATE_URL is not set: connector changes made through the admin API "
+                        "last until restart")
+        await self.admin.reload()
         await self.hub.start()
         self.outbox.start()
         self.registry.start()
@@ -132,12 +145,18 @@ class Services:
         await self.registry.close()
         await self.outbox.close()
         await self.hub.close()
+        await self.admin.retire()
         for s in self.sources:
             try:
                 await s.connector.close()
             except Exception:
                 log.exception("closing connector %s failed", s.config.name)
+        await self.store.close()
         await self.bus.disconnect()
+
+    async def _announce_connectors(self) -> None:
+        """Tell the other instances to reload their connectors from the store."""
+        await self.request({"type": "connectors.changed", "from": self.instance})
 
     async def request(self, message: dict[str, object]) -> None:
         """Pass an agent's request (select) to whichever instance holds the call."""
@@ -149,7 +168,9 @@ class Services:
             async for text in sub:
                 try:
                     m = json.loads(text)
-                    if m.get("type") == "select" and m.get("call_id") in self.registry.calls:
+                    if m.get("type") == "connectors.changed" and m.get("from") != self.instance:
+                        await self.admin.reload()
+                    elif m.get("type") == "select" and m.get("call_id") in self.registry.calls:
                         refused = await self.registry.select(m["agent"], m["call_id"], str(m["customer_id"]))
                         if refused:
                             log.info("select on %s by %s refused: %s", m["call_id"], m["agent"], refused)
@@ -180,7 +201,7 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
     services = Services(
         settings=settings, config=config, directory=directory, tokens=tokens, lookup=lookup, bus=bus,
         outbox=outbox, hub=hub, registry=registry, webhook=GenericWebhook(secret_value),
-        cti=build_cti(settings),
+        cti=build_cti(settings), store=store_from_url(settings.state_url),
     )
     metrics = services.metrics
     metrics.watch(lambda: services.lookup.sources, hub)

@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     bus_url: str = "memory://"
+    state_url: str | None = None  # admin changes: sqlite:////path/state.db or postgresql://... (memory if unset)
+    cache_url: str = "memory://"  # section cache: memory:// (per instance) or redis://... (shared)
     bus_prefix: str = Field(default="screenpop", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")  # channel names on the bus
     webhook_secret: SecretStr | None = None
     session_secret: SecretStr | None = None  # signs login tokens; set the same value on every instance

@@ -1,0 +1,188 @@
+"""Connector administration: the effective connectors (file + stored overrides), live reload, redaction.
+
+A change is validated like the config file, stored with its audit entry, applied on this instance at once
+(changed sources are rebuilt and started; unchanged ones keep their breaker, statistics and pool), and
+announced on the bus so every other instance reloads from the store. Secrets are write-only: what the API
+returns has them replaced by `********`, and sending `********` back keeps the stored value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import ValidationError
+
+from screenpop.config import Config, ConfigError, ConnectorConfig, format_validation_error
+from screenpop.sources import Source, fingerprint
+
+if TYPE_CHECKING:
+    from screenpop.service import Services
+
+log = logging.getLogger("screenpop.admin")
+
+REDACTED = "********"
+_SECRET = re.compile(r"pass(word)?|secret|token|api[_-]?key|^value$|authorization|cookie|credential|private", re.I)
+
+
+def _redact_url(text: str) -> str:
+    try:
+        u = urlsplit(text)
+    except ValueError:
+        return text
+    if not u.scheme or u.password is None:
+        return text
+    netloc = f"{u.username or ''}:{REDACTED}@{u.hostname or ''}" + (f":{u.port}" if u.port else "")
+    return urlunsplit((u.scheme, netloc, u.path, u.query, u.fragment))
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """A deep copy with every secret replaced: secret-looking keys, header values of such names, URL passwords."""
+    if isinstance(value, dict):
+        return {k: redact(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, key) for v in value]
+    if isinstance(value, str):
+        if key and _SECRET.search(key):
+            return REDACTED
+        return _redact_url(value) if "://" in value else value
+    return value
+
+
+def restore(new: Any, old: Any) -> Any:
+    """Put back the stored secret wherever the admin sent the redaction mark unchanged."""
+    if isinstance(new, dict):
+        return {k: restore(v, old.get(k) if isinstance(old, dict) else None) for k, v in new.items()}
+    if isinstance(new, list):
+        olds = old if isinstance(old, list) else []
+        return [restore(v, olds[i] if i < len(olds) else None) for i, v in enumerate(new)]
+    if isinstance(new, str) and REDACTED in new and isinstance(old, str):
+        if new == REDACTED:
+            return old
+        if "://" in new and _redact_url(old) == new:
+            return old
+    return new
+
+
+class ConnectorAdmin:
+    """The connectors of one instance, as the file and the store define them together."""
+
+    def __init__(self, services: Services, announce: Callable[[], Any]) -> None:
+        self.s = services
+        self.announce = announce
+        self._lock = asyncio.Lock()
+        self._started: set[int] = set()
+        self._retiring: list[Source] = []
+        self.origin: dict[str, str] = {}
+
+    def file_connectors(self) -> dict[str, ConnectorConfig]:
+        return {c.name: c for c in self.s.config.connectors}
+
+    async def effective(self) -> list[ConnectorConfig]:
+        """File connectors with the stored overrides applied (file order first, then added ones)."""
+        overrides = await self.s.store.overrides()
+        merged: dict[str, ConnectorConfig] = dict(self.file_connectors())
+        self.origin = {name: "file" for name in merged}
+        for name, body in overrides.items():
+            if body is None:
+                merged.pop(name, None)
+                self.origin.pop(name, None)
+                continue
+            try:
+                merged[name] = ConnectorConfig.model_validate(body)
+                self.origin[name] = "admin"
+            except ValidationError as err:  # written by an older version: keep the file's, say why
+                log.error("stored connector %s is invalid and ignored: %s", name, format_validation_error(err))
+        return list(merged.values())
+
+    def validate(self, connectors: list[ConnectorConfig]) -> Config:
+        """The full config with these connectors; ConfigError names the problem."""
+        try:
+            return Config(agents=self.s.config.agents, connectors=connectors, lookup=self.s.config.lookup,
+                          telephony=self.s.config.telephony)
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err)) from None
+
+    async def reload(self) -> None:
+        """Rebuild the lookup from the file and the store; start new sources, retire replaced ones."""
+        from screenpop.service import build_lookup
+
+        async with self._lock:
+            config = self.validate(await self.effective())
+            old = {s.name: s for s in self.s.lookup.sources}
+            lookup = build_lookup(config, "admin")
+            kept: list[Source] = []
+            for src in lookup.sources:
+                previous = old.get(src.name)
+                same = previous is not None and fingerprint(previous.config) == fingerprint(src.config)
+                kept.append(previous if same and previous is not None else src)
+            for src in kept:
+                src.cache, src.observer = self.s.cache, self.s.metrics.observe_section
+                if id(src) not in self._started:
+                    self._started.add(id(src))
+                    try:
+                        await src.connector.start()
+                    except Exception as err:
+                        log.error("connector %s did not start: %s", src.name, err)
+            by_name = {s.name: s for s in kept}
+            lookup.identity = by_name.get(lookup.identity.name) if lookup.identity else None
+            lookup.fallback = by_name.get(lookup.fallback.name) if lookup.fallback else None
+            lookup.sections = [by_name[s.name] for s in lookup.sections]
+            retired = [s for s in old.values() if by_name.get(s.name) is not s]
+            self.s.lookup = lookup
+            self.s.registry.lookup = lookup
+            if retired:  # lookups in flight may still use them: close after the deadline
+                self._retiring.extend(retired)
+                asyncio.get_running_loop().call_later(lookup.deadline_s + 1, self._retire_later, retired)
+
+    def _retire_later(self, sources: list[Source]) -> None:
+        asyncio.get_running_loop().create_task(self.retire(sources))
+
+    async def retire(self, sources: list[Source] | None = None) -> None:
+        """Close replaced connectors (all of them still waiting when `sources` is None, at shutdown)."""
+        todo = list(self._retiring) if sources is None else [s for s in sources if s in self._retiring]
+        for s in todo:
+            self._retiring.remove(s)
+            self._started.discard(id(s))
+            try:
+                await s.connector.close()
+            except Exception:
+                log.exception("closing connector %s failed", s.name)
+
+    async def put(self, name: str, body: dict[str, Any], actor: str) -> tuple[ConnectorConfig, bool]:
+        """Validate, store and apply one connector; returns it and whether it is new."""
+        current = {c.name: c for c in await self.effective()}
+        old = current.get(name)
+        body = restore({**body, "name": name}, old.model_dump(mode="json") if old else None)
+        try:
+            cfg = ConnectorConfig.model_validate(body)
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err)) from None
+        from screenpop.service import build_source
+
+        build_source(cfg, f"connector {name}")  # the kind and its options, as at start
+        self.validate([c for c in current.values() if c.name != name] + [cfg])
+        stored = cfg.model_dump(mode="json")
+        await self.s.store.put(name, stored, actor, {"config": redact(stored)})
+        await self.reload()
+        await self.announce()
+        return cfg, old is None
+
+    async def delete(self, name: str, actor: str) -> bool:
+        """Remove a connector (file or admin); False when there is none of that name."""
+        current = {c.name: c for c in await self.effective()}
+        if name not in current:
+            return False
+        await self.s.store.put(name, None, actor, {})
+        await self.reload()
+        await self.announce()
+        return True
+
+    def public(self, cfg: ConnectorConfig) -> dict[str, Any]:
+        """What the API shows of a connector: its config with secrets replaced, and where it comes from."""
+        return {**redact(copy.deepcopy(cfg.model_dump(mode="json"))), "origin": self.origin.get(cfg.name, "file")}

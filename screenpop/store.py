@@ -1,0 +1,155 @@
+"""Where the administrators' changes live: connector overrides and the audit trail.
+
+The config file is the base and stays the import/export format; connectors changed through the admin API
+are stored here as overrides that win by name (a deletion is an override too). `SCREENPOP_STATE_URL`
+picks the store: a SQLAlchemy URL (`sqlite:////var/lib/screenpop/state.db`, `postgresql://...`, shared
+by every instance) or, when unset, memory (changes last until restart, with a warning at start).
+See docs/decisions/0004-admin-store.md.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import time
+from typing import Any
+
+from screenpop.config import ConfigError
+
+
+class StoreError(Exception):
+    """The store cannot be read or written."""
+
+
+class AdminStore(abc.ABC):
+    """Connector overrides by name (None = deleted) and an append-only audit trail."""
+
+    durable = False
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Open connections and create the tables if needed. Raises StoreError when it cannot."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; must not raise."""
+
+    @abc.abstractmethod
+    async def overrides(self) -> dict[str, dict[str, Any] | None]:
+        """Every override: connector name -> its full config (as stored), or None when deleted."""
+
+    @abc.abstractmethod
+    async def put(self, name: str, body: dict[str, Any] | None, actor: str, detail: dict[str, Any]) -> None:
+        """Store (or, with body None, delete) a connector and append one audit entry, atomically."""
+
+    @abc.abstractmethod
+    async def audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest audit entries, newest first: {at, actor, action, target, detail}."""
+
+
+class MemoryStore(AdminStore):
+    """Overrides in memory: for a single instance that accepts losing admin changes at restart."""
+
+    def __init__(self) -> None:
+        self._overrides: dict[str, dict[str, Any] | None] = {}
+        self._audit: list[dict[str, Any]] = []
+
+    async def overrides(self) -> dict[str, dict[str, Any] | None]:
+        """A copy of the overrides."""
+        return json.loads(json.dumps(self._overrides))
+
+    async def put(self, name: str, body: dict[str, Any] | None, actor: str, detail: dict[str, Any]) -> None:
+        """Replace the override and remember who did it."""
+        self._overrides[name] = json.loads(json.dumps(body))
+        self._audit.append(_entry(actor, name, body, detail))
+        del self._audit[:-10_000]
+
+    async def audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest first."""
+        return list(reversed(self._audit[-limit:]))
+
+
+class SqlStore(AdminStore):
+    """Overrides in a SQL database through SQLAlchemy's async engine (SQLite or PostgreSQL)."""
+
+    durable = True
+
+    def __init__(self, url: str) -> None:
+        from sqlalchemy import JSON, Column, Float, Integer, MetaData, String, Table
+
+        self.url = _async_url(url)
+        self.meta = MetaData()
+        self.t_conn = Table("screenpop_connector_overrides", self.meta,
+                            Column("name", String(64), primary_key=True), Column("body", JSON, nullable=True),
+                            Column("updated_at", Float, nullable=False), Column("updated_by", String(64)))
+        self.t_audit = Table("screenpop_audit", self.meta, Column("id", Integer, primary_key=True, autoincrement=True),
+                             Column("at", Float, nullable=False), Column("actor", String(64), nullable=False),
+                             Column("action", String(16), nullable=False), Column("target", String(64)),
+                             Column("detail", JSON))
+        self.engine: Any = None
+
+    async def start(self) -> None:
+        """Connect and create the two tables when they do not exist."""
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        self.engine = create_async_engine(self.url, pool_pre_ping=True)
+        try:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(self.meta.create_all)
+        except Exception as err:
+            await self.engine.dispose()
+            raise StoreError(f"cannot open the state store: {type(err).__name__}") from None
+
+    async def close(self) -> None:
+        """Dispose of the pool."""
+        if self.engine is not None:
+            await self.engine.dispose()
+
+    async def overrides(self) -> dict[str, dict[str, Any] | None]:
+        """Read every override."""
+        from sqlalchemy import select
+
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(self.t_conn.c.name, self.t_conn.c.body))).all()
+        return {r.name: r.body for r in rows}
+
+    async def put(self, name: str, body: dict[str, Any] | None, actor: str, detail: dict[str, Any]) -> None:
+        """Upsert the override and append the audit entry in one transaction."""
+        from sqlalchemy import delete, insert
+
+        entry = _entry(actor, name, body, detail)
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(self.t_conn).where(self.t_conn.c.name == name))
+            await conn.execute(insert(self.t_conn).values(name=name, body=body, updated_at=entry["at"],
+                                                          updated_by=actor))
+            await conn.execute(insert(self.t_audit).values(**entry))
+
+    async def audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest first."""
+        from sqlalchemy import select
+
+        t = self.t_audit
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(t.c.at, t.c.actor, t.c.action, t.c.target, t.c.detail)
+                                       .order_by(t.c.id.desc()).limit(limit))).all()
+        return [dict(r._mapping) for r in rows]
+
+
+def _entry(actor: str, name: str, body: dict[str, Any] | None, detail: dict[str, Any]) -> dict[str, Any]:
+    return {"at": time.time(), "actor": actor, "action": "delete" if body is None else "put", "target": name,
+            "detail": detail}
+
+
+def _async_url(url: str) -> str:
+    for plain, driver in (("postgresql://", "postgresql+asyncpg://"), ("postgres://", "postgresql+asyncpg://"),
+                          ("sqlite://", "sqlite+aiosqlite://")):
+        if url.startswith(plain):
+            return driver + url[len(plain):]
+    return url
+
+
+def store_from_url(url: str | None) -> AdminStore:
+    """The store named by SCREENPOP_STATE_URL (memory when unset)."""
+    if not url or url == "memory://":
+        return MemoryStore()
+    if url.split("://", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "postgres"):
+        return SqlStore(url)
+    raise ConfigError("SCREENPOP_STATE_URL: unsupported scheme; expected sqlite:///path, postgresql://... or memory://")
