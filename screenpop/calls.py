@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from screenpop.auth import Directory
+from screenpop.logs import call_id_var
 from screenpop.lookup import CUSTOMER, Lookup
 from screenpop.models import CallEvent, Card, Customer, EventKind, LookupQuery, Section, SectionStatus
 from screenpop.outbox import Outbox
@@ -63,6 +64,13 @@ class CallRegistry:
     # -- events ----------------------------------------------------------------------------------
     async def handle(self, event: CallEvent) -> None:
         """Apply one event. Never raises for a call's content; unknown agents are logged and skipped."""
+        token = call_id_var.set(event.call_id)
+        try:
+            await self._handle(event)
+        finally:
+            call_id_var.reset(token)
+
+    async def _handle(self, event: CallEvent) -> None:
         t0 = time.perf_counter()
         cid = event.call_id
         if self.on_event is not None:

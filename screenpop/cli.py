@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import logging
 import os
 import secrets
 import socket
@@ -18,6 +17,7 @@ from pydantic import ValidationError
 from screenpop import __version__
 from screenpop.bus import BusError
 from screenpop.config import ConfigError
+from screenpop.logs import setup_logging
 from screenpop.store import StoreError
 
 EVENTS = ("ring", "offered", "ringing", "answered", "ended")
@@ -62,7 +62,8 @@ def _run(settings: object) -> None:
     app = create_app(settings)  # type: ignore[arg-type]
     asyncio.run(_check_bus(app))
     uvicorn.run(app, host=settings.host, port=settings.port, ws_max_size=64 * 1024,  # type: ignore[attr-defined]
-                log_level=settings.log_level.lower(), proxy_headers=True)  # type: ignore[attr-defined]
+                log_level=settings.log_level.lower(), proxy_headers=True, log_config=None,
+                access_log=settings.log_level.upper() == "DEBUG")  # type: ignore[attr-defined]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -191,8 +192,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=os.environ.get("SCREENPOP_LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(os.environ.get("SCREENPOP_LOG_LEVEL", "INFO"), os.environ.get("SCREENPOP_LOG_FORMAT", "auto"))
     if args.command == "call" and not args.agent and args.event != "offered":
         return _fail("--agent is required: the agent id or extension whose phone rings (e.g. --agent 1001)")
     try:

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     ami_url: SecretStr | None = None
     esl_url: SecretStr | None = None
     log_level: str = "INFO"
+    log_format: str = Field(default="auto", pattern="^(auto|json|text)$")  # auto: JSON unless on a terminal
 
     @field_validator("default_region")
     @classmethod
