@@ -58,3 +58,5 @@ def setup_logging(level: str = "INFO", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for noisy in ("httpx", "httpcore"):  # one line per request of the CLI and the demo's health checks
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
