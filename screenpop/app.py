@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from screenpop import __version__
-from screenpop.api import admin, agents, pages, telephony
+from screenpop.api import admin, agents, pages, telephony, twilio
 from screenpop.bus import Bus
 from screenpop.config import Config
 from screenpop.service import build_services
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, *, bus: Bus | None = None, conf
                   redoc_url=None, openapi_url="/api/openapi.json")
     app.state.services = services
     app.include_router(telephony.router)
+    app.include_router(twilio.router)
     app.include_router(agents.router)
     app.include_router(admin.router)
     app.include_router(pages.router)

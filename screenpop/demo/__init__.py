@@ -83,6 +83,7 @@ def demo_config(db_path: Path, accounting_url: str, credit_url: str, password_ha
                                                    "hold_reason")}}},
         ],
         "lookup": {"deadline_ms": 1500},
+        "telephony": {"twilio": {"default_agents": ["alice", "bob"]}},
     }
 
 
