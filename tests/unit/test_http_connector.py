@@ -204,7 +204,7 @@ async def test_post_sends_the_values_as_json(server: Server) -> None:
     """method POST sends the template values as a JSON body."""
     echo = await fetch(server.url + "/echo", q("raw", "C7"), method="POST")
     assert echo["method"] == "POST"
-    assert echo["body"] == {"phone": PHONE, "raw": "raw", "called": "", "customer_id": "C7"}
+    assert echo["body"] == {"phone": PHONE, "raw": "raw", "called": "", "customer_id": "C7", "suffix": ""}
 
 
 async def test_items_and_fields_mapping(server: Server) -> None:
