@@ -92,7 +92,10 @@ function renderHead(entry, ctx, headingId) {
       h("p", { class: "caller-line" },
         number ? h("span", { class: "caller-number", "data-testid": "caller-number" }, number) : null,
         card.called ? h("span", { class: "muted" }, `to ${card.called}`) : null,
-        started ? h("span", { class: "muted" }, `since ${started}`) : null)),
+        started ? h("span", { class: "muted" }, `since ${started}`) : null,
+        card.transferred_from
+          ? h("span", { class: "muted", "data-testid": "transferred-from" }, `transferred from ${card.transferred_from}`)
+          : null)),
     h("span", { class: ["badge", `badge--${badge.kind}`], "data-testid": "call-state" }, badge.label));
 }
 
