@@ -12,7 +12,6 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -20,6 +19,7 @@ from connectors.base import get_kind
 from screenpop.admin import ConnectorAdmin
 from screenpop.auth import Directory, Tokens
 from screenpop.bus import Bus, bus_from_url
+from screenpop.cache import CacheBackend, CacheError, SectionCache, cache_from_url
 from screenpop.calls import CallRegistry
 from screenpop.config import Config, ConfigError, ConnectorConfig, format_validation_error, load_config
 from screenpop.hub import AgentHub
@@ -89,7 +89,8 @@ class Services:
     registry: CallRegistry
     webhook: GenericWebhook
     store: AdminStore = field(default_factory=MemoryStore)
-    cache: Any = None  # screenpop.cache.SectionCache once built
+    cache_backend: CacheBackend = field(default_factory=lambda: cache_from_url("memory://"))
+    cache: SectionCache | None = None  # built at start, over cache_backend
     metrics: Metrics = field(default_factory=Metrics)
     admin: ConnectorAdmin = field(init=False)
     instance: str = field(default_factory=lambda: secrets.token_hex(6))
@@ -106,6 +107,8 @@ class Services:
     async def start(self) -> None:
         """Connect the bus and the store, start connectors, then the hub, the outbox and the housekeeping."""
         await self.bus.connect()
+        await self.cache_backend.connect()
+        self.cache = SectionCache(self.cache_backend)
         await self.store.start()
         if not self.store.durable:
             log.warning("SCREENPOP_STATE_URL is not set: connector changes made through the admin API "
@@ -152,6 +155,9 @@ class Services:
             except Exception:
                 log.exception("closing connector %s failed", s.config.name)
         await self.store.close()
+        if self.cache is not None:
+            await self.cache.close()
+        await self.cache_backend.close()
         await self.bus.disconnect()
 
     async def _announce_connectors(self) -> None:
@@ -202,6 +208,7 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
         settings=settings, config=config, directory=directory, tokens=tokens, lookup=lookup, bus=bus,
         outbox=outbox, hub=hub, registry=registry, webhook=GenericWebhook(secret_value),
         cti=build_cti(settings), store=store_from_url(settings.state_url),
+        cache_backend=_cache_backend(settings.cache_url),
     )
     metrics = services.metrics
     metrics.watch(lambda: services.lookup.sources, hub)
@@ -210,6 +217,13 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
     registry.on_event = lambda kind: metrics.events.labels(kind).inc()
     registry.on_pop = metrics.pop_latency.observe
     return services
+
+
+def _cache_backend(url: str) -> CacheBackend:
+    try:
+        return cache_from_url(url)
+    except CacheError as err:
+        raise ConfigError(f"SCREENPOP_CACHE_URL: {err}") from None
 
 
 def build_cti(settings: Settings) -> list[CtiAdapter]:

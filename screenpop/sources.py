@@ -83,8 +83,11 @@ class Source:
         try:
             if policy is not None and self.cache is not None:
                 key = f"{self.key_prefix}:{query.customer_id or query.phone}"
-                cached = await self._bounded(self.cache.fetch(key, policy, lambda: self._guarded(query, deadline)),
-                                             deadline)
+                budget = min(self.timeout_s, deadline - time.monotonic())
+                if budget <= 0:
+                    raise TimeoutError
+                # the cache applies the budget itself, so a timeout can still be answered with a stale value
+                cached = await self.cache.fetch(key, policy, lambda: self._guarded(query, deadline), timeout_s=budget)
                 data = cached.value
                 section.cached = cached.state != "miss"
                 section.age_s = round(cached.age_s, 1) if section.cached else None
@@ -92,7 +95,7 @@ class Source:
                 if cached.state == "stale":
                     section.status = SectionStatus.STALE
                     section.data = data
-                    if getattr(cached, "error", None) is not None:
+                    if cached.error is not None:
                         section.reason = "source failed; showing the last known value"
                     elif cached.refresh is not None:
                         refresh = self._after_refresh(cached.refresh, deadline)
@@ -126,8 +129,7 @@ class Source:
             return None
         from screenpop.cache import CachePolicy
 
-        return CachePolicy(ttl_s=c.ttl_s, stale_s=c.stale_s, stale_if_error_s=c.stale_if_error_s,
-                           negative_ttl_s=c.negative_ttl_s)
+        return CachePolicy.model_validate(c.model_dump())
 
     async def _bounded(self, aw: Awaitable[Any], deadline: float) -> Any:
         budget = min(self.timeout_s, deadline - time.monotonic())
