@@ -71,6 +71,7 @@ def demo_config(db_path: Path, accounting_url: str, credit_url: str, password_ha
         ],
         "connectors": [
             {"name": "customers", "kind": "sql", "role": "identity", "timeout_ms": 800,
+             "cache": {"ttl_s": 600, "negative_ttl_s": 60},
              "options": {"url": db_url, "query": CUSTOMERS_QUERY}},
             {"name": "balance", "kind": "http", "role": "section", "title": "Balance", "timeout_ms": 800,
              "options": {"url": f"{accounting_url}/api/balance/{{customer_id}}",
@@ -78,6 +79,7 @@ def demo_config(db_path: Path, accounting_url: str, credit_url: str, password_ha
             {"name": "purchases", "kind": "sql", "role": "section", "title": "Recent purchases", "timeout_ms": 800,
              "options": {"url": db_url, "query": PURCHASES_QUERY}},
             {"name": "credit", "kind": "http", "role": "section", "title": "Credit terms", "timeout_ms": 800,
+             "cache": {"ttl_s": 600, "stale_s": 3600, "stale_if_error_s": 86400}, "retries": 1,
              "options": {"url": f"{credit_url}/api/terms/{{customer_id}}",
                          "fields": {k: k for k in ("terms", "limit", "available", "currency", "hold",
                                                    "hold_reason")}}},
