@@ -2,8 +2,9 @@
 
 A connector kind is a subclass of `Connector` with a `kind` name and an `Options` pydantic model. The
 call flow builds one instance per configured connector, calls `start()` once, `fetch()` once per lookup
-(many at a time), and `close()` at shutdown. Kinds are found by name: the built-in ones, and any package
-that declares an entry point in the group `screenpop.connectors` (`name = "module:Class"`).
+(many at a time), and `close()` at shutdown. Kinds are found by name: the built-in ones (http, sql, csv,
+offers), and any package that declares an entry point in the group `screenpop.connectors`
+(`name = "module:Class"`; tests/plugins/screenpop-sample-plugin is a complete example).
 
 Errors:
     ConnectorError      the source failed or answered something unusable; `str(err)` is a short reason
@@ -75,10 +76,12 @@ class Connector(abc.ABC):
 
 
 def _builtin_kinds() -> dict[str, type[Connector]]:
+    from connectors.csvfile import CsvConnector
     from connectors.http import HttpConnector
+    from connectors.offers import OffersConnector
     from connectors.sql import SqlConnector
 
-    return {HttpConnector.kind: HttpConnector, SqlConnector.kind: SqlConnector}
+    return {cls.kind: cls for cls in (HttpConnector, SqlConnector, CsvConnector, OffersConnector)}
 
 
 def available_kinds() -> dict[str, type[Connector]]:

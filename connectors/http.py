@@ -2,35 +2,47 @@
 
     url      "https://crm.example/api/customers?phone={phone}"   placeholders: {phone} {customer_id}
              {raw} {called}, each percent-encoded (nothing is safe: "+" becomes "%2B", "/" "%2F")
-    items    "data.customers"       the list inside the answer (optional)
-    fields   {"balance": "account.balance"}   output key -> dotted path, applied to the object or to
-             each item of the list (optional; a missing path gives None)
+    items    "data.customers"       JMESPath: the list inside the answer (optional)
+    fields   {"balance": "account.balance", "phone": "phones[0]"}   output key -> JMESPath expression,
+             applied to the object or to each item of the list (optional; nothing found gives None)
+    auth     {"type": "bearer", "token": ...} | {"type": "basic", "username": ..., "password": ...}
+             | {"type": "api_key", "header": "X-Api-Key", "value": ...}
+             | {"type": "api_key", "query": "api_key", "value": ...}       (optional)
+    verify_tls / ca_file   TLS certificates are verified (default); ca_file trusts a private CA (PEM)
+
+With `auth`, redirects are not followed (the secret would go wherever the redirect points): a 3xx answer
+is ConnectorError("HTTP 302 ..."); point `url` at the final address.
 
 Placeholders may appear in the path, the query and the fragment, never in the scheme or the host.
 Header values may hold placeholders too; there they are inserted as they are, minus control characters.
-A dotted path walks objects by key and lists by index ("phones.0").
+The mapping is JMESPath (see connectors.mapping). Secrets of `auth` are pydantic SecretStr: they are not
+in the options' repr, in validation errors or in any ConnectorError.
 
 Outcomes: 2xx with JSON -> the (mapped) data, `null` / `[]` / 204 -> None, 404 -> None or
-ConnectorError("HTTP 404") as `not_found` says, other >= 400 -> ConnectorError("HTTP <code>"), a body over
+ConnectorError("HTTP 404") as `not_found` says, other >= 300 -> ConnectorError("HTTP <code>"), a body over
 `max_bytes` -> ConnectorError, no connection -> ConnectorError("cannot connect to <host>:<port>").
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import os
 import re
+import ssl
 import string
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
 
 import aiohttp
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from yarl import URL
 
 from connectors.base import Connector, ConnectorError, ConnectorOptions
+from connectors.mapping import Expression, Mapping
 from screenpop.models import LookupQuery
 
 PLACEHOLDERS = tuple(LookupQuery(phone="").template_values())  # phone, raw, called, customer_id
@@ -40,6 +52,7 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NETLOC_DONE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*[/?#]")
 _CHUNK = 65536
+_REDIRECT_NOTE = " (redirects are not followed when auth is set)"
 _DRAIN_MAX = 65536
 
 Parts = list[tuple[str, str | None]]
@@ -83,25 +96,65 @@ def _url_parts(template: str, *, placeholders: bool = True) -> tuple[Parts, str,
     return parts, sample.hostname, port or (443 if sample.scheme.lower() == "https" else 80)
 
 
-def _check_path(path: str) -> str:
-    if not path or any(not key for key in path.split(".")):
-        raise ValueError("a dotted path like 'data.customers' is expected")
-    return path
+class _AuthOptions(ConnectorOptions):
+    model_config = ConfigDict(hide_input_in_errors=True)
 
 
-def dig(data: Any, path: str) -> Any:
-    """The value at a dotted path (keys of objects, indexes of lists), or None when it is missing."""
-    for key in path.split("."):
-        if isinstance(data, dict):
-            data = data.get(key)
-        elif isinstance(data, list) and key.lstrip("-").isdigit():
-            index = int(key)
-            data = data[index] if -len(data) <= index < len(data) else None
-        else:
-            return None
-        if data is None:
-            return None
-    return data
+class BearerAuth(_AuthOptions):
+    """`Authorization: Bearer <token>`."""
+
+    type: Literal["bearer"]
+    token: SecretStr = Field(min_length=1)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token.get_secret_value()}"}
+
+
+class BasicAuth(_AuthOptions):
+    """`Authorization: Basic base64(username:password)`."""
+
+    type: Literal["basic"]
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+    @field_validator("username")
+    @classmethod
+    def _no_colon(cls, v: str) -> str:
+        if ":" in v or _CONTROL.search(v):
+            raise ValueError("a username without ':' or control characters is expected")
+        return v
+
+    def headers(self) -> dict[str, str]:
+        pair = f"{self.username}:{self.password.get_secret_value()}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+
+
+class ApiKeyAuth(_AuthOptions):
+    """An API key in a header (`header: X-Api-Key`) or in the query string (`query: api_key`)."""
+
+    type: Literal["api_key"]
+    header: str | None = None
+    query: str | None = Field(default=None, min_length=1)
+    value: SecretStr = Field(min_length=1)
+
+    @field_validator("header")
+    @classmethod
+    def _check_header(cls, v: str | None) -> str | None:
+        if v is not None and not _HEADER_NAME.match(v):
+            raise ValueError(f"invalid header name {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_place(self) -> ApiKeyAuth:
+        if (self.header is None) == (self.query is None):
+            raise ValueError("exactly one of 'header' or 'query' is expected")
+        return self
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.header is None else {self.header: self.value.get_secret_value()}
+
+
+Auth = Annotated[BearerAuth | BasicAuth | ApiKeyAuth, Field(discriminator="type")]
 
 
 class HttpOptions(ConnectorOptions):
@@ -113,12 +166,14 @@ class HttpOptions(ConnectorOptions):
     method: Literal["GET", "POST"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict)
     max_bytes: int = Field(default=1_048_576, gt=0)
-    items: str | None = None
-    fields: dict[str, str] | None = None
+    items: Expression | None = None
+    fields: dict[str, Expression] | None = None
     not_found: Literal["empty", "error"] = "empty"
     max_connections: int = Field(default=100, ge=1)
     verify_tls: bool = True
+    ca_file: str | None = None
     ping_url: str | None = None
+    auth: Auth | None = None
 
     @field_validator("url")
     @classmethod
@@ -144,11 +199,30 @@ class HttpOptions(ConnectorOptions):
             _parse(value)
         return v
 
-    @field_validator("items", "fields")
+    @field_validator("ca_file")
     @classmethod
-    def _check_paths(cls, v: str | dict[str, str] | None) -> str | dict[str, str] | None:
-        for path in [] if v is None else [v] if isinstance(v, str) else v.values():
-            _check_path(path)
+    def _check_ca_file(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return v
+        if info.data.get("verify_tls") is False:
+            raise ValueError("ca_file needs verify_tls: true")
+        if not os.path.isfile(v):
+            raise ValueError("no such file; a PEM bundle of trusted CA certificates is expected")
+        return v
+
+    @field_validator("auth")
+    @classmethod
+    def _check_auth(cls, v: BearerAuth | BasicAuth | ApiKeyAuth | None,
+                    info: ValidationInfo) -> BearerAuth | BasicAuth | ApiKeyAuth | None:
+        if v is None:
+            return v
+        sent = v.headers()
+        if any(_CONTROL.search(value) for value in sent.values()):
+            raise ValueError("the secret holds a control character")
+        taken = {name.lower() for name in info.data.get("headers") or {}}
+        clash = sorted(name for name in sent if name.lower() in taken)
+        if clash:
+            raise ValueError(f"header {clash[0]} is set both by auth and by headers; keep one")
         return v
 
 
@@ -167,6 +241,10 @@ def _errors(where: str) -> Iterator[None]:
         yield
     except (ConnectorError, TimeoutError):
         raise
+    except aiohttp.ClientConnectorCertificateError as err:
+        raise ConnectorError(f"TLS certificate of {where} is not trusted") from err
+    except aiohttp.ClientSSLError as err:
+        raise ConnectorError(f"TLS handshake with {where} failed") from err
     except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError, ConnectionError) as err:
         raise ConnectorError(f"cannot connect to {where}") from err  # refused, reset, closed early
     except aiohttp.ClientPayloadError as err:
@@ -201,14 +279,26 @@ class HttpConnector(Connector):
         self._url, self._host, self._port = _url_parts(opts.url)
         self._where = f"{self._host}:{self._port}"
         self._headers = {name: _parse(value) for name, value in opts.headers.items()}
+        auth = opts.auth
+        self._auth_headers = auth.headers() if auth is not None else {}
+        self._auth_query = ""
+        if isinstance(auth, ApiKeyAuth) and auth.query is not None:
+            self._auth_query = f"{quote(auth.query, safe='')}={quote(auth.value.get_secret_value(), safe='')}"
+        self._mapping = Mapping(opts.items, opts.fields)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         """Open the session and its connection pool (connections are made on first use)."""
         if self._session is not None:
             return
+        tls: ssl.SSLContext | bool = self.options.verify_tls
+        if self.options.ca_file is not None:
+            try:
+                tls = await asyncio.to_thread(ssl.create_default_context, cafile=self.options.ca_file)
+            except (OSError, ssl.SSLError, ValueError) as err:
+                raise ConnectorError("ca_file is not a readable PEM bundle of CA certificates") from err
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.options.max_connections, ssl=self.options.verify_tls),
+            connector=aiohttp.TCPConnector(limit=self.options.max_connections, ssl=tls),
             timeout=aiohttp.ClientTimeout(total=SAFETY_TIMEOUT_S),
             cookie_jar=aiohttp.DummyCookieJar(),  # lookups for different callers share nothing
             headers={"Accept": "application/json"},
@@ -232,16 +322,19 @@ class HttpConnector(Connector):
         opts = self.options
         values = query.template_values()
         headers = {name: _render(parts, values, _header_value) for name, parts in self._headers.items()}
+        headers.update(self._auth_headers)
         body = values if opts.method == "POST" else None
         with _errors(self._where):
-            url = URL(_render(self._url, values, _url_value), encoded=True)
-            async with session.request(opts.method, url, headers=headers, json=body) as resp:
+            url = self._signed(_render(self._url, values, _url_value))
+            async with session.request(opts.method, url, headers=headers, json=body,
+                                       allow_redirects=opts.auth is None) as resp:
                 if resp.status == 204 or (resp.status == 404 and opts.not_found == "empty"):
                     await _drain(resp)
                     return None
-                if resp.status >= 400:
+                if resp.status >= 300:  # a 3xx left: a redirect not followed (auth) or without a Location
                     await _drain(resp)
-                    raise ConnectorError(f"HTTP {resp.status}")
+                    note = _REDIRECT_NOTE if resp.status < 400 and opts.auth is not None else ""
+                    raise ConnectorError(f"HTTP {resp.status}{note}")
                 raw = await self._read(resp)
         return self._shape(raw)
 
@@ -259,30 +352,26 @@ class HttpConnector(Connector):
             body += chunk
         return bytes(body)
 
+    def _signed(self, url: str) -> URL:
+        """The rendered URL, with the API key added to its query string when auth says so."""
+        if self._auth_query:
+            base, hash_, fragment = url.partition("#")
+            joint = "" if base.endswith(("?", "&")) else "&" if "?" in base else "?"
+            url = f"{base}{joint}{self._auth_query}{hash_}{fragment}"
+        return URL(url, encoded=True)
+
     def _shape(self, raw: bytes) -> dict[str, Any] | list[Any] | None:
         try:
             data = json.loads(raw)
         except (ValueError, RecursionError):
             raise ConnectorError("invalid JSON") from None
-        opts = self.options
-        if opts.items is not None:
-            data = dig(data, opts.items)
-            if data is not None and not isinstance(data, list):
-                raise ConnectorError(f"expected a list at {opts.items}")
-        if data is None or data == []:
-            return None
-        if opts.fields is not None:
-            data = [self._pick(x) for x in data] if isinstance(data, list) else self._pick(data)
-        if not isinstance(data, dict | list):
+        data = self._mapping.apply(data)
+        if data is not None and not isinstance(data, dict | list):
             raise ConnectorError(f"expected a JSON object or list, got {type(data).__name__}")
         return data
 
-    def _pick(self, obj: Any) -> dict[str, Any]:
-        assert self.options.fields is not None
-        return {key: dig(obj, path) for key, path in self.options.fields.items()}
-
     async def ping(self) -> None:
-        """GET `ping_url` (any status below 400 is fine), or open a TCP connection to the url's host."""
+        """GET `ping_url` (a status below 400 is fine; below 300 with auth), or open a TCP connection."""
         session = self._require_session()
         if self.options.ping_url is None:
             with _errors(self._where):
@@ -293,7 +382,8 @@ class HttpConnector(Connector):
             return
         parts, host, port = _url_parts(self.options.ping_url, placeholders=False)
         with _errors(f"{host}:{port}"):
-            async with session.get(URL(_render(parts, {}, str), encoded=True)) as resp:
+            async with session.get(self._signed(_render(parts, {}, str)), headers=self._auth_headers,
+                                   allow_redirects=self.options.auth is None) as resp:
                 await _drain(resp)
-                if resp.status >= 400:
+                if resp.status >= 400 or (resp.status >= 300 and self.options.auth is not None):
                     raise ConnectorError(f"HTTP {resp.status}")

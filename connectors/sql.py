@@ -1,16 +1,17 @@
 """The `sql` connector kind: one parameterised, read-only SELECT per lookup, through SQLAlchemy's asyncio.
 
     url     postgresql://user@host/db (or postgres://, postgresql+asyncpg://)  -> asyncpg
+            mysql://user@host/db or mariadb://user@host/db (or mysql+aiomysql://) -> aiomysql
             sqlite:///path/to/file.db (or sqlite+aiosqlite://)                 -> aiosqlite
-            mysql+aiomysql://...  only when aiomysql is installed
     query   SELECT id, name FROM customers WHERE phone = :phone
-            named parameters among :phone :customer_id :raw :called (strings; "" when unknown); a
-            literal colon that is not a parameter is written "\\:". PostgreSQL casts (x::int) are fine.
+            named parameters among :phone :customer_id :raw :called :suffix (strings; "" when unknown);
+            a literal colon that is not a parameter is written "\\:". PostgreSQL casts (x::int) are fine.
 
-The query check at options time catches mistakes (not a SELECT / WITH, several statements); the guarantee
-comes from the database: PostgreSQL runs every lookup in a READ ONLY transaction on sessions whose default
-is read-only, SQLite connections have `PRAGMA query_only = ON`, MySQL sessions are set READ ONLY. A write
-smuggled through a CTE fails there.
+The query check at options time catches mistakes (not a SELECT / WITH, several statements, MySQL's
+SELECT ... INTO OUTFILE); the guarantee comes from the database: PostgreSQL runs every lookup in a READ
+ONLY transaction on sessions whose default is read-only, SQLite connections have `PRAGMA query_only = ON`,
+MySQL / MariaDB sessions are set to READ ONLY transactions. A write smuggled through a CTE or a stored
+function fails there. Give the database user SELECT rights only, all the same.
 
 Rows become dicts of JSON-friendly values (Decimal -> float, dates and times -> ISO 8601 strings,
 bytes -> hex, UUID -> str). `one: true` returns the first row or None; otherwise a list of at most
@@ -25,7 +26,7 @@ import importlib.util
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -41,9 +42,13 @@ from connectors.base import Connector, ConnectorError, ConnectorOptions
 from screenpop.models import LookupQuery
 
 PARAMETERS = tuple(LookupQuery(phone="").template_values())
-_DRIVERS = {"postgresql": "asyncpg", "postgres": "asyncpg", "sqlite": "aiosqlite", "mysql": "aiomysql"}
+_DRIVERS = {"postgresql": "asyncpg", "postgres": "asyncpg", "sqlite": "aiosqlite", "mysql": "aiomysql",
+            "mariadb": "aiomysql"}
+_BACKENDS = {"postgres": "postgresql", "mariadb": "mysql"}
 _DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
 _DB_MODULES = frozenset({"asyncpg", "aiosqlite", "sqlite3", "aiomysql", "pymysql"})
+_MYSQL_NO_SERVER = frozenset({2002, 2003, 2005, 2006, 2013})  # cannot connect, unknown host, gone, lost
+_INTO_FILE = re.compile(r"\binto\s+(outfile|dumpfile)\b", re.IGNORECASE)
 # comments and quoted text, so that a ";" or a keyword inside them is not taken for code
 _NOT_CODE = re.compile(
     r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(?P<tag>[A-Za-z_]\w*)?\$.*?\$(?P=tag)\$", re.S
@@ -55,17 +60,17 @@ def normalize_url(url: str) -> str:
     try:
         u = make_url(url)
     except (ArgumentError, ValueError):
-        raise ValueError("not a database URL; expected postgresql://... or sqlite:///path") from None
+        raise ValueError("not a database URL; expected postgresql://, mysql://... or sqlite:///path") from None
     backend, _, driver = u.drivername.lower().partition("+")
     wanted = _DRIVERS.get(backend)
     if wanted is None or driver not in ("", wanted):
         raise ValueError(
-            f"unsupported database driver {u.drivername!r}; use postgresql://, sqlite:/// "
-            "or mysql+aiomysql:// (needs aiomysql)"
+            f"unsupported database driver {u.drivername!r}; use postgresql://, mysql://, mariadb:// "
+            "or sqlite:///"
         )
     if wanted == "aiomysql" and importlib.util.find_spec("aiomysql") is None:
         raise ValueError("mysql needs the aiomysql package, which is not installed")
-    backend = "postgresql" if backend == "postgres" else backend
+    backend = _BACKENDS.get(backend, backend)
     return u.set(drivername=f"{backend}+{wanted}").render_as_string(hide_password=False)
 
 
@@ -86,6 +91,8 @@ def check_query(query: str) -> str:
         query, code = query[:end], code[:end]
     if "'" in code or '"' in code or "/*" in code:
         raise ValueError("unterminated quote or comment")
+    if _INTO_FILE.search(code):
+        raise ValueError("SELECT ... INTO OUTFILE / DUMPFILE writes a file; it is not allowed")
     unknown = sorted(set(text(query).compile().params) - set(PARAMETERS))
     if unknown:
         names = ", ".join(f":{p}" for p in PARAMETERS)
@@ -141,9 +148,17 @@ class SqlOptions(ConnectorOptions):
 def _reason(err: BaseException) -> str:
     """A short, safe reason: the driver's first line, without SQLAlchemy's SQL echo or links."""
     orig = err.orig if isinstance(err, DBAPIError) and err.orig is not None else err
+    args = getattr(orig, "args", ())
+    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):  # MySQL: (code, message)
+        return f"database error: {args[1]}"[:200]
     lines = str(orig).strip().splitlines()
     message = re.sub(r"^<class '[^']*'>:\s*", "", lines[0]) if lines else type(orig).__name__
     return f"database error: {message}"[:200]
+
+
+def _mysql_code(err: BaseException | None) -> int | None:
+    args = getattr(err, "args", ())
+    return args[0] if type(err).__module__.startswith("pymysql") and args and isinstance(args[0], int) else None
 
 
 @contextlib.contextmanager
@@ -156,7 +171,7 @@ def _errors(where: str) -> Iterator[None]:
     except OSError as err:
         raise ConnectorError(f"cannot connect to {where}") from err
     except DBAPIError as err:
-        if isinstance(err.orig, OSError):
+        if isinstance(err.orig, OSError) or _mysql_code(err.orig) in _MYSQL_NO_SERVER:
             raise ConnectorError(f"cannot connect to {where}") from err
         raise ConnectorError(_reason(err)) from err
     except SQLAlchemyError as err:
@@ -241,18 +256,34 @@ class SqlConnector(Connector):
             raise ConnectorError("connector is not started")
         return self._engine
 
-    async def fetch(self, query: LookupQuery) -> dict[str, Any] | list[Any] | None:
-        """Run the query with the parameters it names; rows as dicts (see the module docstring)."""
+    async def select(self, query: LookupQuery, limit: int,
+                     batch: int = 1000) -> tuple[list[str], list[Sequence[Any]], bool]:
+        """The column names, at most `limit` rows (as the driver returns the values), and whether there
+        were more. Rows are read in batches, so a big result never holds the event loop for long."""
         engine = self._require_engine()
         values = query.template_values()
         params = {p: values[p] for p in self._params}
-        size = 1 if self.options.one else self.options.max_rows
+        rows: list[Sequence[Any]] = []
+        more = False
         with _errors(self._where):
             async with engine.connect() as conn:
                 result = await conn.stream(self._statement, params)
-                rows = await result.mappings().fetchmany(size)
+                columns = [str(c) for c in result.keys()]
+                while len(rows) <= limit:
+                    chunk = await result.fetchmany(min(batch, limit + 1 - len(rows)))
+                    if not chunk:
+                        break
+                    rows.extend(chunk)
                 await result.close()
-        records = [{str(k): jsonable(v) for k, v in row.items()} for row in rows]
+        if len(rows) > limit:
+            rows, more = rows[:limit], True
+        return columns, rows, more
+
+    async def fetch(self, query: LookupQuery) -> dict[str, Any] | list[Any] | None:
+        """Run the query with the parameters it names; rows as dicts (see the module docstring)."""
+        size = 1 if self.options.one else self.options.max_rows
+        columns, rows, _ = await self.select(query, size)
+        records = [{k: jsonable(v) for k, v in zip(columns, row, strict=True)} for row in rows]
         if self.options.one:
             return records[0] if records else None
         return records or None

@@ -54,6 +54,13 @@ def demo_numbers() -> dict[str, str]:
     return {"known": KNOWN_NUMBER, "unknown": UNKNOWN_NUMBER, "several": SEVERAL_NUMBER}
 
 
+# Every order line of every customer: the offers model learns what is bought together.
+OFFERS_QUERY = (
+    "SELECT o.customer_id AS customer_id, l.sku AS sku, p.name AS name "
+    "FROM order_lines l JOIN orders o ON o.id = l.order_id JOIN products p ON p.sku = l.sku"
+)
+
+
 def demo_config(db_path: Path, accounting_url: str, credit_url: str, password_hash: str | None = None) -> dict:
     """The configuration (as data for config.yaml) that wires screenpop to the three demo systems.
 
@@ -83,6 +90,8 @@ def demo_config(db_path: Path, accounting_url: str, credit_url: str, password_ha
              "options": {"url": f"{credit_url}/api/terms/{{customer_id}}",
                          "fields": {k: k for k in ("terms", "limit", "available", "currency", "hold",
                                                    "hold_reason")}}},
+            {"name": "offers", "kind": "offers", "role": "section", "title": "Suggested offers", "timeout_ms": 300,
+             "options": {"url": db_url, "query": OFFERS_QUERY}},
         ],
         "lookup": {"deadline_ms": 1500},
         "telephony": {"twilio": {"default_agents": ["alice", "bob"]}},

@@ -4,6 +4,8 @@ Backends, each serving the same small customer dataset:
     http          a real aiohttp server on 127.0.0.1 (/customers?phone=..., /balance/{customer_id})
     sql-sqlite    a temporary SQLite file
     sql-postgres  the real PostgreSQL server (`database_url`), in a fresh schema dropped afterwards
+    sql-mysql     the real MySQL / MariaDB server (`mysql_url`), in uniquely named tables dropped afterwards
+    csv           two CSV files, the phone numbers written as people type them ("(415) 555-0100")
 
 Two connectors per backend: `identity` (phone -> customers with id and name) and `section`
 (customer id -> {"balance", "currency"}).
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -121,10 +124,10 @@ async def load_dataset(url: str, prefix: str = "", schema: str | None = None) ->
         async with engine.begin() as conn:
             if schema:
                 await conn.execute(text(f"CREATE SCHEMA {schema}"))
-            await conn.execute(text(f"CREATE TABLE {prefix}customers "
-                                    "(id TEXT PRIMARY KEY, name TEXT NOT NULL, phone TEXT NOT NULL)"))
-            await conn.execute(text(f"CREATE TABLE {prefix}balances (customer_id TEXT PRIMARY KEY, "
-                                    "balance NUMERIC(12, 2) NOT NULL, currency TEXT NOT NULL)"))
+            await conn.execute(text(f"CREATE TABLE {prefix}customers (id VARCHAR(16) PRIMARY KEY, "
+                                    "name VARCHAR(100) NOT NULL, phone VARCHAR(32) NOT NULL)"))
+            await conn.execute(text(f"CREATE TABLE {prefix}balances (customer_id VARCHAR(16) PRIMARY KEY, "
+                                    "balance NUMERIC(12, 2) NOT NULL, currency VARCHAR(3) NOT NULL)"))
             await conn.execute(text(f"INSERT INTO {prefix}customers VALUES (:id, :name, :phone)"), CUSTOMERS)
             await conn.execute(text(f"INSERT INTO {prefix}balances VALUES (:c, :b, :cur)"),
                                [{"c": c, "b": b, "cur": cur} for c, (b, cur) in BALANCES.items()])
@@ -175,15 +178,66 @@ async def postgres_source(database_url: str) -> AsyncIterator[Source]:
             await engine.dispose()
 
 
-@pytest.fixture(params=["http", "sql-sqlite", "sql-postgres"])
+@contextlib.asynccontextmanager
+async def mysql_source(mysql_url: str) -> AsyncIterator[Source]:
+    url = normalize_url(mysql_url)
+    prefix = f"screenpop_test_{secrets.token_hex(6)}_"
+    try:
+        await load_dataset(url, prefix)
+        identity, section = sql_options(mysql_url, prefix)
+
+        async def take_down() -> dict[str, Any]:
+            return {**identity, "url": f"mysql://root@127.0.0.1:{free_port()}/test"}
+
+        yield Source("sql", identity, section, take_down)
+    finally:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as conn:
+                for table in ("customers", "balances"):
+                    await conn.execute(text(f"DROP TABLE IF EXISTS {prefix}{table}"))
+        finally:
+            await engine.dispose()
+
+
+TYPED_PHONES = {"+14155550100": "(415) 555-0100", "+14155550101": "+1 415-555-0101",
+                "+14155550199": "415.555.0199"}  # as a spreadsheet holds them
+
+
+@contextlib.asynccontextmanager
+async def csv_source(tmp_path: Path) -> AsyncIterator[Source]:
+    people, money = tmp_path / "customers.csv", tmp_path / "balances.csv"
+    with people.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "name", "phone"])
+        writer.writerows([c["id"], c["name"], TYPED_PHONES[c["phone"]]] for c in CUSTOMERS)
+    with money.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["customer_id", "balance", "currency"])
+        writer.writerows([c, f"{b:.2f}", cur] for c, (b, cur) in BALANCES.items())
+    identity = {"path": str(people), "key_column": "phone"}
+    section = {"path": str(money), "key_column": "customer_id", "key": "customer_id", "one": True,
+               "fields": {"balance": "to_number(balance)", "currency": "currency"}}
+
+    async def take_down() -> dict[str, Any]:
+        return {**identity, "path": str(tmp_path / "gone" / "customers.csv")}
+
+    yield Source("csv", identity, section, take_down)
+
+
+@pytest.fixture(params=["http", "sql-sqlite", "sql-postgres", "sql-mysql", "csv"])
 async def source(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Source]:
     """Each backend in turn, serving the dataset; stopped and removed afterwards."""
     if request.param == "http":
         make = http_source()
     elif request.param == "sql-sqlite":
         make = sqlite_source(tmp_path)
-    else:
+    elif request.param == "sql-postgres":
         make = postgres_source(request.getfixturevalue("database_url"))
+    elif request.param == "sql-mysql":
+        make = mysql_source(request.getfixturevalue("mysql_url"))
+    else:
+        make = csv_source(tmp_path)
     async with make as src:
         yield src
 
@@ -210,6 +264,13 @@ def test_kind_is_registered(source: Source) -> None:
 async def test_identity_by_phone(identity: Connector) -> None:
     """The identity query by phone returns the matching customer with its id and name."""
     assert pairs(await identity.fetch(query("+14155550100"))) == [("C1", "Ada Lovelace")]
+
+
+async def test_identity_records_carry_the_number_in_e164(identity: Connector) -> None:
+    """Each identity record carries the customer's number in E.164, however the source wrote it."""
+    found = await identity.fetch(query("+14155550199"))
+    rows = [found] if isinstance(found, dict) else found
+    assert [r["phone"] for r in rows] == ["+14155550199", "+14155550199"]
 
 
 async def test_identity_shared_number_returns_both(identity: Connector) -> None:

@@ -74,7 +74,7 @@ def open_console(browser: Any, demo_server: Any) -> Iterator[Callable[..., Any]]
     assert not errors, f"JavaScript errors in the console: {errors}"
 
 
-def _wait_settled(card: Any, sections: tuple[str, ...] = ("balance", "purchases", "credit")) -> None:
+def _wait_settled(card: Any, sections: tuple[str, ...] = ("balance", "purchases", "credit", "offers")) -> None:
     from playwright.sync_api import expect
 
     for name in sections:

@@ -98,7 +98,7 @@ def test_config_yaml_loads_and_names_the_four_connectors(env: DemoEnvironment) -
     """The written config.yaml is valid for screenpop.config and points at sales.db and both servers."""
     config = load_config(env.config_path)
     conns = {c.name: c for c in config.connectors}
-    assert list(conns) == ["customers", "balance", "purchases", "credit"]
+    assert list(conns) == ["customers", "balance", "purchases", "credit", "offers"]
     assert conns["customers"].options["url"] == f"sqlite:///{env.db_path.resolve()}"
     assert conns["balance"].options["url"] == f"{env.accounting_url}/api/balance/{{customer_id}}"
     assert conns["credit"].options["url"] == f"{env.credit_url}/api/terms/{{customer_id}}"

@@ -155,7 +155,7 @@ def test_demo_config_is_a_valid_config_file(tmp_path: Path) -> None:
     assert [(a.extensions, a.role) for a in config.agents] == [(["1001"], "agent"), (["1002"], "agent"), ([], "admin")]
     assert all(PasswordHasher().verify(a.password_hash, DEMO_PASSWORD) for a in config.agents)
     conns = {c.name: c for c in config.connectors}
-    assert list(conns) == ["customers", "balance", "purchases", "credit"]
+    assert list(conns) == ["customers", "balance", "purchases", "credit", "offers"]
     assert conns["customers"].role == "identity" and conns["customers"].options["url"].startswith("sqlite:////")
     assert conns["balance"].options["url"] == "http://127.0.0.1:1/api/balance/{customer_id}"
     assert conns["credit"].section_title == "Credit terms" and config.lookup.deadline_ms == 1500

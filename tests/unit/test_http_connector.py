@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,15 +18,17 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from connectors.base import ConnectorError
-from connectors.http import HttpConnector, dig
+from connectors.http import HttpConnector
+from connectors.mapping import Mapping
 from screenpop.models import LookupQuery
-from tests.conftest import free_port
+from tests.conftest import free_port, need
 
 PHONE = "+14155550100"
 BIG = 50 * 1024 * 1024
 CHUNK = b"x" * 65536
 SHAPED = {
-    "data": {"customers": [{"id": 1, "name": "Ada", "account": {"balance": 3}}, {"id": 2, "name": "Bob"}]},
+    "data": {"customers": [{"id": 1, "name": "Ada", "account": {"balance": 3}, "phones": ["+1415", "+1416"]},
+                           {"id": 2, "name": "Bob"}]},
     "account": {"balance": 9.5},
     "currency": "EUR",
 }
@@ -84,6 +91,9 @@ def make_app(state: Server) -> web.Application:
     async def shaped(request: web.Request) -> web.Response:
         return web.json_response(SHAPED)
 
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/echo")
+
     app = web.Application()
     app.router.add_get("/status/{code}", status)
     app.router.add_get("/body/{name}", body)
@@ -93,6 +103,7 @@ def make_app(state: Server) -> web.Application:
     app.router.add_get("/peer", peer)
     app.router.add_get("/ok", ok)
     app.router.add_get("/shaped", shaped)
+    app.router.add_get("/moved", moved)
     return app
 
 
@@ -208,26 +219,42 @@ async def test_post_sends_the_values_as_json(server: Server) -> None:
 
 
 async def test_items_and_fields_mapping(server: Server) -> None:
-    """items picks the list, fields maps each item (or the object); a missing path gives None."""
+    """items picks the list, fields maps each item (or the object) with JMESPath; nothing found gives None."""
     url = server.url + "/shaped"
-    fields = {"id": "id", "name": "name", "balance": "account.balance"}
+    fields = {"id": "id", "name": "name", "balance": "account.balance", "phone": "phones[0]"}
     assert await fetch(url, items="data.customers", fields=fields) == [
-        {"id": 1, "name": "Ada", "balance": 3},
-        {"id": 2, "name": "Bob", "balance": None},
+        {"id": 1, "name": "Ada", "balance": 3, "phone": "+1415"},
+        {"id": 2, "name": "Bob", "balance": None, "phone": None},
     ]
     assert await fetch(url, items="data.customers") == SHAPED["data"]["customers"]
     mapped = await fetch(url, fields={"balance": "account.balance", "currency": "currency", "x": "no.where"})
     assert mapped == {"balance": 9.5, "currency": "EUR", "x": None}
-    assert await fetch(url, fields={"first": "data.customers.0.name"}) == {"first": "Ada"}
+    assert await fetch(url, fields={"first": "data.customers[0].name"}) == {"first": "Ada"}
     assert await fetch(url, items="nothing.here") is None
-    with pytest.raises(ConnectorError, match="expected a list at account"):
+    with pytest.raises(ConnectorError, match="expected a list at account, got dict"):
         await fetch(url, items="account")
 
 
-def test_dig_walks_objects_and_lists() -> None:
-    """dig follows keys and list indexes, and gives None for anything missing."""
-    data = {"a": {"b": [10, {"c": "x"}]}}
-    assert [dig(data, p) for p in ("a.b.1.c", "a.b.-2", "a.b.5", "a.b.c", "a.z.c")] == ["x", 10, None, None, None]
+async def test_jmespath_expressions(server: Server) -> None:
+    """Filters, projections and functions of JMESPath work in items and fields."""
+    url = server.url + "/shaped"
+    assert await fetch(url, items="data.customers[?account.balance > `1`]", fields={"id": "id"}) == [{"id": 1}]
+    assert await fetch(url, fields={"names": "data.customers[*].name", "n": "length(data.customers)"}) == {
+        "names": ["Ada", "Bob"], "n": 2}
+    with pytest.raises(ConnectorError, match="^mapping failed at fields.n: In function length"):
+        await fetch(url, fields={"n": "length(account.balance)"})
+
+
+def test_mapping_compiles_once_and_refuses_bad_expressions() -> None:
+    """Mapping shapes plain data; a bad expression is a ValueError with a hint for dotted list indexes."""
+    mapping = Mapping("rows", {"id": "id", "tag": "tags[-1]"})
+    assert mapping.apply({"rows": [{"id": 1, "tags": ["a", "b"]}, {"id": 2}]}) == [
+        {"id": 1, "tag": "b"}, {"id": 2, "tag": None}]
+    assert mapping.apply({"rows": []}) is None
+    with pytest.raises(ValueError, match=r"write a list index as name\[0\]"):
+        Mapping(None, {"x": "phones.0"})
+    with pytest.raises(ValueError, match="empty"):
+        Mapping("", None)
 
 
 @pytest.mark.parametrize(
@@ -239,7 +266,18 @@ def test_dig_walks_objects_and_lists() -> None:
         ({"url": "http://h/", "method": "PUT"}, "method"), ({"url": "http://h/", "max_bytes": 0}, "max_bytes"),
         ({"url": "http://h/", "headers": {"X-A": "{who}"}}, "headers"),
         ({"url": "http://h/", "items": "a..b"}, "items"), ({"url": "http://h/", "fields": {"x": ""}}, "fields"),
+        ({"url": "http://h/", "fields": {"x": "phones.0"}}, "fields"), ({"url": "http://h/", "items": "a["}, "items"),
         ({"url": "http://h/", "ping_url": "http://h/{phone}"}, "ping_url"),
+        ({"url": "http://h/", "auth": {"type": "digest", "token": "t"}}, "auth"),
+        ({"url": "http://h/", "auth": {"type": "bearer"}}, "auth"),
+        ({"url": "http://h/", "auth": {"type": "api_key", "value": "k"}}, "auth"),
+        ({"url": "http://h/", "auth": {"type": "api_key", "header": "X-K", "query": "k", "value": "k"}}, "auth"),
+        ({"url": "http://h/", "auth": {"type": "api_key", "header": "X K", "value": "k"}}, "auth"),
+        ({"url": "http://h/", "auth": {"type": "basic", "username": "a:b", "password": "p"}}, "auth"),
+        ({"url": "http://h/", "auth": {"type": "bearer", "token": "t\r\nX: 1"}}, "auth"),
+        ({"url": "http://h/", "headers": {"authorization": "x"}, "auth": {"type": "bearer", "token": "t"}}, "auth"),
+        ({"url": "http://h/", "ca_file": "/no/such/ca.pem"}, "ca_file"),
+        ({"url": "http://h/", "verify_tls": False, "ca_file": __file__}, "ca_file"),
     ],
 )
 def test_bad_options_name_the_field(options: dict[str, Any], field_name: str) -> None:
@@ -309,3 +347,130 @@ async def test_not_started_and_double_close() -> None:
     await conn.close()
     await conn.close()
 
+
+
+SECRET = "s3cret-K3y"
+
+
+@pytest.mark.parametrize(
+    ("auth", "header", "expected"),
+    [
+        ({"type": "bearer", "token": SECRET}, "Authorization", f"Bearer {SECRET}"),
+        ({"type": "basic", "username": "ada", "password": SECRET}, "Authorization",
+         "Basic " + base64.b64encode(f"ada:{SECRET}".encode()).decode()),
+        ({"type": "api_key", "header": "X-Api-Key", "value": SECRET}, "X-Api-Key", SECRET),
+    ],
+)
+async def test_auth_in_a_header(server: Server, auth: dict[str, Any], header: str, expected: str) -> None:
+    """bearer, basic and api_key-in-a-header auth send the right header, on fetch and on ping."""
+    echo = await fetch(server.url + "/echo", auth=auth)
+    assert echo["headers"][header] == expected
+    assert SECRET not in echo["raw_path"]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [("/echo", "/echo?k=s3cret-K3y%2B%26"), ("/echo?phone={phone}", "/echo?phone=%2B14155550100&k=s3cret-K3y%2B%26"),
+     ("/echo?#frag", "/echo?k=s3cret-K3y%2B%26")],
+)
+async def test_auth_api_key_in_the_query(server: Server, path: str, expected: str) -> None:
+    """api_key in the query is appended, percent-encoded, after the template's own query (before a fragment)."""
+    auth = {"type": "api_key", "query": "k", "value": SECRET + "+&"}
+    echo = await fetch(server.url + path, auth=auth)
+    assert echo["raw_path"] == expected
+    assert echo["query"]["k"] == SECRET + "+&"
+    assert "Authorization" not in echo["headers"]
+
+
+async def test_ping_carries_the_auth(server: Server) -> None:
+    """ping_url is called with the same auth as the lookups (a health endpoint may need it)."""
+    seen: list[str] = []
+
+    async def guarded(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.Response(status=204 if request.headers.get("Authorization") == f"Bearer {SECRET}" else 401)
+
+    app = web.Application()
+    app.router.add_get("/health", guarded)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        options = {"url": base + "/x", "ping_url": base + "/health", "auth": {"type": "bearer", "token": SECRET}}
+        async with running(options) as conn:
+            await conn.ping()
+    finally:
+        await runner.cleanup()
+    assert seen == [f"Bearer {SECRET}"]
+
+
+async def test_redirects_are_not_followed_with_auth(server: Server) -> None:
+    """Without auth a redirect is followed; with auth it is not (the secret stays with the configured host)."""
+    assert (await fetch(server.url + "/moved"))["raw_path"] == "/echo"
+    auth = {"type": "api_key", "header": "X-Api-Key", "value": SECRET}
+    with pytest.raises(ConnectorError, match=r"^HTTP 302 \(redirects are not followed when auth is set\)$"):
+        await fetch(server.url + "/moved", auth=auth)
+    async with running({"url": server.url + "/ok", "ping_url": server.url + "/moved", "auth": auth}) as conn:
+        with pytest.raises(ConnectorError, match=r"^HTTP 302$"):
+            await conn.ping()
+
+
+def test_secrets_stay_out_of_repr_and_errors() -> None:
+    """auth secrets are SecretStr: not in the options' repr, and not echoed by a validation error."""
+    for auth in ({"type": "bearer", "token": SECRET}, {"type": "basic", "username": "u", "password": SECRET},
+                 {"type": "api_key", "query": "k", "value": SECRET}):
+        conn = HttpConnector.from_config("ok", {"url": "http://h/", "auth": auth})
+        assert SECRET not in repr(conn.options) and SECRET not in str(conn.options)
+    for bad in ({"type": "bearer", "token": SECRET, "extra": SECRET},
+                {"type": "api_key", "header": "X-K", "query": "k", "value": SECRET},
+                {"type": "basic", "username": "u:" + SECRET, "password": SECRET},
+                {"type": "nope", "token": SECRET}):
+        with pytest.raises(ValidationError) as info:
+            HttpConnector.from_config("bad", {"url": "http://h/", "auth": bad})
+        assert SECRET not in str(info.value)
+        assert SECRET not in repr(info.value.errors(include_input=False))
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (it is its own CA) and its key, made by openssl."""
+    openssl = shutil.which("openssl")
+    need(openssl is not None, "the openssl command is not installed")
+    assert openssl is not None
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
+@pytest.fixture
+async def tls_url(tls_files: tuple[Path, Path]) -> AsyncIterator[str]:
+    """An HTTPS server on 127.0.0.1 with the self-signed certificate; stopped afterwards."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*tls_files)
+    runner = web.AppRunner(make_app(Server()), shutdown_timeout=5)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context).start()
+    try:
+        yield f"https://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_tls_is_verified_and_ca_file_trusts_a_private_ca(tls_url: str, tls_files: tuple[Path, Path],
+                                                               tmp_path: Path) -> None:
+    """An unknown certificate is refused by default; ca_file trusts it; verify_tls false skips the check."""
+    port = tls_url.rsplit(":", 1)[1]
+    with pytest.raises(ConnectorError, match=f"^TLS certificate of 127.0.0.1:{port} is not trusted$"):
+        await fetch(tls_url + "/ok")
+    assert await fetch(tls_url + "/ok", ca_file=str(tls_files[0])) == {"a": 1}
+    assert await fetch(tls_url + "/ok", verify_tls=False) == {"a": 1}
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    conn = HttpConnector.from_config("bad-ca", {"url": tls_url + "/ok", "ca_file": str(garbage)})
+    with pytest.raises(ConnectorError, match="^ca_file is not a readable PEM bundle"):
+        await conn.start()
+    await conn.close()

@@ -23,6 +23,7 @@ from connectors.base import ConnectorError
 from connectors.sql import SqlConnector, jsonable, normalize_url
 from screenpop.models import LookupQuery
 from tests.conftest import free_port
+from tests.contract.conftest import mysql_server_url
 
 PHONE = "+14155550100"
 
@@ -72,6 +73,8 @@ def count_rows(url: str) -> int:
         "",
         "SELECT :who",
         "SELECT 'unterminated",
+        "SELECT * FROM customers INTO OUTFILE '/tmp/x.csv'",
+        "SELECT id FROM customers WHERE phone = :phone INTO  dumpfile '/tmp/x'",
     ],
 )
 def test_query_refused_at_options_time(query: str) -> None:
@@ -105,14 +108,18 @@ def test_query_accepted(query: str, stored: str | None) -> None:
         ("postgresql+asyncpg://u@db/crm", "postgresql+asyncpg://u@db/crm"),
         ("sqlite:///data/crm.db", "sqlite+aiosqlite:///data/crm.db"),
         ("sqlite+aiosqlite:///crm.db", "sqlite+aiosqlite:///crm.db"),
+        ("mysql://root@127.0.0.1:3306/test", "mysql+aiomysql://root@127.0.0.1:3306/test"),
+        ("mariadb://u:pw@db/crm", "mysql+aiomysql://u:pw@db/crm"),
+        ("mysql+aiomysql://u@db/crm", "mysql+aiomysql://u@db/crm"),
     ],
 )
 def test_url_rewritten_to_async_driver(url: str, expected: str) -> None:
-    """Plain PostgreSQL and SQLite URLs get their async driver; the password is kept for the engine."""
+    """Plain PostgreSQL, MySQL/MariaDB and SQLite URLs get their async driver; the password is kept."""
     assert normalize_url(url) == expected
 
 
-@pytest.mark.parametrize("url", ["oracle://u:hunter2@db/x", "postgresql+psycopg2://u:hunter2@db/x", "not a url"])
+@pytest.mark.parametrize("url", ["oracle://u:hunter2@db/x", "postgresql+psycopg2://u:hunter2@db/x", "not a url",
+                                 "mysql+pymysql://u:hunter2@db/x", "mariadb+mysqldb://u:hunter2@db/x"])
 def test_other_drivers_refused(url: str) -> None:
     """Other drivers are refused on the url field, without repeating the URL (or its password)."""
     with pytest.raises(ValidationError) as info:
@@ -121,11 +128,12 @@ def test_other_drivers_refused(url: str) -> None:
     assert "hunter2" not in str(info.value)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("aiomysql") is not None, reason="aiomysql is installed")
-def test_mysql_needs_aiomysql() -> None:
-    """mysql+aiomysql is refused with a clear message while aiomysql is not installed."""
+def test_mysql_needs_aiomysql(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mysql:// URL is refused with a clear message when aiomysql is not installed (simulated here)."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "aiomysql" else real(name, *a))
     with pytest.raises(ValidationError, match="aiomysql package, which is not installed"):
-        SqlConnector.from_config("bad", {"url": "mysql+aiomysql://u@db/x", "query": "SELECT 1"})
+        SqlConnector.from_config("bad", {"url": "mysql://u@db/x", "query": "SELECT 1"})
 
 
 @pytest.mark.parametrize(
@@ -263,4 +271,75 @@ async def test_postgres_cancelled_query_leaves_connector_usable(database_url: st
         slow = LookupQuery(phone=PHONE, raw="slow")
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(conn.fetch(slow), 0.3)
+        assert (await conn.fetch(q()))["n"] == 1
+
+
+@pytest.fixture
+async def my_table() -> AsyncIterator[tuple[str, str]]:
+    """The MySQL/MariaDB URL and a fresh, uniquely named `customers`-like table with one row; dropped after."""
+    url = mysql_server_url()
+    table = f"screenpop_test_{secrets.token_hex(6)}"
+    engine = create_async_engine(normalize_url(url))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"CREATE TABLE {table} (id VARCHAR(16) PRIMARY KEY, name VARCHAR(64))"))
+            await conn.execute(text(f"INSERT INTO {table} VALUES ('C1', 'Ada')"))
+        yield url, table
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"DROP FUNCTION IF EXISTS {table}_f"))
+            await conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
+        await engine.dispose()
+
+
+async def test_mysql_write_through_a_stored_function_fails(my_table: tuple[str, str]) -> None:
+    """On MySQL/MariaDB every lookup runs in a READ ONLY transaction: a writing function fails, the row stays."""
+    url, table = my_table
+    engine = create_async_engine(normalize_url(url))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"CREATE FUNCTION {table}_f() RETURNS INT MODIFIES SQL DATA "
+                                    f"BEGIN DELETE FROM {table}; RETURN 1; END"))
+    finally:
+        await engine.dispose()
+    async with running({"url": url, "query": f"SELECT {table}_f() AS n"}) as conn:
+        with pytest.raises(ConnectorError, match="^database error: Cannot execute statement in a READ ONLY"):
+            await conn.fetch(q())
+    async with running({"url": url, "query": f"SELECT count(*) AS n FROM {table}", "one": True}) as conn:
+        assert await conn.fetch(q()) == {"n": 1}
+
+
+async def test_mysql_values_and_errors(my_table: tuple[str, str]) -> None:
+    """MySQL values come back JSON-friendly, a '%' in the query is kept, and errors are one clean line."""
+    url, table = my_table
+    select = (f"SELECT id, name, 12.50 AS amount, DATE('2024-05-01') AS day, 'x%' AS pct, :phone AS phone "
+              f"FROM {table} WHERE id = :customer_id")
+    async with running({"url": url, "query": select, "one": True}) as conn:
+        assert await conn.fetch(q("C1")) == {"id": "C1", "name": "Ada", "amount": 12.5, "day": "2024-05-01",
+                                             "pct": "x%", "phone": PHONE}
+        assert await conn.fetch(q("C9")) is None
+    async with running({"url": url, "query": f"SELECT * FROM {table}_nowhere"}) as conn:
+        with pytest.raises(ConnectorError) as info:
+            await conn.fetch(q())
+    assert str(info.value) == f"database error: Table 'test.{table}_nowhere' doesn't exist"
+
+
+async def test_mysql_down_names_only_host_and_port() -> None:
+    """A MySQL URL at a closed port gives 'cannot connect to host:port', without the password."""
+    port = free_port()
+    options = {"url": f"mysql://root:hunter2@127.0.0.1:{port}/test", "query": "SELECT 1 AS x"}
+    async with running(options) as conn:
+        with pytest.raises(ConnectorError) as fetched:
+            await conn.fetch(q())
+        with pytest.raises(ConnectorError) as pinged:
+            await conn.ping()
+    assert str(fetched.value) == str(pinged.value) == f"cannot connect to 127.0.0.1:{port}"
+
+
+async def test_mysql_cancelled_query_leaves_connector_usable() -> None:
+    """A slow MySQL query cancelled by the caller's wait_for leaves the connector (and its pool) working."""
+    select = "SELECT SLEEP(IF(:raw = 'slow', 5, 0)) AS slept, 1 AS n"
+    async with running({"url": mysql_server_url(), "query": select, "one": True, "pool_size": 1}) as conn:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(conn.fetch(LookupQuery(phone=PHONE, raw="slow")), 0.3)
         assert (await conn.fetch(q()))["n"] == 1
