@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo serve test test-fast lint fmt clean
+.PHONY: demo serve test test-fast bench bench-quick lint fmt clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +24,16 @@ test: $(STAMP)  ## every test: unit, contract, API, end-to-end, browser
 
 test-fast: $(STAMP)  ## skip the end-to-end and browser tests
 	$(BIN)/python -m pytest -m "not e2e"
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)  ## screenpop against the floor, every scenario (~5 min): bench/results.json, RESULTS.md, latency.png
+	$(BIN)/python -m bench.run
+
+bench-quick: $(BENCH_STAMP)  ## every benchmark scenario, shortened (under a minute); writes to /tmp/screenpop-bench-quick
+	$(BIN)/python -m bench.run --quick --out /tmp/screenpop-bench-quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check screenpop connectors telephony tests bench

@@ -20,7 +20,7 @@ from screenpop.phone import normalize
 log = logging.getLogger("screenpop.admin")
 
 
-def require_admin(agent: AgentDep) -> Agent:
+async def require_admin(agent: AgentDep) -> Agent:
     """The logged-in agent, who must have the admin role (else 403)."""
     if agent.role != "admin":
         raise HTTPException(403, "the admin role is required")

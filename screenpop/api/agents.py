@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, ValidationError
 
-from screenpop.api.deps import AgentDep, ServicesDep, get_services, session_token
+from screenpop.api.deps import AgentDep, ServicesDep, services_of, session_token
 from screenpop.api.telephony import read_body
 from screenpop.auth import COOKIE_NAME
 from screenpop.models import CallEvent, EventKind
@@ -92,7 +92,7 @@ def _origin_allowed(ws: WebSocket, allowed: list[str]) -> bool:
 @router.websocket("/ws/agent")
 async def agent_socket(ws: WebSocket) -> None:
     """The agent's live feed: a snapshot, then every message for their calls."""
-    services = get_services(ws)
+    services = services_of(ws)
     token, from_cookie = session_token(ws)
     agent_id = services.tokens.check(token)
     agent = services.directory.get(agent_id) if agent_id else None

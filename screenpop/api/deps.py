@@ -11,8 +11,14 @@ from screenpop.auth import COOKIE_NAME, Agent
 from screenpop.service import Services
 
 
-def get_services(conn: HTTPConnection) -> Services:
+def services_of(conn: HTTPConnection) -> Services:
     """The Services of the running application."""
+    return conn.app.state.services
+
+
+async def get_services(conn: HTTPConnection) -> Services:
+    """The Services, as a dependency. `async` on purpose: FastAPI runs a plain `def` dependency in its
+    thread pool, a thread hop on every request of the hot path."""
     return conn.app.state.services
 
 
@@ -27,7 +33,7 @@ def session_token(conn: HTTPConnection) -> tuple[str | None, bool]:
     return conn.cookies.get(COOKIE_NAME), True
 
 
-def current_agent(request: Request, services: ServicesDep) -> Agent:
+async def current_agent(request: Request, services: ServicesDep) -> Agent:
     """The agent of a valid session, else 401."""
     token, _ = session_token(request)
     agent_id = services.tokens.check(token)

@@ -8,7 +8,7 @@ import time
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from screenpop.api.deps import ServicesDep
+from screenpop.api.deps import services_of
 from telephony.base import PayloadError, SignatureError
 
 log = logging.getLogger("screenpop.telephony")
@@ -32,8 +32,9 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
 
 
 @router.post("/telephony/webhook", status_code=202)
-async def generic_webhook(request: Request, services: ServicesDep) -> JSONResponse:
+async def generic_webhook(request: Request) -> JSONResponse:
     """Accept a signed call event; answer 202 at once, the lookup runs on."""
+    services = services_of(request)  # no dependency machinery on the hot path (see bench/RESULTS.md)
     body = await read_body(request)
     headers = {k.lower(): v for k, v in request.headers.items()}
     try:
