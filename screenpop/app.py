@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from screenpop import __version__
 from screenpop.api import admin, agents, pages, telephony, twilio
+from screenpop.api.fastpath import FastPath
 from screenpop.bus import Bus
 from screenpop.config import Config
 from screenpop.service import build_services
@@ -25,8 +26,11 @@ from web import WEB_DIR
 log = logging.getLogger("screenpop")
 
 
-def create_app(settings: Settings | None = None, *, bus: Bus | None = None, config: Config | None = None) -> FastAPI:
-    """Build the application. Reads and checks the config now: a bad one raises ConfigError here."""
+def create_app(settings: Settings | None = None, *, bus: Bus | None = None, config: Config | None = None) -> FastPath:
+    """Build the application. Reads and checks the config now: a bad one raises ConfigError here.
+
+    The result is the FastAPI application behind the hot-path front (see screenpop/api/fastpath.py); its
+    attributes (`state`, `routes` ...) are the FastAPI application's."""
     settings = settings or Settings()
     services = build_services(settings, bus=bus, config=config)
 
@@ -73,4 +77,4 @@ def create_app(settings: Settings | None = None, *, bus: Bus | None = None, conf
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"error": "internal error"}, status_code=500)
 
-    return app
+    return FastPath(app)

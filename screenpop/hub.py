@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any, Protocol
 
 from screenpop.bus import Bus
@@ -21,6 +21,7 @@ from screenpop.outbox import CHANNEL, dumps, open_envelope
 log = logging.getLogger("screenpop.hub")
 
 MAX_CALLS_PER_AGENT = 50
+MAX_MESSAGES_PER_CALL = 200
 
 
 class Peer(Protocol):
@@ -31,32 +32,36 @@ class Peer(Protocol):
 
 
 class Connection:
-    """One agent socket with its own bounded queue and writer task."""
+    """One agent socket with its own bounded queue; a writer task runs only while messages wait."""
 
     def __init__(self, agent_id: str, peer: Peer, maxsize: int = 256) -> None:
         self.agent_id = agent_id
         self.peer = peer
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize)
-        self.closed = asyncio.Event()
+        self.maxsize = maxsize
+        self.pending: deque[str] = deque()
         self.task: asyncio.Task[None] | None = None
+        self.dead = False
 
     def push(self, text: str) -> bool:
         """Queue a message; False when the socket is too far behind (the caller closes it)."""
-        try:
-            self.queue.put_nowait(text)
-            return True
-        except asyncio.QueueFull:
+        if len(self.pending) >= self.maxsize:
             return False
+        self.pending.append(text)
+        if self.task is None and not self.dead:
+            self.task = asyncio.get_running_loop().create_task(self._drain())
+        return True
 
-    async def writer(self) -> None:
-        """Send queued messages in order until closed."""
+    async def _drain(self) -> None:
+        """Send what waits, in order, then end (an idle socket holds no task)."""
         try:
-            while (text := await self.queue.get()) is not None:
-                await self.peer.send_text(text)
+            while self.pending:
+                await self.peer.send_text(self.pending[0])
+                self.pending.popleft()
         except Exception as err:  # the socket went away
+            self.dead = True
             log.debug("socket of %s closed while sending: %s", self.agent_id, err)
         finally:
-            self.closed.set()
+            self.task = None
 
 
 class AgentHub:
@@ -67,7 +72,8 @@ class AgentHub:
         self.channel = channel
         self.call_ttl_s = call_ttl_s
         self._conns: dict[str, set[Connection]] = {}
-        self._cards: dict[str, OrderedDict[str, tuple[float, dict[str, Any]]]] = {}
+        # per agent, per active call: when it rang, and its messages as sent (replayed for a snapshot)
+        self._cards: dict[str, OrderedDict[str, tuple[float, list[str]]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.delivered = 0
@@ -103,19 +109,18 @@ class AgentHub:
                 await self._drop(c, 1001, "server shutting down")
 
     def dispatch(self, text: str) -> None:
-        """Apply one envelope: update the recipients' active cards and queue it on their sockets."""
-        recipients, payload = open_envelope(text)
-        message = json.loads(payload)
-        kind = message.get("type", "?")
+        """Apply one envelope: remember it for the recipients' snapshots and queue it on their sockets.
+        Reads only the envelope's header: the JSON is never parsed here."""
+        recipients, kind, call_id, payload = open_envelope(text)
         self.delivered_by_type[kind] = self.delivered_by_type.get(kind, 0) + len(recipients)
+        now = time.monotonic()
         if kind == "call.ringing":
-            now = time.monotonic()
             for agent_id in recipients:
-                self._ringing_sent[(agent_id, message["call"]["call_id"])] = now
+                self._ringing_sent[(agent_id, call_id)] = now
             while len(self._ringing_sent) > 10_000:
                 self._ringing_sent.popitem(last=False)
         for agent_id in recipients:
-            self._remember(agent_id, message)
+            self._remember(agent_id, kind, call_id, payload, now)
             for conn in list(self._conns.get(agent_id, ())):
                 if conn.push(payload):
                     self.delivered += 1
@@ -123,37 +128,42 @@ class AgentHub:
                     log.warning("socket of %s is too slow; closing it (it will resync)", agent_id)
                     asyncio.get_running_loop().create_task(self._drop(conn, 1013, "too slow, reconnect"))
 
-    def _remember(self, agent_id: str, m: dict[str, Any]) -> None:
-        kind = m.get("type")
+    def _remember(self, agent_id: str, kind: str, call_id: str, payload: str, now: float) -> None:
         cards = self._cards.setdefault(agent_id, OrderedDict())
-        now = time.monotonic()
         if kind == "call.ringing":
-            card = m["call"]
-            cards.pop(card["call_id"], None)
-            cards[card["call_id"]] = (now, card)
+            cards.pop(call_id, None)
+            cards[call_id] = (now, [payload])
             while len(cards) > MAX_CALLS_PER_AGENT:
                 cards.popitem(last=False)
         elif kind in ("call.withdrawn", "call.ended"):
-            cards.pop(m["call_id"], None)
-        elif (entry := cards.get(m.get("call_id", ""))) is not None:
-            card = entry[1]
-            if kind == "card.section":
+            cards.pop(call_id, None)
+        elif (entry := cards.get(call_id)) is not None and len(entry[1]) < MAX_MESSAGES_PER_CALL:
+            entry[1].append(payload)
+        for old in [cid for cid, (t, _) in cards.items() if now - t > self.call_ttl_s]:
+            del cards[old]
+        if not cards:
+            self._cards.pop(agent_id, None)
+
+    @staticmethod
+    def _replay(messages: list[str]) -> dict[str, Any]:
+        """The card as the agent's browser has it after these messages."""
+        card: dict[str, Any] = json.loads(messages[0])["call"]
+        for raw in messages[1:]:
+            m = json.loads(raw)
+            if m.get("type") == "card.section":
                 section = {k: v for k, v in m.items() if k not in ("type", "call_id")}
                 card["sections"] = [section if s["name"] == m["name"] else s for s in card["sections"]]
                 if m["name"] == "customer" and isinstance(m.get("data"), dict):
                     card["customer"] = m["data"].get("customer")
                     card["candidates"] = m["data"].get("candidates", [])
-            elif kind == "call.answered":
+            elif m.get("type") == "call.answered":
                 card["state"], card["answered_by"] = "answered", m.get("agent")
-        for call_id in [cid for cid, (t, _) in cards.items() if now - t > self.call_ttl_s]:
-            del cards[call_id]
-        if not cards:
-            self._cards.pop(agent_id, None)
+        return card
 
     # -- socket side -----------------------------------------------------------------------------
     def snapshot(self, agent_id: str) -> str:
         """The `snapshot` message for an agent: every active call, oldest first."""
-        cards = [card for _, card in self._cards.get(agent_id, {}).values()]
+        cards = [self._replay(messages) for _, messages in self._cards.get(agent_id, {}).values()]
         return dumps({"type": "snapshot", "calls": cards})
 
     def attach(self, agent_id: str, peer: Peer) -> Connection:
@@ -161,7 +171,6 @@ class AgentHub:
         conn = Connection(agent_id, peer)
         conn.push(self.snapshot(agent_id))
         self._conns.setdefault(agent_id, set()).add(conn)
-        conn.task = asyncio.get_running_loop().create_task(conn.writer())
         return conn
 
     async def detach(self, conn: Connection) -> None:

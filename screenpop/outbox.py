@@ -21,15 +21,18 @@ log = logging.getLogger("screenpop.outbox")
 CHANNEL = "screenpop.agents"
 
 
-def envelope(recipients: Iterable[str], payload: str) -> str:
-    """Pack a serialised message with its recipients."""
-    return ",".join(recipients) + "\n" + payload
+def envelope(recipients: Iterable[str], payload: str, kind: str = "", call_id: str = "") -> str:
+    """Pack a serialised message with its recipients, its type and its call id."""
+    call_id = call_id.replace("\t", " ").replace("\n", " ")
+    return f"{','.join(recipients)}\t{kind}\t{call_id}\n{payload}"
 
 
-def open_envelope(text: str) -> tuple[list[str], str]:
-    """Unpack an envelope into (recipients, serialised message)."""
+def open_envelope(text: str) -> tuple[list[str], str, str, str]:
+    """Unpack an envelope into (recipients, type, call id, serialised message)."""
     head, _, payload = text.partition("\n")
-    return [r for r in head.split(",") if r], payload
+    to, _, rest = head.partition("\t")
+    kind, _, call_id = rest.partition("\t")
+    return [r for r in to.split(",") if r], kind, call_id, payload
 
 
 def dumps(message: dict[str, Any]) -> str:
@@ -52,7 +55,8 @@ class Outbox:
         """Queue `message` for `recipients`; waits only when the queue is full (back-pressure)."""
         to = sorted(set(recipients))
         if to:
-            await self._queue.put(envelope(to, dumps(message)))
+            call_id = message.get("call_id") or message.get("call", {}).get("call_id", "")
+            await self._queue.put(envelope(to, dumps(message), message["type"], call_id))
 
     def start(self) -> None:
         """Start the publishing task."""

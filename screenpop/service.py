@@ -8,6 +8,7 @@ bus, the connectors and the background tasks in order.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import secrets
@@ -122,6 +123,7 @@ class Services:
         await ready.wait()
         for adapter in self.cti:
             self._tasks.append(asyncio.create_task(self._run_cti(adapter), name=f"cti-{adapter.name}"))
+        gc.freeze()  # what exists now lives as long as the process: keep it out of every later collection
 
     async def _run_cti(self, adapter: CtiAdapter) -> None:
         """Feed a CTI adapter's events to the calls; an adapter bug restarts it after a pause."""

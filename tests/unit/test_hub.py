@@ -34,7 +34,7 @@ CARD = {"call_id": "c1", "state": "ringing", "customer": None, "candidates": [],
 
 
 def msg(to: list[str], m: dict) -> str:
-    return envelope(to, dumps(m))
+    return envelope(to, dumps(m), m["type"], m.get("call_id") or m.get("call", {}).get("call_id", ""))
 
 
 async def drain() -> None:
@@ -106,3 +106,16 @@ async def test_messages_cross_the_bus_in_order() -> None:
     await outbox.close()
     await hub.close()
     await bus.disconnect()
+
+
+async def test_an_idle_socket_holds_no_writer_task() -> None:
+    """Once its queue is drained a socket has no task; the next message starts one again."""
+    hub = AgentHub(MemoryBus())
+    peer = Peer()
+    conn = hub.attach("alice", peer)
+    await drain()
+    assert conn.task is None and len(peer.sent) == 1
+    hub.dispatch(msg(["alice"], {"type": "call.ended", "call_id": "x"}))
+    assert conn.task is not None
+    await drain()
+    assert conn.task is None and peer.sent[-1]["call_id"] == "x"
