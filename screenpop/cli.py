@@ -8,10 +8,12 @@ import getpass
 import json
 import os
 import secrets
+import shutil
 import socket
 import sys
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -92,6 +94,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         url = f"http://{args.host}:{args.port}"
         n = demo_numbers()
         port_arg = "" if args.port == 8000 else f" --url {url}"
+        here = Path(sys.executable).parent / "screenpop"
+        command = "screenpop" if shutil.which("screenpop") == str(here) or not here.exists() else str(here)
         print(f"""
   screenpop {__version__} demo  (DEMO ONLY: these logins and secrets are public, never use them in production)
 
@@ -102,7 +106,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     backends: accounting {env.accounting_url}   credit {env.credit_url}   sales {env.db_path}
 
   Log in as alice, then ring her from another terminal:
-    screenpop call {n['known']} --agent 1001{port_arg}
+    {command} call {n['known']} --agent 1001{port_arg}
   Try also {n['unknown']} (unknown caller) and {n['several']} (two customers share it).
 """, flush=True)
         _run(settings)
