@@ -67,6 +67,7 @@ def _run(settings: object) -> None:
     # Fewer, cheaper collections: with many idle sockets the process holds a few hundred thousand objects,
     # and a full collection would stall every card in flight (bench/RESULTS.md).
     gc.set_threshold(10_000, 20, 50)
+    app.state.services.freeze_gc = True  # type: ignore[attr-defined]
     uvicorn.run(app, host=settings.host, port=settings.port, ws_max_size=64 * 1024,  # type: ignore[attr-defined]
                 log_level=settings.log_level.lower(), proxy_headers=True, log_config=None,
                 access_log=settings.log_level.upper() == "DEBUG")  # type: ignore[attr-defined]

@@ -96,6 +96,7 @@ class Services:
     admin: ConnectorAdmin = field(init=False)
     instance: str = field(default_factory=lambda: secrets.token_hex(6))
     cti: list[CtiAdapter] = field(default_factory=list)
+    freeze_gc: bool = False  # the CLI sets it: after start, keep the long-lived objects out of collections
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -123,7 +124,8 @@ class Services:
         await ready.wait()
         for adapter in self.cti:
             self._tasks.append(asyncio.create_task(self._run_cti(adapter), name=f"cti-{adapter.name}"))
-        gc.freeze()  # what exists now lives as long as the process: keep it out of every later collection
+        if self.freeze_gc:
+            gc.freeze()  # what exists now lives as long as the process: keep it out of every later collection
 
     async def _run_cti(self, adapter: CtiAdapter) -> None:
         """Feed a CTI adapter's events to the calls; an adapter bug restarts it after a pause."""
