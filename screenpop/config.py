@@ -11,7 +11,7 @@
       - name: customers                 # unique; used in logs and as the section's source
         kind: sql                       # http | sql | any installed plugin kind
         role: identity                  # identity (phone -> customer) | section (customer -> data)
-        timeout_ms: 800
+        timeout_ms: 600                 # default 600
         options: {url: "sqlite+aiosqlite:///sales.db", query: "SELECT ..."}
       - name: balance
         kind: http
@@ -21,7 +21,7 @@
         timeout_ms: 800
         options: {url: "http://accounting/api/balance/{customer_id}"}
     lookup:
-      deadline_ms: 1500                 # every section settles within this, from the start of the lookup
+      deadline_ms: 800                  # every section settles within this, from the start (default 800)
 
 A bad file raises ConfigError whose message names the file, the field and the reason.
 """
@@ -80,13 +80,25 @@ class ConnectorConfig(Strict):
     role: Literal["identity", "identity_fallback", "section"] = "section"
     section: str | None = Field(default=None, pattern=_NAME)
     title: str | None = None
-    timeout_ms: int = Field(default=800, gt=0, le=60_000)
+    timeout_ms: int = Field(default=600, gt=0, le=60_000)
     retries: int = Field(default=0, ge=0, le=3)  # extra tries of a failed read, only within the deadline
     max_in_flight: int = Field(default=50, ge=1, le=10_000)  # bulkhead
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     enabled: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        """`cache_ttl_s: 60` is short for `cache: {ttl_s: 60}`."""
+        if isinstance(data, dict) and "cache_ttl_s" in data:
+            data = dict(data)
+            ttl = data.pop("cache_ttl_s")
+            cache = dict(data.get("cache") or {})
+            cache.setdefault("ttl_s", ttl)
+            data["cache"] = cache
+        return data
 
     @property
     def section_name(self) -> str:
@@ -98,7 +110,7 @@ class ConnectorConfig(Strict):
 
 
 class LookupConfig(Strict):
-    deadline_ms: int = Field(default=1500, gt=0, le=60_000)
+    deadline_ms: int = Field(default=800, gt=0, le=60_000)
     suffix_digits: int = Field(default=7, ge=4, le=15)  # the identity_fallback source gets the last N digits
     rank_called_field: str = "dnis"  # a customer whose record lists the called number ranks first
     rank_activity_field: str = "last_activity"  # then the most recent activity (ISO date) first

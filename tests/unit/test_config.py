@@ -74,3 +74,10 @@ def test_unknown_kind_lists_the_known_ones(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, GOOD.replace("kind: sql", "kind: soap")))
     with pytest.raises(ConfigError, match="unknown connector kind 'soap'; known kinds: .*http.*sql"):
         build_sources(cfg, "screenpop.yaml")
+
+
+def test_cache_ttl_shorthand_and_defaults(tmp_path: Path) -> None:
+    """`cache_ttl_s` is short for cache.ttl_s; a connector's timeout and the card's deadline stay under a second."""
+    cfg = load_config(write(tmp_path, "connectors: [{name: b, kind: http, cache_ttl_s: 30}]"))
+    assert cfg.connectors[0].cache.ttl_s == 30
+    assert cfg.connectors[0].timeout_ms < 1000 and cfg.lookup.deadline_ms < 1000
