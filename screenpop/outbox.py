@@ -19,6 +19,7 @@ from screenpop.bus import Bus
 log = logging.getLogger("screenpop.outbox")
 
 CHANNEL = "screenpop.agents"
+MAX_BATCH = 256
 
 
 def envelope(recipients: Iterable[str], payload: str, kind: str = "", call_id: str = "") -> str:
@@ -63,21 +64,29 @@ class Outbox:
         self._task = asyncio.create_task(self._run(), name="screenpop-outbox")
 
     async def _run(self) -> None:
+        """Publish in order; whatever queued up meanwhile goes in one batch (one Redis round trip)."""
         while True:
-            item = await self._queue.get()
-            if item is None:
-                return
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            stop = None in batch
+            items = [m for m in batch if m is not None]
             for attempt in range(3):
                 try:
-                    await self.bus.publish(self.channel, item)
-                    self.published += 1
+                    if len(items) == 1:
+                        await self.bus.publish(self.channel, items[0])
+                    elif items:
+                        await self.bus.publish_many(self.channel, items)
+                    self.published += len(items)
                     break
                 except Exception as err:
                     if attempt == 2:
-                        self.failed += 1
-                        log.error("bus publish failed, message dropped: %s", err)
+                        self.failed += len(items)
+                        log.error("bus publish failed, %d message(s) dropped: %s", len(items), err)
                     else:
                         await asyncio.sleep(0.05 * (attempt + 1))
+            if stop:
+                return
 
     async def close(self, timeout_s: float = 2.0) -> None:
         """Publish what is queued (bounded by timeout_s), then stop."""

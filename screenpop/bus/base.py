@@ -44,6 +44,12 @@ class Bus(abc.ABC):
     async def publish(self, channel: str, message: str) -> None:
         """Send `message` to every current subscriber of `channel`. Raises BusError on failure."""
 
+    async def publish_many(self, channel: str, messages: list[str]) -> None:
+        """Publish several messages in order; a backend may send them in one round trip.
+        Raises BusError on failure (some of them may have been delivered)."""
+        for message in messages:
+            await self.publish(channel, message)
+
     @abc.abstractmethod
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
         """Context manager: inside it, the returned Subscription yields the channel's messages.

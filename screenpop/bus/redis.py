@@ -106,6 +106,17 @@ class RedisBus(Bus):
         except _FAILURES as exc:
             raise self._error("publish", exc) from None
 
+    async def publish_many(self, channel: str, messages: list[str]) -> None:
+        """All of them in one pipeline (one round trip, order kept); raises BusError if Redis fails."""
+        client = self._require_client("publish")
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for message in messages:
+                    pipe.publish(channel, message)
+                await pipe.execute()
+        except _FAILURES as exc:
+            raise self._error("publish", exc) from None
+
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[QueueSubscription]:
         """Subscribe on a dedicated connection; SUBSCRIBE is confirmed before the context is entered."""

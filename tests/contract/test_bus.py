@@ -79,6 +79,15 @@ async def test_order_is_preserved_for_1000_messages(bus: Bus, chan: Callable[...
         assert await take(sub, 1000) == sent
 
 
+async def test_publish_many_keeps_the_order(bus: Bus, chan: Callable[..., str]) -> None:
+    """A batch of 300 messages (one round trip on Redis) arrives whole and in order, after a single one."""
+    sent = [f"b{i}" for i in range(300)]
+    async with bus.subscribe(chan()) as sub:
+        await bus.publish(chan(), "first")
+        await bus.publish_many(chan(), sent)
+        assert await take(sub, 301) == ["first", *sent]
+
+
 async def test_two_subscribers_both_receive(bus: Bus, chan: Callable[..., str]) -> None:
     """Every subscriber of a channel gets its own copy of each message."""
     async with bus.subscribe(chan()) as first, bus.subscribe(chan()) as second:
