@@ -16,6 +16,7 @@ The registry knows nothing of protocols: adapters hand it CallEvents.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -149,7 +150,8 @@ class CallRegistry:
             card.transferred_from = card.answered_by
         card.state = "ringing"
         call.ringing.update(new)
-        await self.outbox.send(new, {"type": "call.ringing", "call": call.card.model_dump(mode="json")})
+        payload = '{"type":"call.ringing","call":' + card.model_dump_json() + "}"
+        await self.outbox.send_text(new, payload, "call.ringing", card.call_id)
         return True
 
     async def _answer(self, call: Call, agent: str | None) -> None:
@@ -198,9 +200,9 @@ class CallRegistry:
         if section.name == CUSTOMER and isinstance(section.data, dict):
             card.customer = _customer(section.data.get("customer"))
             card.candidates = [c for c in map(_customer, section.data.get("candidates") or []) if c]
-        message: dict[str, Any] = {"type": "card.section", "call_id": card.call_id,
-                                   **section.model_dump(mode="json")}
-        await self.outbox.send(call.ringing, message)
+        # {"type", "call_id", then the section's fields}, serialised by pydantic in one pass
+        payload = '{"type":"card.section","call_id":' + json.dumps(card.call_id) + "," + section.model_dump_json()[1:]
+        await self.outbox.send_text(call.ringing, payload, "card.section", card.call_id)
 
     # -- agent requests --------------------------------------------------------------------------
     async def select(self, agent_id: str, call_id: str, customer_id: str) -> str | None:

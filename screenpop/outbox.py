@@ -54,10 +54,23 @@ class Outbox:
 
     async def send(self, recipients: Iterable[str], message: dict[str, Any]) -> None:
         """Queue `message` for `recipients`; waits only when the queue is full (back-pressure)."""
+        call_id = message.get("call_id") or message.get("call", {}).get("call_id", "")
+        await self.send_text(recipients, dumps(message), message["type"], call_id)
+
+    async def send_text(self, recipients: Iterable[str], payload: str, kind: str, call_id: str) -> None:
+        """As `send`, for a message already serialised (`payload`) of type `kind` about `call_id`."""
         to = sorted(set(recipients))
-        if to:
-            call_id = message.get("call_id") or message.get("call", {}).get("call_id", "")
-            await self._queue.put(envelope(to, dumps(message), message["type"], call_id))
+        if not to:
+            return
+        text = envelope(to, payload, kind, call_id)
+        if self.bus.immediate and self._task is not None and self._queue.empty():
+            try:  # an in-process bus hands it over without waiting; nothing queued is overtaken
+                await self.bus.publish(self.channel, text)
+                self.published += 1
+                return
+            except Exception as err:  # the queue's retries take it from here
+                log.warning("bus publish failed, queued for a retry: %s", err)
+        await self._queue.put(text)
 
     def start(self) -> None:
         """Start the publishing task."""

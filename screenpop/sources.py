@@ -56,11 +56,13 @@ class Source:
     bulkhead: Bulkhead = field(init=False)
     stats: Stats = field(default_factory=Stats, init=False)
     key_prefix: str = field(init=False)
+    policy: Any = field(init=False)  # screenpop.cache.CachePolicy, or None when nothing is cached
 
     def __post_init__(self) -> None:
         self.breaker = Breaker(self.config.breaker.failures, self.config.breaker.cooldown_s)
         self.bulkhead = Bulkhead(self.config.max_in_flight)
         self.key_prefix = f"{self.config.name}:{fingerprint(self.config)}"
+        self.policy = self._policy()  # a Source is rebuilt whenever its config changes
 
     @property
     def name(self) -> str:
@@ -79,7 +81,7 @@ class Source:
         start = time.perf_counter()
         section = self.pending()
         refresh = None
-        policy = self._policy()
+        policy = self.policy
         try:
             if policy is not None and self.cache is not None:
                 key = f"{self.key_prefix}:{query.customer_id or query.phone}"

@@ -32,6 +32,10 @@ class Subscription(abc.ABC):
 class Bus(abc.ABC):
     """Publish/subscribe between instances."""
 
+    immediate: bool = False
+    """True when `publish` never waits (an in-process bus): a publisher may call it inline instead of
+    queueing, as long as nothing it queued earlier is still waiting."""
+
     @abc.abstractmethod
     async def connect(self) -> None:
         """Open connections. Called once before publish/subscribe. Raises BusError if it cannot."""

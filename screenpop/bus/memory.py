@@ -91,6 +91,8 @@ class QueueSubscription(Subscription):
 class MemoryBus(Bus):
     """Publish/subscribe inside one process; each subscription has a mailbox of `maxsize` messages."""
 
+    immediate = True  # publish only copies into mailboxes
+
     def __init__(self, maxsize: int = DEFAULT_MAXSIZE) -> None:
         if maxsize < 1:
             raise ValueError(f"maxsize must be at least 1, got {maxsize!r}")

@@ -25,7 +25,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["CacheBackend", "CacheError", "Entry", "RateLimitedLog", "check_ttl", "decode_entry", "encode_entry"]
@@ -44,10 +44,14 @@ class Entry:
     """Unix time (seconds) when the answer was loaded; ages are measured from it."""
     negative: bool = False
     """True for an empty answer (None, [] or {}): "this number matches no customer"."""
+    text: str | None = field(default=None, compare=False, repr=False)
+    """`value` as compact JSON when the caller already has it (saves serialising it twice)."""
 
 
 def encode_entry(entry: Entry) -> str:
     """The entry as compact JSON text; raises TypeError or ValueError if the value is not JSON."""
+    if entry.text is not None:
+        return f'{{"v":{entry.text},"t":{float(entry.stored_at)!r},"n":{"true" if entry.negative else "false"}}}'
     return json.dumps(
         {"v": entry.value, "t": entry.stored_at, "n": entry.negative},
         separators=(",", ":"),

@@ -12,7 +12,9 @@ which runs until the longest waiter's budget is spent (capped at `max_load_s`): 
 in the cache for the next call, and a load nobody waits for is cancelled at that bound. Background
 refreshes are flights too.
 
-Every caller gets its own copy of the value (a JSON round trip), so mutating it changes nothing shared.
+Every caller gets its own copy of the value, so mutating it changes nothing shared: the first waiter of a
+load gets the loaded object itself (nothing else holds it: the cache keeps JSON text taken before it was
+handed out), every other waiter a JSON round trip.
 Ages come from `clock` (unix seconds, injectable); load bounds use the event loop's clock.
 The cache never fails a lookup for its own sake: backend faults are misses (see `screenpop.cache.base`).
 """
@@ -109,6 +111,14 @@ class _Flight:
     deadline: float
     task: asyncio.Task[None] | None = None
     scope: asyncio.Timeout | None = None
+    handed: bool = False  # the loaded object itself went to a waiter; the others get copies
+
+    def take(self, value: Any, text: str | None) -> Any:
+        """The loaded value for one waiter: the object itself the first time, then private copies."""
+        if not self.handed:
+            self.handed = True
+            return value
+        return _copy(value, text)
 
     def extend(self, until: float) -> None:
         """Let the load run until `until` (never past `cap`) because a new waiter needs it that long."""
@@ -194,7 +204,7 @@ class SectionCache:
         flight = self._join(key, policy, loader, timeout_s)
         async with asyncio.timeout(timeout_s):
             value, text = await asyncio.shield(flight.result)
-        return Cached(_copy(value, text), "miss", 0.0)
+        return Cached(flight.take(value, text), "miss", 0.0)
 
     def _refresh(self, key: str, policy: CachePolicy, loader: Loader, timeout_s: float | None) -> asyncio.Task[Cached]:
         flight = self._join(key, policy, loader, timeout_s)
@@ -207,7 +217,7 @@ class SectionCache:
         value, text = await asyncio.shield(flight.result)
         if flight.task is not None:
             await asyncio.shield(flight.task)  # resolve once the fresh value is stored too
-        return Cached(_copy(value, text), "fresh", 0.0)
+        return Cached(flight.take(value, text), "fresh", 0.0)
 
     def _refresh_done(self, task: asyncio.Task[Cached]) -> None:
         self._refreshes.discard(task)
@@ -251,14 +261,14 @@ class SectionCache:
         text = self._dumps(value)
         flight.result.set_result((value, text))
         if text is not None:
-            await self._store(key, policy, value)
+            await self._store(key, policy, value, text)
 
-    async def _store(self, key: str, policy: CachePolicy, value: Any) -> None:
+    async def _store(self, key: str, policy: CachePolicy, value: Any, text: str | None = None) -> None:
         negative = is_empty(value)
         ttl_s = policy.negative_ttl_s if negative else (policy.keep_s if policy.ttl_s > 0 else 0.0)
         try:
             if ttl_s > 0:
-                await self.backend.set(key, Entry(value, self.clock(), negative), ttl_s)
+                await self.backend.set(key, Entry(value, self.clock(), negative, text), ttl_s)
             elif policy.reads:  # not cacheable now: an older answer must not be served again
                 await self.backend.delete(key)
         except Exception as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from connectors.base import Connector, ConnectorError
@@ -68,6 +69,12 @@ class RecordingOutbox:
         to = sorted(set(recipients))
         if to:
             self.sent.append((to, message))
+
+    async def send_text(self, recipients: Any, payload: str, kind: str, call_id: str) -> None:
+        message = json.loads(payload)  # a pre-serialised message must be valid JSON matching its header
+        assert message["type"] == kind, (message["type"], kind)
+        assert call_id == message.get("call_id", message.get("call", {}).get("call_id")), call_id
+        await self.send(recipients, message)
 
     def to(self, agent: str) -> list[dict[str, Any]]:
         return [m for r, m in self.sent if agent in r]
