@@ -344,6 +344,8 @@ class HttpConnector(Connector):
         if resp.content_length is not None and resp.content_length > limit:
             resp.close()
             raise ConnectorError(f"response larger than {limit} bytes")
+        if resp.content_length is not None:  # declared and within the limit: one read
+            return await resp.read()
         body = bytearray()
         async for chunk in resp.content.iter_chunked(_CHUNK):
             if len(body) + len(chunk) > limit:

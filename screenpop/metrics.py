@@ -8,7 +8,7 @@ the hub and the sources are read when Prometheus scrapes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -39,6 +39,8 @@ class Metrics:
             buckets=LATENCY_BUCKETS, registry=self.registry)
         self.events = Counter("screenpop_call_events_total", "Telephony events received", ["event"],
                               registry=self.registry)
+        self._latency_children: dict[tuple[str, str], Any] = {}
+        self._event_children: dict[str, Any] = {}
         self._sources: Callable[[], list[Source]] = list
         self._hub: AgentHub | None = None
 
@@ -47,10 +49,21 @@ class Metrics:
         self._sources, self._hub = sources, hub
         self.registry.register(_Live(self))
 
+    def count_event(self, kind: str) -> None:
+        """A telephony event arrived."""
+        child = self._event_children.get(kind)
+        if child is None:
+            child = self._event_children[kind] = self.events.labels(kind)
+        child.inc()
+
     def observe_section(self, source: Source, section: Section) -> None:
         """A section settled."""
         if section.latency_ms is not None:
-            self.section_latency.labels(source.name, section.status.value).observe(section.latency_ms / 1000)
+            key = (source.name, section.status.value)
+            child = self._latency_children.get(key)
+            if child is None:  # labels() parses and locks on every call: keep each child once
+                child = self._latency_children[key] = self.section_latency.labels(*key)
+            child.observe(section.latency_ms / 1000)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

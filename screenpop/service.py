@@ -218,7 +218,7 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
     metrics.watch(lambda: services.lookup.sources, hub)
     for source in lookup.sources:
         source.observer = metrics.observe_section
-    registry.on_event = lambda kind: metrics.events.labels(kind).inc()
+    registry.on_event = metrics.count_event
     registry.on_pop = metrics.pop_latency.observe
     return services
 

@@ -7,7 +7,6 @@ A timestamp more than `tolerance_s` away from now is a replay.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import time
@@ -25,7 +24,7 @@ TOLERANCE_S = 300
 def sign(body: bytes, secret: str, timestamp: int | None = None) -> str:
     """The X-Screenpop-Signature header value for `body`."""
     t = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    mac = hmac.digest(secret.encode(), f"{t}.".encode() + body, "sha256").hex()  # one-shot, in C
     return f"t={t},v1={mac}"
 
 

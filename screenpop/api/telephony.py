@@ -6,7 +6,7 @@ import logging
 import time
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from screenpop.api.deps import services_of
 from telephony.base import PayloadError, SignatureError
@@ -15,6 +15,7 @@ log = logging.getLogger("screenpop.telephony")
 router = APIRouter()
 
 MAX_BODY = 64 * 1024
+_ACCEPTED_ONE = b'{"accepted":1}'
 
 
 async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
@@ -23,12 +24,17 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
     if declared and declared.isdigit() and int(declared) > limit:
         raise HTTPException(413, f"body larger than {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:  # the ASGI messages themselves: Starlette's stream() adds a generator per request
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise HTTPException(400, "client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise HTTPException(413, f"body larger than {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 @router.post("/telephony/webhook", status_code=202)
@@ -36,7 +42,7 @@ async def generic_webhook(request: Request) -> JSONResponse:
     """Accept a signed call event; answer 202 at once, the lookup runs on."""
     services = services_of(request)  # no dependency machinery on the hot path (see bench/RESULTS.md)
     body = await read_body(request)
-    headers = {k.lower(): v for k, v in request.headers.items()}
+    headers = request.headers  # case-insensitive: lower-case keys find their header
     try:
         services.webhook.verify(headers, body, now=time.time())
     except SignatureError as err:
@@ -48,4 +54,6 @@ async def generic_webhook(request: Request) -> JSONResponse:
         raise HTTPException(err.status, str(err)) from None
     for event in events:
         await services.registry.handle(event)
+    if len(events) == 1:
+        return Response(_ACCEPTED_ONE, status_code=202, media_type="application/json")
     return JSONResponse({"accepted": len(events)}, status_code=202)

@@ -110,7 +110,8 @@ class _Flight:
     cap: float
     deadline: float
     task: asyncio.Task[None] | None = None
-    scope: asyncio.Timeout | None = None
+    timer: asyncio.TimerHandle | None = None  # cancels the task at `deadline`
+    expired: bool = False  # the timer fired: the load ran out of time
     handed: bool = False  # the loaded object itself went to a waiter; the others get copies
 
     def take(self, value: Any, text: str | None) -> Any:
@@ -125,8 +126,15 @@ class _Flight:
         new = min(self.cap, max(self.deadline, until))
         if new > self.deadline:
             self.deadline = new
-            if self.scope is not None and not self.scope.expired():
-                self.scope.reschedule(new)
+            if self.timer is not None and not self.expired:
+                self.timer.cancel()
+                self.timer = asyncio.get_running_loop().call_at(new, self.expire)
+
+    def expire(self) -> None:
+        """The deadline passed: stop the load (its waiters get TimeoutError)."""
+        self.expired = True
+        if self.task is not None:
+            self.task.cancel()
 
 
 class SectionCache:
@@ -202,13 +210,12 @@ class SectionCache:
     async def _wait(self, key: str, policy: CachePolicy, loader: Loader, timeout_s: float | None) -> Cached:
         """Join (or start) the key's load and wait for it, at most `timeout_s`; never cancels the load."""
         flight = self._join(key, policy, loader, timeout_s)
-        async with asyncio.timeout(timeout_s):
-            value, text = await asyncio.shield(flight.result)
+        value, text = await _wait_for(flight.result, timeout_s)
         return Cached(flight.take(value, text), "miss", 0.0)
 
     def _refresh(self, key: str, policy: CachePolicy, loader: Loader, timeout_s: float | None) -> asyncio.Task[Cached]:
         flight = self._join(key, policy, loader, timeout_s)
-        task = asyncio.create_task(self._refreshed(flight), name=f"screenpop.cache refresh {self.name}")
+        task = asyncio.create_task(self._refreshed(flight), name="screenpop.cache refresh")
         self._refreshes.add(task)
         task.add_done_callback(self._refresh_done)
         return task
@@ -237,10 +244,9 @@ class SectionCache:
         result.add_done_callback(_retrieve)
         flight = _Flight(result, cap=now + self.max_load_s, deadline=min(now + self.max_load_s, until))
         self._flights[key] = flight
-        flight.task = asyncio.create_task(
-            self._load(key, policy, loader, flight), name=f"screenpop.cache load {self.name}"
-        )
+        flight.task = loop.create_task(self._load(key, policy, loader, flight), name="screenpop.cache load")
         flight.task.add_done_callback(lambda _: self._forget(key, flight))
+        flight.timer = loop.call_at(flight.deadline, flight.expire)
         return flight
 
     async def _load(self, key: str, policy: CachePolicy, loader: Loader, flight: _Flight) -> None:
@@ -248,11 +254,14 @@ class SectionCache:
         self.stats.loads += 1
         try:
             try:
-                async with asyncio.timeout_at(flight.deadline) as scope:
-                    flight.scope = scope
-                    value = await loader()
+                value = await loader()
+            except asyncio.CancelledError:
+                if not flight.expired:
+                    raise  # close(), or the process stops
+                raise TimeoutError from None
             finally:
-                flight.scope = None
+                if flight.timer is not None:
+                    flight.timer.cancel()
         except Exception as exc:
             self.stats.load_errors += 1
             flight.result.set_exception(exc)
@@ -279,7 +288,10 @@ class SectionCache:
         if self._flights.get(key) is flight:
             del self._flights[key]
         if not flight.result.done():  # the task was cancelled or died before setting a result
-            flight.result.cancel()
+            if flight.expired:  # cancelled by its deadline before it even started
+                flight.result.set_exception(TimeoutError())
+            else:
+                flight.result.cancel()
 
     def _dumps(self, value: Any) -> str | None:
         try:
@@ -292,6 +304,40 @@ class SectionCache:
 def _copy(value: Any, text: str | None) -> Any:
     """A private copy of a loaded value (the value itself when it could not be serialised)."""
     return value if text is None else json.loads(text)
+
+
+async def _wait_for(shared: asyncio.Future[Any], timeout_s: float | None) -> Any:
+    """The result of `shared`, waiting at most `timeout_s` (TimeoutError); cancelling or timing out this
+    wait never cancels `shared`. What `asyncio.timeout` around `asyncio.shield` does, with one private
+    future and one timer instead of a timeout scope, a shield and their callbacks (the cache-miss path)."""
+    if shared.done():
+        return shared.result()
+    loop = asyncio.get_running_loop()
+    mine: asyncio.Future[Any] = loop.create_future()
+
+    def relay(done: asyncio.Future[Any]) -> None:
+        if mine.done():
+            return
+        if done.cancelled():
+            mine.cancel()
+        elif (exc := done.exception()) is not None:
+            mine.set_exception(exc)
+        else:
+            mine.set_result(done.result())
+
+    shared.add_done_callback(relay)
+    timer = None if timeout_s is None else loop.call_later(max(0.0, timeout_s), _expire, mine)
+    try:
+        return await mine
+    finally:
+        shared.remove_done_callback(relay)
+        if timer is not None:
+            timer.cancel()
+
+
+def _expire(mine: asyncio.Future[Any]) -> None:
+    if not mine.done():
+        mine.set_exception(TimeoutError())
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
