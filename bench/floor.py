@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hashlib
 import hmac
 import json
@@ -41,6 +42,7 @@ class Floor:
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, app: web.Application) -> None:
+        gc.freeze()  # the same garbage-collector settings as `screenpop serve` (cli.py): a fair comparison
         self.http = ClientSession(connector=TCPConnector(limit=100))
         if self.bus_url:
             from redis.asyncio import Redis
@@ -129,6 +131,7 @@ def main() -> None:
     p.add_argument("--bus", help="redis://... : pass cards through Redis PUB/SUB")
     p.add_argument("--channel", default="floor.cards")
     args = p.parse_args()
+    gc.set_threshold(10_000, 20, 50)  # as `screenpop serve` does
     floor = Floor(args)
     app = web.Application()
     app.router.add_post("/telephony/webhook", floor.webhook)

@@ -49,6 +49,7 @@ class Outbox:
         self.channel = channel
         self._queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize)
         self._task: asyncio.Task[None] | None = None
+        self._busy = False  # a batch taken from the queue is being published
         self.published = 0
         self.failed = 0
 
@@ -63,7 +64,7 @@ class Outbox:
         if not to:
             return
         text = envelope(to, payload, kind, call_id)
-        if self.bus.immediate and self._task is not None and self._queue.empty():
+        if self.bus.immediate and self._task is not None and not self._busy and self._queue.empty():
             try:  # an in-process bus hands it over without waiting; nothing queued is overtaken
                 await self.bus.publish(self.channel, text)
                 self.published += 1
@@ -80,6 +81,7 @@ class Outbox:
         """Publish in order; whatever queued up meanwhile goes in one batch (one Redis round trip)."""
         while True:
             batch = [await self._queue.get()]
+            self._busy = True  # until this batch is out, nothing may be published past it
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             stop = None in batch
@@ -98,6 +100,7 @@ class Outbox:
                         log.error("bus publish failed, %d message(s) dropped: %s", len(items), err)
                     else:
                         await asyncio.sleep(0.05 * (attempt + 1))
+            self._busy = False
             if stop:
                 return
 

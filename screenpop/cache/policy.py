@@ -259,9 +259,10 @@ class SectionCache:
                 if not flight.expired:
                     raise  # close(), or the process stops
                 raise TimeoutError from None
-            finally:
+            finally:  # the load is over: its bound no longer applies (nor any later extension)
                 if flight.timer is not None:
                     flight.timer.cancel()
+                    flight.timer = None
         except Exception as exc:
             self.stats.load_errors += 1
             flight.result.set_exception(exc)

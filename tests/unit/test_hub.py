@@ -119,3 +119,42 @@ async def test_an_idle_socket_holds_no_writer_task() -> None:
     assert conn.task is not None
     await drain()
     assert conn.task is None and peer.sent[-1]["call_id"] == "x"
+
+
+class FlakyBus(MemoryBus):
+    """A memory bus whose next `failures` publishes raise."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def publish(self, channel: str, message: str) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("bus hiccup")
+        await super().publish(channel, message)
+
+
+async def test_a_message_sent_during_a_retry_does_not_overtake_it() -> None:
+    """On an in-process bus a send publishes at once, except while earlier messages wait for a retry."""
+    bus = FlakyBus(failures=2)  # the inline publish of "0" fails, then its first retry
+    await bus.connect()
+    hub = AgentHub(bus)
+    await hub.start()
+    outbox = Outbox(bus)
+    outbox.start()
+    peer = Peer()
+    hub.attach("alice", peer)
+    await outbox.send(["alice"], {"type": "call.ended", "call_id": "0"})
+    await drain()  # the outbox task has taken "0" and sleeps before retrying it
+    for i in range(1, 4):
+        await outbox.send(["alice"], {"type": "call.ended", "call_id": str(i)})
+    async with asyncio.timeout(5):
+        while len(peer.sent) < 5:
+            peer.got.clear()
+            await peer.got.wait()
+    assert [m["call_id"] for m in peer.sent[1:]] == ["0", "1", "2", "3"]
+    assert outbox.published == 4 and outbox.failed == 0
+    await outbox.close()
+    await hub.close()
+    await bus.disconnect()
