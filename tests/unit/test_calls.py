@@ -52,13 +52,28 @@ async def test_offered_then_ringing_gives_the_prefetched_card(setup) -> None:
 
 async def test_sections_stream_to_ringing_agents(setup) -> None:
     """Ringing before the lookup settles: the card comes first, then one card.section per section."""
-    registry, outbox, _ = setup
+    registry, outbox, fakes = setup
+    fakes["customers"].gate = gate = asyncio.Event()  # the identity source is slow to answer
     await registry.handle(ev("ringing", ["1001", "client:bob"]))
+    gate.set()
     await settle(registry)
     for agent in ("alice", "bob"):
         types = outbox.types(agent)
         assert types[0] == "call.ringing"
+        assert {s["status"] for s in outbox.to(agent)[0]["call"]["sections"]} == {"pending"}
         assert sorted(m["name"] for m in outbox.to(agent)[1:]) == ["balance", "credit", "customer"]
+
+
+async def test_answers_at_hand_leave_with_the_card(setup) -> None:
+    """Sources that answer at once (a warm cache) are settled in the ringing card: one message, not four."""
+    registry, outbox, _ = setup
+    await registry.handle(ev("ringing", ["1001"]))
+    await settle(registry)
+    (msg,) = outbox.to("alice")
+    assert msg["type"] == "call.ringing"
+    assert {s["name"]: s["status"] for s in msg["call"]["sections"]} == {"customer": "ok", "balance": "ok",
+                                                                          "credit": "ok"}
+    assert msg["call"]["customer"]["name"] == "Dana Whitfield"
 
 
 async def test_duplicate_events_pop_once(setup) -> None:
@@ -75,9 +90,11 @@ async def test_duplicate_events_pop_once(setup) -> None:
 
 async def test_answer_withdraws_from_the_others(setup) -> None:
     """Ring-all to two agents; alice answers; bob gets call.withdrawn; later sections go to alice only."""
-    registry, outbox, _ = setup
+    registry, outbox, fakes = setup
+    fakes["customers"].gate = gate = asyncio.Event()
     await registry.handle(ev("ringing", ["alice", "bob"]))
     await registry.handle(ev("answered", ["1001"]))
+    gate.set()
     await settle(registry)
     assert "call.answered" in outbox.types("alice")
     bob = outbox.types("bob")
@@ -170,8 +187,8 @@ async def test_a_crashing_lookup_affects_no_other_call(setup) -> None:
     registry.lookup.run = original  # type: ignore[method-assign]
     await registry.handle(ev("ringing", ["1001"], cid="good"))
     await settle(registry)
-    good = [m for m in outbox.to("alice") if m.get("call_id") == "good"]
-    assert len(good) == 3
+    (good,) = [m for m in outbox.to("alice") if m.get("call", {}).get("call_id") == "good"]
+    assert {s["status"] for s in good["call"]["sections"]} == {"ok"}
 
 
 async def test_withdrawn_event_takes_the_card_from_one_agent(setup) -> None:
