@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 
 from screenpop.bus.memory import MemoryBus
 from screenpop.hub import AgentHub
@@ -86,9 +88,9 @@ async def test_slow_socket_is_closed_and_others_keep_receiving() -> None:
     assert hub.connected("alice") == 1
 
 
-async def test_messages_cross_the_bus_in_order() -> None:
-    """Outbox -> memory bus -> hub keeps publication order for one recipient."""
-    bus = MemoryBus()
+@contextlib.asynccontextmanager
+async def flow(bus: MemoryBus) -> AsyncIterator[tuple[Outbox, Peer]]:
+    """Outbox -> bus -> hub running, with alice's socket attached; all stopped on exit."""
     await bus.connect()
     hub = AgentHub(bus)
     await hub.start()
@@ -96,16 +98,28 @@ async def test_messages_cross_the_bus_in_order() -> None:
     outbox.start()
     peer = Peer()
     hub.attach("alice", peer)
-    for i in range(50):
-        await outbox.send(["alice"], {"type": "call.ended", "call_id": str(i)})
+    try:
+        yield outbox, peer
+    finally:
+        await outbox.close()
+        await hub.close()
+        await bus.disconnect()
+
+
+async def received(peer: Peer, count: int) -> None:
     async with asyncio.timeout(5):
-        while len(peer.sent) < 51:
+        while len(peer.sent) < count:
             peer.got.clear()
             await peer.got.wait()
-    assert [m["call_id"] for m in peer.sent[1:]] == [str(i) for i in range(50)]
-    await outbox.close()
-    await hub.close()
-    await bus.disconnect()
+
+
+async def test_messages_cross_the_bus_in_order() -> None:
+    """Outbox -> memory bus -> hub keeps publication order for one recipient."""
+    async with flow(MemoryBus()) as (outbox, peer):
+        for i in range(50):
+            await outbox.send(["alice"], {"type": "call.ended", "call_id": str(i)})
+        await received(peer, 51)
+        assert [m["call_id"] for m in peer.sent[1:]] == [str(i) for i in range(50)]
 
 
 async def test_an_idle_socket_holds_no_writer_task() -> None:
@@ -137,24 +151,11 @@ class FlakyBus(MemoryBus):
 
 async def test_a_message_sent_during_a_retry_does_not_overtake_it() -> None:
     """On an in-process bus a send publishes at once, except while earlier messages wait for a retry."""
-    bus = FlakyBus(failures=2)  # the inline publish of "0" fails, then its first retry
-    await bus.connect()
-    hub = AgentHub(bus)
-    await hub.start()
-    outbox = Outbox(bus)
-    outbox.start()
-    peer = Peer()
-    hub.attach("alice", peer)
-    await outbox.send(["alice"], {"type": "call.ended", "call_id": "0"})
-    await drain()  # the outbox task has taken "0" and sleeps before retrying it
-    for i in range(1, 4):
-        await outbox.send(["alice"], {"type": "call.ended", "call_id": str(i)})
-    async with asyncio.timeout(5):
-        while len(peer.sent) < 5:
-            peer.got.clear()
-            await peer.got.wait()
-    assert [m["call_id"] for m in peer.sent[1:]] == ["0", "1", "2", "3"]
-    assert outbox.published == 4 and outbox.failed == 0
-    await outbox.close()
-    await hub.close()
-    await bus.disconnect()
+    async with flow(FlakyBus(failures=2)) as (outbox, peer):  # the inline publish of "0" fails, then a retry
+        await outbox.send(["alice"], {"type": "call.ended", "call_id": "0"})
+        await drain()  # the outbox task has taken "0" and sleeps before retrying it
+        for i in range(1, 4):
+            await outbox.send(["alice"], {"type": "call.ended", "call_id": str(i)})
+        await received(peer, 5)
+        assert [m["call_id"] for m in peer.sent[1:]] == ["0", "1", "2", "3"]
+        assert outbox.published == 4 and outbox.failed == 0
