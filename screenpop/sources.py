@@ -57,15 +57,14 @@ class Source:
     stats: Stats = field(default_factory=Stats, init=False)
     key_prefix: str = field(init=False)
     policy: Any = field(init=False)  # screenpop.cache.CachePolicy, or None when nothing is cached
-    _pending_fields: dict[str, Any] = field(init=False, repr=False)
+    _pending: Section = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.breaker = Breaker(self.config.breaker.failures, self.config.breaker.cooldown_s)
         self.bulkhead = Bulkhead(self.config.max_in_flight)
         self.key_prefix = f"{self.config.name}:{fingerprint(self.config)}"
         self.policy = self._policy()  # a Source is rebuilt whenever its config changes
-        pending = Section(name=self.config.section_name, title=self.config.section_title, source=self.name)
-        self._pending_fields = pending.model_dump()
+        self._pending = Section(name=self.config.section_name, title=self.config.section_title, source=self.name)
 
     @property
     def name(self) -> str:
@@ -77,12 +76,12 @@ class Source:
 
     def pending(self) -> Section:
         """This source's section before it settles."""
-        return Section.model_construct(**self._pending_fields)  # trusted values: no validation needed
+        return self._pending.model_copy()  # a shallow copy of a validated template: no validation again
 
     async def fetch(self, query: LookupQuery, deadline: float) -> Fetched:
         """One lookup against this source, bounded by its timeout and the card's deadline."""
         start = time.perf_counter()
-        section = self.pending()
+        out: dict[str, Any] = {}  # the settled section's fields, applied to a copy of `pending()` once
         refresh = None
         policy = self.policy
         try:
@@ -94,35 +93,36 @@ class Source:
                 # the cache applies the budget itself, so a timeout can still be answered with a stale value
                 cached = await self.cache.fetch(key, policy, lambda: self._guarded(query, deadline), timeout_s=budget)
                 data = cached.value
-                section.cached = cached.state != "miss"
-                section.age_s = round(cached.age_s, 1) if section.cached else None
+                if cached.state != "miss":
+                    out["cached"], out["age_s"] = True, round(cached.age_s, 1)
                 self.stats.cache[cached.state] += 1
                 if cached.state == "stale":
-                    section.status = SectionStatus.STALE
-                    section.data = data
+                    out["status"], out["data"] = SectionStatus.STALE, data
                     if cached.error is not None:
-                        section.reason = "source failed; showing the last known value"
+                        out["reason"] = "source failed; showing the last known value"
                     elif cached.refresh is not None:
                         refresh = self._after_refresh(cached.refresh, deadline)
-                    return Fetched(self._done(section, start), refresh)
+                    return Fetched(self._done(out, start), refresh)
             else:
                 data = await self._bounded(self._guarded(query, deadline), deadline)
         except TimeoutError:
-            section.status, section.reason = SectionStatus.TIMEOUT, "no answer in time"
+            out["status"], out["reason"] = SectionStatus.TIMEOUT, "no answer in time"
         except _Refused as err:
-            section.status, section.reason = SectionStatus.UNAVAILABLE, str(err)
+            out["status"], out["reason"] = SectionStatus.UNAVAILABLE, str(err)
         except ConnectorError as err:
-            section.status, section.reason = SectionStatus.ERROR, str(err)[:200] or "source failed"
+            out["status"], out["reason"] = SectionStatus.ERROR, str(err)[:200] or "source failed"
         except Exception:  # a connector bug must not sink the card
             log.exception("connector %s failed", self.name)
-            section.status, section.reason = SectionStatus.ERROR, "connector failed unexpectedly"
+            out["status"], out["reason"] = SectionStatus.ERROR, "connector failed unexpectedly"
         else:
-            section.status = SectionStatus.EMPTY if _empty(data) else SectionStatus.OK
-            section.data = None if _empty(data) else data
-        return Fetched(self._done(section, start), refresh)
+            out["status"] = SectionStatus.EMPTY if _empty(data) else SectionStatus.OK
+            out["data"] = None if _empty(data) else data
+        return Fetched(self._done(out, start), refresh)
 
-    def _done(self, section: Section, start: float) -> Section:
-        section.latency_ms = round((time.perf_counter() - start) * 1000, 1)
+    def _done(self, out: dict[str, Any], start: float) -> Section:
+        """The settled section (`out` over the pending one), counted and observed."""
+        out["latency_ms"] = round((time.perf_counter() - start) * 1000, 1)
+        section = self._pending.model_copy(update=out)  # no validation: every value above is of its type
         self.stats.record(section.status.value, section.latency_ms)
         if self.observer is not None:
             self.observer(self, section)
@@ -175,11 +175,10 @@ class Source:
 
     async def _after_refresh(self, refresh: Awaitable[Any], deadline: float) -> Section:
         start = time.perf_counter()
-        section = self.pending()
         cached = await refresh
-        section.status = SectionStatus.EMPTY if _empty(cached.value) else SectionStatus.OK
-        section.data = None if _empty(cached.value) else cached.value
-        return self._done(section, start)
+        empty = _empty(cached.value)
+        return self._done({"status": SectionStatus.EMPTY if empty else SectionStatus.OK,
+                           "data": None if empty else cached.value}, start)
 
 
 class _Refused(Exception):
