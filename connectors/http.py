@@ -26,7 +26,6 @@ ConnectorError("HTTP 404") as `not_found` says, other >= 300 -> ConnectorError("
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -34,22 +33,21 @@ import re
 import ssl
 import string
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
 
 import aiohttp
-from pydantic import ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from yarl import URL
 
 from connectors.base import Connector, ConnectorError, ConnectorOptions
+from connectors.http_auth import CONTROL_CHARS, HEADER_NAME, ApiKeyAuth, Auth, BasicAuth, BearerAuth
 from connectors.mapping import Expression, Mapping
 from screenpop.models import LookupQuery
 
 PLACEHOLDERS = tuple(LookupQuery(phone="").template_values())  # phone, raw, called, customer_id
 SAFETY_TIMEOUT_S = 60.0  # the caller cancels much earlier; this only stops a request living forever
 _URL_KEEP = "!#$%&'()*+,/:;=?@[]~"  # literal URL text: keep reserved characters and existing %-escapes
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NETLOC_DONE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*[/?#]")
 _CHUNK = 65536
 _REDIRECT_NOTE = " (redirects are not followed when auth is set)"
@@ -96,67 +94,6 @@ def _url_parts(template: str, *, placeholders: bool = True) -> tuple[Parts, str,
     return parts, sample.hostname, port or (443 if sample.scheme.lower() == "https" else 80)
 
 
-class _AuthOptions(ConnectorOptions):
-    model_config = ConfigDict(hide_input_in_errors=True)
-
-
-class BearerAuth(_AuthOptions):
-    """`Authorization: Bearer <token>`."""
-
-    type: Literal["bearer"]
-    token: SecretStr = Field(min_length=1)
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token.get_secret_value()}"}
-
-
-class BasicAuth(_AuthOptions):
-    """`Authorization: Basic base64(username:password)`."""
-
-    type: Literal["basic"]
-    username: str = Field(min_length=1)
-    password: SecretStr
-
-    @field_validator("username")
-    @classmethod
-    def _no_colon(cls, v: str) -> str:
-        if ":" in v or _CONTROL.search(v):
-            raise ValueError("a username without ':' or control characters is expected")
-        return v
-
-    def headers(self) -> dict[str, str]:
-        pair = f"{self.username}:{self.password.get_secret_value()}".encode()
-        return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
-
-
-class ApiKeyAuth(_AuthOptions):
-    """An API key in a header (`header: X-Api-Key`) or in the query string (`query: api_key`)."""
-
-    type: Literal["api_key"]
-    header: str | None = None
-    query: str | None = Field(default=None, min_length=1)
-    value: SecretStr = Field(min_length=1)
-
-    @field_validator("header")
-    @classmethod
-    def _check_header(cls, v: str | None) -> str | None:
-        if v is not None and not _HEADER_NAME.match(v):
-            raise ValueError(f"invalid header name {v!r}")
-        return v
-
-    @model_validator(mode="after")
-    def _one_place(self) -> ApiKeyAuth:
-        if (self.header is None) == (self.query is None):
-            raise ValueError("exactly one of 'header' or 'query' is expected")
-        return self
-
-    def headers(self) -> dict[str, str]:
-        return {} if self.header is None else {self.header: self.value.get_secret_value()}
-
-
-Auth = Annotated[BearerAuth | BasicAuth | ApiKeyAuth, Field(discriminator="type")]
-
-
 class HttpOptions(ConnectorOptions):
     """Options of the `http` kind (see the module docstring)."""
 
@@ -192,9 +129,9 @@ class HttpOptions(ConnectorOptions):
     @classmethod
     def _check_headers(cls, v: dict[str, str]) -> dict[str, str]:
         for name, value in v.items():
-            if not _HEADER_NAME.match(name):
+            if not HEADER_NAME.match(name):
                 raise ValueError(f"invalid header name {name!r}")
-            if _CONTROL.search(value):
+            if CONTROL_CHARS.search(value):
                 raise ValueError(f"header {name} holds a control character")
             _parse(value)
         return v
@@ -217,7 +154,7 @@ class HttpOptions(ConnectorOptions):
         if v is None:
             return v
         sent = v.headers()
-        if any(_CONTROL.search(value) for value in sent.values()):
+        if any(CONTROL_CHARS.search(value) for value in sent.values()):
             raise ValueError("the secret holds a control character")
         taken = {name.lower() for name in info.data.get("headers") or {}}
         clash = sorted(name for name in sent if name.lower() in taken)
@@ -227,7 +164,7 @@ class HttpOptions(ConnectorOptions):
 
 
 def _header_value(value: str) -> str:
-    return _CONTROL.sub("", value)
+    return CONTROL_CHARS.sub("", value)
 
 
 def _url_value(value: str) -> str:
