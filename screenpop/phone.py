@@ -24,7 +24,7 @@ def normalize(raw: str, region: str = "US") -> Caller:
     return _normalize((raw or "").strip(), region).model_copy()  # a private copy: cards may change theirs
 
 
-@functools.lru_cache(maxsize=4096)  # repeat callers skip phonenumbers' parsing (pure Python, ~0.3 ms)
+@functools.lru_cache(maxsize=4096)  # repeat callers skip phonenumbers (pure Python, ~0.1 ms a number)
 def _normalize(raw: str, region: str) -> Caller:
     if raw.lower() in _WITHHELD:
         return Caller(raw=raw, status="withheld", display="Number withheld")
