@@ -92,12 +92,16 @@ class AgentHub:
 
     async def _run(self) -> None:
         async with self.bus.subscribe(self.channel) as sub:
+            sub.listen(self._dispatch)  # where supported, each message is dispatched as it arrives: no hop
             self._ready.set()
             async for text in sub:
-                try:
-                    self.dispatch(text)
-                except Exception:
-                    log.exception("could not dispatch an agent message")
+                self._dispatch(text)
+
+    def _dispatch(self, text: str) -> None:
+        try:
+            self.dispatch(text)
+        except Exception:
+            log.exception("could not dispatch an agent message")
 
     async def close(self) -> None:
         """Stop reading the bus and close every socket."""

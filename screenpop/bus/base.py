@@ -13,7 +13,7 @@ Messages are `str` (already serialised JSON or a small envelope); the bus never 
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
 
@@ -27,6 +27,12 @@ class Subscription(abc.ABC):
     @abc.abstractmethod
     def __aiter__(self) -> AsyncIterator[str]:
         """Yield each message published on the channel after the subscription started, in order."""
+
+    def listen(self, callback: Callable[[str], None]) -> bool:
+        """Ask for every later message to go to `callback` as it arrives, in order, instead of through the
+        iteration (which then only waits for the end). True when the subscription does so; the default
+        does not. `callback` must not block; what it raises is logged and the next message still comes."""
+        return False
 
 
 class Bus(abc.ABC):

@@ -5,6 +5,9 @@ publish copies the message into each mailbox of the channel and never blocks. A 
 `maxsize` messages behind loses its OLDEST messages (the newest are the ones an agent needs); the first
 drop of each backlog is logged as a warning on the `screenpop.bus` logger and `dropped` counts them all.
 
+A consumer that calls `listen(callback)` gets each message handed to `callback` in `put` instead (no
+mailbox, no hop through a task: the agent hub does this).
+
 `QueueSubscription` is also the mailbox of the Redis backend, so both behave the same to a consumer.
 """
 
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import cast
 
@@ -41,6 +44,7 @@ class QueueSubscription(Subscription):
         self.dropped = 0
         """How many messages were dropped because this subscriber was too slow."""
         self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize)
+        self._listener: Callable[[str], None] | None = None
         self._closed = False
         self._behind = False  # true from a drop until the consumer has caught up
 
@@ -49,9 +53,26 @@ class QueueSubscription(Subscription):
         """True once `close()` was called."""
         return self._closed
 
+    def listen(self, callback: Callable[[str], None]) -> bool:
+        """See `Subscription.listen`: what is queued already goes to `callback` first, now."""
+        while not self._closed and not self._queue.empty():
+            self._hand(callback, cast(str, self._queue.get_nowait()))
+        self._listener = callback
+        return True
+
+    def _hand(self, callback: Callable[[str], None], message: str) -> None:
+        try:
+            callback(message)
+        except Exception:  # one bad message must not stop the others
+            logger.exception("bus: the listener of channel %r failed on a message", self.channel)
+
     def put(self, message: str) -> None:
-        """Queue `message` for the consumer, dropping the oldest one if the mailbox is full."""
+        """Queue `message` for the consumer (or hand it to the listener), dropping the oldest one if the
+        mailbox is full."""
         if self._closed:
+            return
+        if self._listener is not None:
+            self._hand(self._listener, message)
             return
         if self._queue.full():
             self._queue.get_nowait()

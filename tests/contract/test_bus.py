@@ -88,6 +88,35 @@ async def test_publish_many_keeps_the_order(bus: Bus, chan: Callable[..., str]) 
         assert await take(sub, 301) == ["first", *sent]
 
 
+async def test_a_listener_gets_what_was_queued_then_every_message_in_order(
+        bus: Bus, chan: Callable[..., str], caplog: pytest.LogCaptureFixture) -> None:
+    """listen(): queued messages first, then each later one as it arrives; a failing callback stops nothing."""
+    got: list[str] = []
+    all_in = asyncio.Event()
+
+    def callback(message: str) -> None:
+        if message == "boom":
+            raise ValueError("a bad message")
+        got.append(message)
+        if len(got) == 202:
+            all_in.set()
+
+    async with bus.subscribe(chan()) as sub:
+        for m in ("q0", "q1"):
+            await bus.publish(chan(), m)
+        await asyncio.sleep(0.2)  # on Redis, the two arrive in the mailbox
+        if not sub.listen(callback):
+            pytest.skip("this subscription does not support listen()")
+        assert got == ["q0", "q1"]
+        await bus.publish(chan(), "boom")
+        sent = [f"m{i}" for i in range(200)]
+        await bus.publish_many(chan(), sent)
+        async with asyncio.timeout(5):
+            await all_in.wait()
+    assert got == ["q0", "q1", *sent]
+    assert "listener of channel" in caplog.text
+
+
 async def test_two_subscribers_both_receive(bus: Bus, chan: Callable[..., str]) -> None:
     """Every subscriber of a channel gets its own copy of each message."""
     async with bus.subscribe(chan()) as first, bus.subscribe(chan()) as second:
