@@ -7,11 +7,12 @@ the hub and the sources are read when Prometheus scrapes.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -28,19 +29,13 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.section_latency = Histogram(
-            "screenpop_connector_latency_seconds", "Time for a connector to settle a section",
-            ["connector", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.pop_latency = Histogram(
-            "screenpop_pop_latency_seconds", "Telephony event received until the card is handed to the bus",
-            buckets=LATENCY_BUCKETS, registry=self.registry)
+        # hot-path metrics: plain counts updated without locks (one event loop), exported when scraped
+        self.section_latency: dict[tuple[str, str], Buckets] = {}  # (connector, status) -> latencies
+        self.pop_latency = Buckets()
+        self.events: dict[str, int] = {}
         self.display_latency = Histogram(
             "screenpop_display_latency_seconds", "Card sent until the agent's browser acknowledged displaying it",
             buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.events = Counter("screenpop_call_events_total", "Telephony events received", ["event"],
-                              registry=self.registry)
-        self._latency_children: dict[tuple[str, str], Any] = {}
-        self._event_children: dict[str, Any] = {}
         self._sources: Callable[[], list[Source]] = list
         self._hub: AgentHub | None = None
 
@@ -51,22 +46,46 @@ class Metrics:
 
     def count_event(self, kind: str) -> None:
         """A telephony event arrived."""
-        child = self._event_children.get(kind)
-        if child is None:
-            child = self._event_children[kind] = self.events.labels(kind)
-        child.inc()
+        self.events[kind] = self.events.get(kind, 0) + 1
+
+    def observe_pop(self, seconds: float) -> None:
+        """A ringing event put its card on the bus after `seconds`."""
+        self.pop_latency.observe(seconds)
 
     def observe_section(self, source: Source, section: Section) -> None:
         """A section settled."""
         if section.latency_ms is not None:
             key = (source.name, section.status.value)
-            child = self._latency_children.get(key)
-            if child is None:  # labels() parses and locks on every call: keep each child once
-                child = self._latency_children[key] = self.section_latency.labels(*key)
-            child.observe(section.latency_ms / 1000)
+            buckets = self.section_latency.get(key)
+            if buckets is None:
+                buckets = self.section_latency[key] = Buckets()
+            buckets.observe(section.latency_ms / 1000)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class Buckets:
+    """A latency histogram's counts (Prometheus `le` buckets of LATENCY_BUCKETS), kept without a lock:
+    prometheus_client's Histogram takes one per observation, and these are updated on every call."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def export(self) -> tuple[list[tuple[str, float]], float]:
+        """Cumulative (le, count) pairs ending with +Inf, and the sum."""
+        out, running = [], 0
+        for le, n in zip([*map(str, LATENCY_BUCKETS), "+Inf"], self.counts, strict=True):
+            running += n
+            out.append((le, running))
+        return out, self.total
 
 
 class _Live(Collector):
@@ -75,7 +94,7 @@ class _Live(Collector):
     def __init__(self, metrics: Metrics) -> None:
         self.m = metrics
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         breaker = GaugeMetricFamily("screenpop_breaker_state", "0 closed, 1 half-open, 2 open", labels=["connector"])
         in_flight = GaugeMetricFamily("screenpop_connector_in_flight", "Requests in flight", labels=["connector"])
         cache = CounterMetricFamily("screenpop_cache_lookups", "Section cache outcomes", labels=["connector", "result"])
@@ -88,6 +107,19 @@ class _Live(Collector):
             for result, n in s.stats.cache.items():
                 cache.add_metric([s.name, result], n)
         yield from (breaker, in_flight, cache, refused)
+        events = CounterMetricFamily("screenpop_call_events", "Telephony events received", labels=["event"])
+        for kind, n in self.m.events.items():
+            events.add_metric([kind], n)
+        latency = HistogramMetricFamily("screenpop_connector_latency_seconds", "Time for a connector to settle a "
+                                        "section", labels=["connector", "status"])
+        for key, buckets in self.m.section_latency.items():
+            counts, total = buckets.export()
+            latency.add_metric(list(key), counts, total)
+        pop = HistogramMetricFamily("screenpop_pop_latency_seconds",
+                                    "Telephony event received until the card is handed to the bus")
+        counts, total = self.m.pop_latency.export()
+        pop.add_metric([], counts, total)
+        yield from (events, latency, pop)
         hub = self.m._hub
         if hub is not None:
             sockets = GaugeMetricFamily("screenpop_agent_sockets", "Agent sockets open on this instance")

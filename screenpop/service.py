@@ -219,7 +219,7 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
     for source in lookup.sources:
         source.observer = metrics.observe_section
     registry.on_event = metrics.count_event
-    registry.on_pop = metrics.pop_latency.observe
+    registry.on_pop = metrics.observe_pop
     return services
 
 
