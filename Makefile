@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo serve test test-fast bench bench-quick lint fmt clean
+.PHONY: demo serve test test-fast bench bench-quick bench-count lint fmt clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ bench: $(BENCH_STAMP)  ## screenpop against the floor, every scenario (~5 min): 
 
 bench-quick: $(BENCH_STAMP)  ## every benchmark scenario, shortened (under a minute); writes to /tmp/screenpop-bench-quick
 	$(BIN)/python -m bench.run --quick --out /tmp/screenpop-bench-quick
+
+bench-count: $(BENCH_STAMP)  ## Python function calls per call, screenpop and floor: a cost measure noise does not move (~1 min)
+	$(BIN)/python -m bench.count
 
 lint: $(STAMP)
 	$(BIN)/ruff check screenpop connectors telephony tests bench
