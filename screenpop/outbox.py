@@ -88,9 +88,7 @@ class Outbox:
             items = [m for m in batch if m is not None]
             for attempt in range(3):
                 try:
-                    if len(items) == 1:
-                        await self.bus.publish(self.channel, items[0])
-                    elif items:
+                    if items:
                         await self.bus.publish_many(self.channel, items)
                     self.published += len(items)
                     break

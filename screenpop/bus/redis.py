@@ -108,6 +108,9 @@ class RedisBus(Bus):
 
     async def publish_many(self, channel: str, messages: list[str]) -> None:
         """All of them in one pipeline (one round trip, order kept); raises BusError if Redis fails."""
+        if len(messages) == 1:  # the usual case: a plain PUBLISH costs less than a pipeline
+            await self.publish(channel, messages[0])
+            return
         client = self._require_client("publish")
         try:
             async with client.pipeline(transaction=False) as pipe:
