@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections import OrderedDict, deque
+from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any, Protocol
 
 from screenpop.bus import Bus
@@ -32,7 +33,9 @@ class Peer(Protocol):
 
 
 class Connection:
-    """One agent socket with its own bounded queue; a writer task runs only while messages wait."""
+    """One agent socket with its own bounded queue. A message is written at once when nothing waits
+    before it (a socket's send completes without suspending unless the socket is flow-controlled); a
+    writer task runs only while messages wait."""
 
     def __init__(self, agent_id: str, peer: Peer, maxsize: int = 256) -> None:
         self.agent_id = agent_id
@@ -43,25 +46,75 @@ class Connection:
         self.dead = False
 
     def push(self, text: str) -> bool:
-        """Queue a message; False when the socket is too far behind (the caller closes it)."""
+        """Send or queue a message; False when the socket is too far behind (the caller closes it)."""
         if len(self.pending) >= self.maxsize:
             return False
-        self.pending.append(text)
-        if self.task is None and not self.dead:
-            self.task = asyncio.get_running_loop().create_task(self._drain())
+        if self.dead:
+            return True
+        if self.task is None:  # nothing waits before this message: write it now, in this turn
+            self._send_now(text)
+        else:
+            self.pending.append(text)
         return True
 
-    async def _drain(self) -> None:
-        """Send what waits, in order, then end (an idle socket holds no task)."""
+    def _send_now(self, text: str) -> None:
+        coro = self.peer.send_text(text)
         try:
+            waiting = coro.send(None)  # the usual case ends here, with StopIteration: written
+        except StopIteration:
+            return
+        except Exception as err:  # the socket went away
+            self._died(err)
+            return
+        # the send waits (the socket is flow-controlled): finish it, then what queues meanwhile, in a task
+        self.task = asyncio.get_running_loop().create_task(self._drain(_Resumed(coro, waiting)))
+
+    async def _drain(self, first: Awaitable[None] | None = None) -> None:
+        """Finish the send in progress, then send what waits, in order, then end (no idle task)."""
+        try:
+            if first is not None:
+                await first
             while self.pending:
                 await self.peer.send_text(self.pending[0])
                 self.pending.popleft()
         except Exception as err:  # the socket went away
-            self.dead = True
-            log.debug("socket of %s closed while sending: %s", self.agent_id, err)
+            self._died(err)
         finally:
             self.task = None
+
+    def _died(self, err: BaseException) -> None:
+        self.dead = True
+        self.pending.clear()
+        log.debug("socket of %s closed while sending: %s", self.agent_id, err)
+
+
+class _Resumed:
+    """Awaits the rest of a coroutine that was started by hand and suspended on `waiting`: a task that
+    awaits this drives the coroutine exactly as if it had run it from the start."""
+
+    __slots__ = ("coro", "waiting")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+        self.coro, self.waiting = coro, waiting
+
+    def __await__(self) -> Generator[Any, None, None]:
+        waiting = self.waiting
+        while True:
+            try:
+                yield waiting
+            except GeneratorExit:
+                self.coro.close()
+                raise
+            except BaseException as exc:  # cancellation (or an error) while suspended: pass it in
+                try:
+                    waiting = self.coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    waiting = self.coro.send(None)
+                except StopIteration:
+                    return
 
 
 class AgentHub:

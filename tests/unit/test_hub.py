@@ -122,17 +122,57 @@ async def test_messages_cross_the_bus_in_order() -> None:
         assert [m["call_id"] for m in peer.sent[1:]] == [str(i) for i in range(50)]
 
 
-async def test_an_idle_socket_holds_no_writer_task() -> None:
-    """Once its queue is drained a socket has no task; the next message starts one again."""
+async def test_a_writable_socket_is_written_at_once_without_a_task() -> None:
+    """A message to a socket that can take it is sent within dispatch itself; no writer task is made."""
     hub = AgentHub(MemoryBus())
     peer = Peer()
     conn = hub.attach("alice", peer)
-    await drain()
     assert conn.task is None and len(peer.sent) == 1
     hub.dispatch(msg(["alice"], {"type": "call.ended", "call_id": "x"}))
-    assert conn.task is not None
-    await drain()
     assert conn.task is None and peer.sent[-1]["call_id"] == "x"
+
+
+class GatedPeer(Peer):
+    """A socket whose sends wait while `gate` is closed, as a flow-controlled socket does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.cancelled = False
+
+    async def send_text(self, data: str) -> None:
+        try:
+            await self.gate.wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        await super().send_text(data)
+
+
+async def test_a_send_that_waits_is_finished_by_a_task_and_order_is_kept() -> None:
+    """A send that suspends continues in a writer task; messages queued meanwhile follow it in order."""
+    hub = AgentHub(MemoryBus())
+    peer = GatedPeer()
+    conn = hub.attach("alice", peer)  # the snapshot's send waits at the gate
+    for i in range(3):
+        hub.dispatch(msg(["alice"], {"type": "call.ended", "call_id": str(i)}))
+    await drain()
+    assert conn.task is not None and peer.sent == [] and len(conn.pending) == 3
+    peer.gate.set()
+    await drain()
+    assert [m["type"] for m in peer.sent] == ["snapshot", "call.ended", "call.ended", "call.ended"]
+    assert [m["call_id"] for m in peer.sent[1:]] == ["0", "1", "2"]
+    assert conn.task is None and not conn.pending
+
+
+async def test_detach_cancels_a_send_that_waits() -> None:
+    """Detaching a socket whose send is suspended cancels that send inside the socket's own coroutine."""
+    hub = AgentHub(MemoryBus())
+    peer = GatedPeer()
+    conn = hub.attach("alice", peer)
+    await drain()
+    await hub.detach(conn)
+    assert peer.cancelled and conn.task is None and peer.sent == []
 
 
 class FlakyBus(MemoryBus):
