@@ -22,11 +22,12 @@ The cache never fails a lookup for its own sake: backend faults are misses (see 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -113,6 +114,47 @@ class _Flight:
     timer: asyncio.TimerHandle | None = None  # cancels the task at `deadline`
     expired: bool = False  # the timer fired: the load ran out of time
     handed: bool = False  # the loaded object itself went to a waiter; the others get copies
+    waiters: list[asyncio.Future[tuple[Any, str | None]]] = field(default_factory=list)
+
+    def settle(self, value: Any = None, text: str | None = None, *, exc: Exception | None = None,
+               cancel: bool = False) -> None:
+        """Set the shared result and hand it to every waiter in the same step: a waiter wakes one loop
+        turn sooner than through a done callback on `result`, and nothing else is scheduled."""
+        if cancel:
+            self.result.cancel()
+        elif exc is not None:
+            self.result.set_exception(exc)
+            self.result.exception()  # retrieved: a load nobody waits for must not log "never retrieved"
+        else:
+            self.result.set_result((value, text))
+        waiters, self.waiters = self.waiters, []
+        for w in waiters:
+            if w.done():
+                continue
+            if cancel:
+                w.cancel()
+            elif exc is not None:
+                w.set_exception(exc)
+            else:
+                w.set_result((value, text))
+
+    async def wait(self, timeout_s: float | None) -> tuple[Any, str | None]:
+        """The load's (value, text), waiting at most `timeout_s` (TimeoutError). Cancelling or timing out
+        this wait never cancels the load: the waiter has a private future, which `settle` resolves."""
+        if self.result.done():
+            return self.result.result()
+        loop = asyncio.get_running_loop()
+        mine: asyncio.Future[tuple[Any, str | None]] = loop.create_future()
+        self.waiters.append(mine)
+        timer = None if timeout_s is None else loop.call_later(max(0.0, timeout_s), _expire, mine)
+        try:
+            return await mine
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if not mine.done() or mine in self.waiters:
+                with contextlib.suppress(ValueError):
+                    self.waiters.remove(mine)
 
     def take(self, value: Any, text: str | None) -> Any:
         """The loaded value for one waiter: the object itself the first time, then private copies."""
@@ -204,13 +246,14 @@ class SectionCache:
         for task in tasks:
             task.cancel()
         for flight in flights:
-            flight.result.cancel()
+            if not flight.result.done():
+                flight.settle(cancel=True)
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _wait(self, key: str, policy: CachePolicy, loader: Loader, timeout_s: float | None) -> Cached:
         """Join (or start) the key's load and wait for it, at most `timeout_s`; never cancels the load."""
         flight = self._join(key, policy, loader, timeout_s)
-        value, text = await _wait_for(flight.result, timeout_s)
+        value, text = await flight.wait(timeout_s)
         return Cached(flight.take(value, text), "miss", 0.0)
 
     def _refresh(self, key: str, policy: CachePolicy, loader: Loader, timeout_s: float | None) -> asyncio.Task[Cached]:
@@ -241,7 +284,6 @@ class SectionCache:
             flight.extend(until)
             return flight
         result: asyncio.Future[tuple[Any, str | None]] = loop.create_future()
-        result.add_done_callback(_retrieve)
         flight = _Flight(result, cap=now + self.max_load_s, deadline=min(now + self.max_load_s, until))
         self._flights[key] = flight
         flight.task = loop.create_task(self._load(key, policy, loader, flight), name="screenpop.cache load")
@@ -265,13 +307,14 @@ class SectionCache:
                     flight.timer = None
         except Exception as exc:
             self.stats.load_errors += 1
-            flight.result.set_exception(exc)
+            flight.settle(exc=exc)
             self._forget(key, flight)  # in the same step: nobody can join a failed load
             return
         text = self._dumps(value)
-        flight.result.set_result((value, text))
+        flight.settle(value, text)
         if text is not None:
             await self._store(key, policy, value, text)
+        self._forget(key, flight)  # in the step that stored it: a later fetch finds the stored answer
 
     async def _store(self, key: str, policy: CachePolicy, value: Any, text: str | None = None) -> None:
         negative = is_empty(value)
@@ -290,9 +333,9 @@ class SectionCache:
             del self._flights[key]
         if not flight.result.done():  # the task was cancelled or died before setting a result
             if flight.expired:  # cancelled by its deadline before it even started
-                flight.result.set_exception(TimeoutError())
+                flight.settle(exc=TimeoutError())
             else:
-                flight.result.cancel()
+                flight.settle(cancel=True)
 
     def _dumps(self, value: Any) -> str | None:
         try:
@@ -307,40 +350,6 @@ def _copy(value: Any, text: str | None) -> Any:
     return value if text is None else json.loads(text)
 
 
-async def _wait_for(shared: asyncio.Future[Any], timeout_s: float | None) -> Any:
-    """The result of `shared`, waiting at most `timeout_s` (TimeoutError); cancelling or timing out this
-    wait never cancels `shared`. What `asyncio.timeout` around `asyncio.shield` does, with one private
-    future and one timer instead of a timeout scope, a shield and their callbacks (the cache-miss path)."""
-    if shared.done():
-        return shared.result()
-    loop = asyncio.get_running_loop()
-    mine: asyncio.Future[Any] = loop.create_future()
-
-    def relay(done: asyncio.Future[Any]) -> None:
-        if mine.done():
-            return
-        if done.cancelled():
-            mine.cancel()
-        elif (exc := done.exception()) is not None:
-            mine.set_exception(exc)
-        else:
-            mine.set_result(done.result())
-
-    shared.add_done_callback(relay)
-    timer = None if timeout_s is None else loop.call_later(max(0.0, timeout_s), _expire, mine)
-    try:
-        return await mine
-    finally:
-        shared.remove_done_callback(relay)
-        if timer is not None:
-            timer.cancel()
-
-
 def _expire(mine: asyncio.Future[Any]) -> None:
     if not mine.done():
         mine.set_exception(TimeoutError())
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()  # a load nobody waits for any more must not log "exception never retrieved"

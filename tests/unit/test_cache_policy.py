@@ -328,3 +328,21 @@ async def test_memory_drops_an_expired_entry_when_read() -> None:
     assert await m.get("k") is not None
     now[0] = 105.0
     assert await m.get("k") is None and len(m) == 0 and m.size_bytes == 0
+
+
+async def test_waiters_wake_in_the_turn_after_the_load_answers(cache: SectionCache) -> None:
+    """Every waiter of a load is resumed in the loop turn right after the loader returns (no callback hop)."""
+    gate = asyncio.Event()
+
+    async def loader() -> dict[str, int]:
+        await gate.wait()
+        return {"balance": 1}
+
+    waiters = [asyncio.create_task(cache.fetch("k", SWR, loader, timeout_s=5)) for _ in range(3)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    gate.set()  # the load task resumes in the next turn, returns and hands the value over
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert all(w.done() for w in waiters)
+    assert [w.result().value for w in waiters] == [{"balance": 1}] * 3 and cache.stats.loads == 1
