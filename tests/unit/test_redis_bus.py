@@ -92,6 +92,38 @@ async def test_subscriber_survives_a_killed_connection(redis_url: str, admin: Re
     assert any("resubscribed" in m for m in logged)
 
 
+async def test_a_publish_on_a_killed_connection_fails_and_the_next_one_reconnects(
+    redis_url: str, admin: Redis, channel: str
+) -> None:
+    """Killing the publisher's connection fails at most the publish that meets it (BusError, no hang); the
+    next publish opens a new connection and is delivered."""
+    name = f"screenpop-test-{uuid.uuid4().hex[:12]}"
+    bus = RedisBus(with_client_name(redis_url, name))
+    await bus.connect()
+    try:
+        async with bus.subscribe(channel) as sub:
+            await bus.publish(channel, "before")
+            pubsub_ids = {c["id"] for c in await admin.client_list(_type="pubsub") if c["name"] == name}
+            [publisher] = [c["id"] for c in await admin.client_list() if c["name"] == name
+                           and c["id"] not in pubsub_ids and c["cmd"] == "publish"]
+            assert await admin.client_kill_filter(_id=publisher) == 1
+            failures = 0
+            for attempt in ("lost-1", "lost-2", "after"):
+                try:
+                    await bus.publish(channel, attempt)
+                except BusError as err:
+                    assert "publish" in str(err)
+                    failures += 1
+            assert failures <= 1
+            async with asyncio.timeout(WAIT), aclosing(aiter(sub)) as messages:
+                received = [await anext(messages)]
+                while received[-1] != "after":
+                    received.append(await anext(messages))
+            assert received[0] == "before" and received[-1] == "after"
+    finally:
+        await bus.disconnect()
+
+
 class FreezingProxy:
     """A TCP proxy to Redis whose open connections can be frozen: still open but silent, like a dead peer."""
 
