@@ -44,8 +44,8 @@ class Plan:
     short_s: float  # the other scenarios, per round
 
 
-FULL = Plan(seq_calls=300, rate_s=10, rounds=2, ramp=[200, 300, 400, 500, 600, 700, 800, 1000, 1200], ramp_s=4,
-            short_s=5)
+FULL = Plan(seq_calls=300, rate_s=5, rounds=4, ramp=[200, 300, 400, 500, 600, 700, 800, 1000, 1200], ramp_s=4,
+            short_s=3)
 QUICK = Plan(seq_calls=50, rate_s=3, rounds=1, ramp=[200, 400, 600], ramp_s=1.5, short_s=2)
 
 

@@ -131,7 +131,8 @@ class AgentHub:
         self._ready = asyncio.Event()
         self.delivered = 0
         self.delivered_by_type: dict[str, int] = {}
-        self._ringing_sent: OrderedDict[tuple[str, str], float] = OrderedDict()  # for the display latency
+        # for the display latency: "<agent id>\0<call id>" -> when its card left (str keys: nothing for the GC)
+        self._ringing_sent: OrderedDict[str, float] = OrderedDict()
 
     # -- bus side --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -173,7 +174,7 @@ class AgentHub:
         now = time.monotonic()
         if kind == "call.ringing":
             for agent_id in recipients:
-                self._ringing_sent[(agent_id, call_id)] = now
+                self._ringing_sent[f"{agent_id}\0{call_id}"] = now
             while len(self._ringing_sent) > 10_000:
                 self._ringing_sent.popitem(last=False)
         for agent_id in recipients:
@@ -250,7 +251,7 @@ class AgentHub:
 
     def acked(self, agent_id: str, call_id: str) -> float | None:
         """The agent's browser displayed the card: seconds since it was sent (None if unknown or repeated)."""
-        sent = self._ringing_sent.pop((agent_id, call_id), None)
+        sent = self._ringing_sent.pop(f"{agent_id}\0{call_id}", None)
         return None if sent is None else time.monotonic() - sent
 
     def socket_count(self) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 
 import phonenumbers
@@ -19,12 +18,26 @@ _WITHHELD = {
 _SIP = re.compile(r"^(?:sips?:|tel:)?([^@;]+)(?:@.*)?$", re.IGNORECASE)
 
 
+_KNOWN: dict[str, dict[str, str | None]] = {}  # "<region>:<raw>" -> Caller fields; oldest first
+_KNOWN_MAX = 4096
+
+
 def normalize(raw: str, region: str = "US") -> Caller:
     """The caller as received (`raw`) and in E.164 when it is a valid number; else withheld/invalid."""
-    return _normalize((raw or "").strip(), region).model_copy()  # a private copy: cards may change theirs
+    raw = (raw or "").strip()
+    key = f"{region}:{raw}"
+    fields = _KNOWN.get(key)
+    if fields is None:
+        # repeat callers skip phonenumbers (pure Python, ~0.1 ms a number). The cache holds only strings,
+        # in dicts the garbage collector does not track: a caller never seen before adds nothing it must
+        # walk on every collection (an lru_cache of models added four objects per call).
+        fields = _normalize(raw, region).model_dump()
+        if len(_KNOWN) >= _KNOWN_MAX:
+            del _KNOWN[next(iter(_KNOWN))]
+        _KNOWN[key] = fields
+    return Caller.model_construct(**fields)  # a new model each time: cards may change theirs
 
 
-@functools.lru_cache(maxsize=4096)  # repeat callers skip phonenumbers (pure Python, ~0.1 ms a number)
 def _normalize(raw: str, region: str) -> Caller:
     if raw.lower() in _WITHHELD:
         return Caller(raw=raw, status="withheld", display="Number withheld")

@@ -39,7 +39,10 @@ class MemoryCache(CacheBackend):
         self.max_entries, self.max_bytes, self.clock = max_entries, max_bytes, clock
         self.evictions = 0
         """How many live entries were dropped to stay within the bounds."""
-        self._data: OrderedDict[str, tuple[float, str]] = OrderedDict()  # key -> (expires at, JSON text)
+        # key -> JSON text, least recently used first; key -> when it expires. Two maps of plain strings and
+        # floats rather than one of tuples: an entry then holds nothing the garbage collector must walk.
+        self._data: OrderedDict[str, str] = OrderedDict()
+        self._expires: dict[str, float] = {}
         self._bytes = 0
         self._connected = False
 
@@ -64,16 +67,16 @@ class MemoryCache(CacheBackend):
         """Drop every entry and refuse further use. Idempotent."""
         self._connected = False
         self._data.clear()
+        self._expires.clear()
         self._bytes = 0
 
     async def get(self, key: str) -> Entry | None:
         """See `CacheBackend.get`."""
         self._check("get")
-        item = self._data.get(key)
-        if item is None:
+        text = self._data.get(key)
+        if text is None:
             return None
-        expires_at, text = item
-        if expires_at <= self.clock():
+        if self._expires[key] <= self.clock():
             self._drop(key)
             return None
         self._data.move_to_end(key)
@@ -87,7 +90,8 @@ class MemoryCache(CacheBackend):
         self._drop(key)
         if len(text) > self.max_bytes:
             return
-        self._data[key] = (self.clock() + ttl_s, text)
+        self._data[key] = text
+        self._expires[key] = self.clock() + ttl_s
         self._bytes += len(text)
         while len(self._data) > self.max_entries or self._bytes > self.max_bytes:
             oldest = next(iter(self._data))
@@ -100,9 +104,10 @@ class MemoryCache(CacheBackend):
         self._drop(key)
 
     def _drop(self, key: str) -> None:
-        item = self._data.pop(key, None)
-        if item is not None:
-            self._bytes -= len(item[1])
+        text = self._data.pop(key, None)
+        if text is not None:
+            del self._expires[key]
+            self._bytes -= len(text)
 
     def _check(self, action: str) -> None:
         if not self._connected:

@@ -45,3 +45,16 @@ def test_default_region_applies_to_national_numbers() -> None:
     assert normalize("020 7946 0958", "GB").e164 == "+442079460958"
     assert normalize("020 7946 0958", "GB").display == "020 7946 0958"
     assert normalize("+14155550100", "GB").display == "+1 415-555-0100"
+
+
+def test_the_number_cache_holds_nothing_the_garbage_collector_walks() -> None:
+    """A normalised number is remembered as plain strings in an untracked dict, and each call gets its own model."""
+    import gc
+
+    from screenpop import phone
+
+    first = normalize("+1 415 555 0199")
+    fields = phone._KNOWN["US:+1 415 555 0199"]
+    assert not gc.is_tracked(fields) and fields["e164"] == "+14155550199"
+    second = normalize("+1 415 555 0199")
+    assert second == first and second is not first
