@@ -159,15 +159,17 @@ class Lookup:
         if deadline is None:
             deadline = time.monotonic() + self.deadline_s
 
-        async def one(source: Source) -> None:
-            fetched: Fetched = await source.fetch(query, deadline)
-            await emit(fetched.section)
-            if fetched.refresh is not None:
-                try:
-                    await emit(await fetched.refresh)
-                except Exception as err:  # the stale value stays; the refresh failure is only logged
-                    log.info("refresh of %s failed: %s", source.name, err)
-
         async with asyncio.TaskGroup() as tg:
             for s in self.sections:
-                tg.create_task(one(s))
+                tg.create_task(_one(s, query, emit, deadline))
+
+
+async def _one(source: Source, query: LookupQuery, emit: Emit, deadline: float) -> None:
+    """One section: fetched, emitted, and emitted again when a stale value's refresh lands."""
+    fetched: Fetched = await source.fetch(query, deadline)
+    await emit(fetched.section)
+    if fetched.refresh is not None:
+        try:
+            await emit(await fetched.refresh)
+        except Exception as err:  # the stale value stays; the refresh failure is only logged
+            log.info("refresh of %s failed: %s", source.name, err)

@@ -8,6 +8,7 @@ timeout, a failure, a refusal by the breaker or the bulkhead, becomes the sectio
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -91,7 +92,8 @@ class Source:
                 if budget <= 0:
                     raise TimeoutError
                 # the cache applies the budget itself, so a timeout can still be answered with a stale value
-                cached = await self.cache.fetch(key, policy, lambda: self._guarded(query, deadline), timeout_s=budget)
+                loader = functools.partial(self._guarded, query, deadline)
+                cached = await self.cache.fetch(key, policy, loader, timeout_s=budget)
                 data = cached.value
                 if cached.state != "miss":
                     out["cached"], out["age_s"] = True, round(cached.age_s, 1)
