@@ -236,6 +236,10 @@ class CallRegistry:
             self.lookup.run_sections(query, functools.partial(self._settle, call)))
         return None
 
+    def lookups_running(self) -> bool:
+        """True while any call's lookup is still running."""
+        return any(c.lookup is not None and not c.lookup.done() for c in self.calls.values())
+
     # -- housekeeping ----------------------------------------------------------------------------
     def start(self, every_s: float = 30.0) -> None:
         """Start dropping calls nobody ended."""

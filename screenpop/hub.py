@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, Protocol
 
 from screenpop.bus import Bus
@@ -133,6 +133,7 @@ class AgentHub:
         self.delivered_by_type: dict[str, int] = {}
         # for the display latency: "<agent id>\0<call id>" -> when its card left (str keys: nothing for the GC)
         self._ringing_sent: OrderedDict[str, float] = OrderedDict()
+        self.on_attach: Callable[[], None] | None = None  # a socket was attached (GcSettler.attached)
 
     # -- bus side --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -229,6 +230,8 @@ class AgentHub:
         conn = Connection(agent_id, peer)
         conn.push(self.snapshot(agent_id))
         self._conns.setdefault(agent_id, set()).add(conn)
+        if self.on_attach is not None:
+            self.on_attach()
         return conn
 
     async def detach(self, conn: Connection) -> None:

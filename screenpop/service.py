@@ -23,6 +23,7 @@ from screenpop.bus import Bus, bus_from_url
 from screenpop.cache import CacheBackend, CacheError, SectionCache, cache_from_url
 from screenpop.calls import CallRegistry
 from screenpop.config import Config, ConfigError, ConnectorConfig, format_validation_error, load_config
+from screenpop.gcpace import GcSettler
 from screenpop.hub import AgentHub
 from screenpop.lookup import Lookup
 from screenpop.metrics import Metrics
@@ -98,6 +99,7 @@ class Services:
     cti: list[CtiAdapter] = field(default_factory=list)
     freeze_gc: bool = False  # the CLI sets it: after start, keep the long-lived objects out of collections
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _settler: GcSettler | None = None
 
     @property
     def sources(self) -> list[Source]:
@@ -126,6 +128,8 @@ class Services:
             self._tasks.append(asyncio.create_task(self._run_cti(adapter), name=f"cti-{adapter.name}"))
         if self.freeze_gc:
             gc.freeze()  # what exists now lives as long as the process: keep it out of every later collection
+            self._settler = GcSettler(self.registry.lookups_running)
+            self.hub.on_attach = self._settler.attached
 
     async def _run_cti(self, adapter: CtiAdapter) -> None:
         """Feed a CTI adapter's events to the calls; an adapter bug restarts it after a pause."""
@@ -141,6 +145,8 @@ class Services:
 
     async def stop(self) -> None:
         """Stop in reverse order; never raises."""
+        if self._settler is not None:
+            self._settler.close()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
