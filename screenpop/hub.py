@@ -26,7 +26,9 @@ MAX_MESSAGES_PER_CALL = 200
 
 
 class Peer(Protocol):
-    """What the hub needs of a socket."""
+    """What the hub needs of a socket. `send_text` is started in the step that dispatches the message and
+    usually completes there; when it must wait, a task finishes it. So it must not depend on which task
+    runs it (no `asyncio.timeout` or `current_task()` inside): Starlette's and uvicorn's sends do not."""
 
     async def send_text(self, data: str) -> None: ...
     async def close(self, code: int = 1000, reason: str | None = None) -> None: ...

@@ -89,8 +89,10 @@ class RedisBus(Bus):
                 self._url, socket_connect_timeout=self.timeout, socket_timeout=self.timeout, retry=no_retry
             )
             pool = ConnectionPool.from_url(
-                self._url, socket_connect_timeout=self.timeout, socket_timeout=None, retry=no_retry, protocol=2
+                self._url, socket_connect_timeout=self.timeout, socket_timeout=None, retry=no_retry
             )
+            # raw replies are read as RESP2 arrays whatever the URL says (RESP3 turns pub/sub into pushes)
+            pool.connection_kwargs.update(protocol=2, decode_responses=False)
         except ValueError as exc:
             raise self._error("connect", exc) from None
         try:

@@ -22,7 +22,6 @@ The cache never fails a lookup for its own sake: backend faults are misses (see 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -153,9 +152,8 @@ class _Flight:
         finally:
             if timer is not None:
                 timer.cancel()
-            if not mine.done() or mine in self.waiters:
-                with contextlib.suppress(ValueError):
-                    self.waiters.remove(mine)
+            if mine in self.waiters:  # timed out or cancelled: `settle` has not taken it
+                self.waiters.remove(mine)
 
     def take(self, value: Any, text: str | None) -> Any:
         """The loaded value for one waiter: the object itself the first time, then private copies."""

@@ -92,6 +92,19 @@ async def test_subscriber_survives_a_killed_connection(redis_url: str, admin: Re
     assert any("resubscribed" in m for m in logged)
 
 
+async def test_a_url_asking_for_resp3_or_decoded_replies_still_delivers(redis_url: str, channel: str) -> None:
+    """The raw publish/subscribe path always speaks RESP2 with bytes, whatever options the URL carries."""
+    bus = RedisBus(with_client_name(redis_url, "resp3") + "&protocol=3&decode_responses=true")
+    await bus.connect()
+    try:
+        async with bus.subscribe(channel) as sub:
+            await bus.publish_many(channel, ["one", "två"])
+            async with asyncio.timeout(WAIT), aclosing(aiter(sub)) as messages:
+                assert [await anext(messages), await anext(messages)] == ["one", "två"]
+    finally:
+        await bus.disconnect()
+
+
 async def test_a_publish_on_a_killed_connection_fails_and_the_next_one_reconnects(
     redis_url: str, admin: Redis, channel: str
 ) -> None:
