@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 
 import phonenumbers
 
@@ -18,7 +19,9 @@ _WITHHELD = {
 _SIP = re.compile(r"^(?:sips?:|tel:)?([^@;]+)(?:@.*)?$", re.IGNORECASE)
 
 
-_KNOWN: dict[str, dict[str, str | None]] = {}  # "<region>:<raw>" -> Caller fields; oldest first
+# "<region>:<raw>" -> Caller fields, oldest first (an OrderedDict: dropping the oldest of a plain dict again
+# and again makes next(iter()) walk the holes left at its front)
+_KNOWN: OrderedDict[str, dict[str, str | None]] = OrderedDict()
 _KNOWN_MAX = 4096
 
 
@@ -33,7 +36,7 @@ def normalize(raw: str, region: str = "US") -> Caller:
         # walk on every collection (an lru_cache of models added four objects per call).
         fields = _normalize(raw, region).model_dump()
         if len(_KNOWN) >= _KNOWN_MAX:
-            del _KNOWN[next(iter(_KNOWN))]
+            _KNOWN.popitem(last=False)
         _KNOWN[key] = fields
     return Caller.model_construct(**fields)  # a new model each time: cards may change theirs
 
