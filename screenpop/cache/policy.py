@@ -286,7 +286,7 @@ class SectionCache:
         flight = _Flight(result, cap=now + self.max_load_s, deadline=min(now + self.max_load_s, until))
         self._flights[key] = flight
         flight.task = loop.create_task(self._load(key, policy, loader, flight), name="screenpop.cache load")
-        flight.task.add_done_callback(functools.partial(self._forgotten, key, flight))
+        flight.task.add_done_callback(functools.partial(self._forget, key, flight))
         flight.timer = loop.call_at(flight.deadline, flight.expire)
         return flight
 
@@ -326,10 +326,7 @@ class SectionCache:
         except Exception as exc:
             self._log.warning("cache %s: could not store an answer: %s: %s", self.name, type(exc).__name__, exc)
 
-    def _forgotten(self, key: str, flight: _Flight, task: asyncio.Task[None]) -> None:
-        self._forget(key, flight)
-
-    def _forget(self, key: str, flight: _Flight) -> None:
+    def _forget(self, key: str, flight: _Flight, _task: asyncio.Task[None] | None = None) -> None:
         """Drop the flight from the registry (once its result is out) and settle it if nobody did."""
         if self._flights.get(key) is flight:
             del self._flights[key]
