@@ -1,5 +1,8 @@
-"""Connectors: one module per kind of data source. Each turns a lookup into a section's data."""
+"""Connectors: one module per kind of data source. Each turns a lookup into a section's data.
 
-from connectors.base import Connector, ConnectorError, available_kinds, get_kind
+Kinds are found by screenpop.plugins through the entry point group `screenpop.connectors`.
+"""
 
-__all__ = ["Connector", "ConnectorError", "available_kinds", "get_kind"]
+from connectors.base import Connector, ConnectorError, ConnectorOptions
+
+__all__ = ["Connector", "ConnectorError", "ConnectorOptions"]

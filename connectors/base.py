@@ -2,9 +2,10 @@
 
 A connector kind is a subclass of `Connector` with a `kind` name and an `Options` pydantic model. The
 call flow builds one instance per configured connector, calls `start()` once, `fetch()` once per lookup
-(many at a time), and `close()` at shutdown. Kinds are found by name: the built-in ones (http, sql, csv,
-offers), and any package that declares an entry point in the group `screenpop.connectors`
-(`name = "module:Class"`; tests/plugins/screenpop-sample-plugin is a complete example).
+(many at a time), and `close()` at shutdown. Kinds are found by name through the entry point group
+`screenpop.connectors` (`name = "module:Class"`), the built-in ones (http, sql, csv, offers) exactly like
+a third-party package's (see screenpop/plugins.py; tests/plugins/screenpop-sample-plugin is a complete
+example).
 
 Errors:
     ConnectorError      the source failed or answered something unusable; `str(err)` is a short reason
@@ -15,14 +16,11 @@ Errors:
 from __future__ import annotations
 
 import abc
-from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from screenpop.models import LookupQuery
-
-ENTRY_POINT_GROUP = "screenpop.connectors"
 
 
 class ConnectorError(Exception):
@@ -73,36 +71,3 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     async def ping(self) -> None:
         """Check that the source is reachable. Returns None when it is, raises ConnectorError if not."""
-
-
-def _builtin_kinds() -> dict[str, type[Connector]]:
-    from connectors.csvfile import CsvConnector
-    from connectors.http import HttpConnector
-    from connectors.offers import OffersConnector
-    from connectors.sql import SqlConnector
-
-    return {cls.kind: cls for cls in (HttpConnector, SqlConnector, CsvConnector, OffersConnector)}
-
-
-def available_kinds() -> dict[str, type[Connector]]:
-    """Every known kind by name: the built-in ones first, then entry points (which cannot shadow them)."""
-    kinds = _builtin_kinds()
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in kinds:
-            continue
-        try:
-            cls = ep.load()
-        except Exception:  # a broken plugin must not stop the service
-            continue
-        if isinstance(cls, type) and issubclass(cls, Connector):
-            kinds[ep.name] = cls
-    return kinds
-
-
-def get_kind(name: str) -> type[Connector]:
-    """The connector class for `name`; raises KeyError listing the known kinds."""
-    kinds = available_kinds()
-    try:
-        return kinds[name]
-    except KeyError:
-        raise KeyError(f"unknown connector kind {name!r}; known kinds: {', '.join(sorted(kinds))}") from None

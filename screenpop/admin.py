@@ -12,17 +12,17 @@ import asyncio
 import copy
 import logging
 import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
 from screenpop.config import Config, ConfigError, ConnectorConfig, format_validation_error
+from screenpop.lookup import Lookup
 from screenpop.sources import Source, fingerprint
-
-if TYPE_CHECKING:
-    from screenpop.service import Services
+from screenpop.store import AdminStore
+from screenpop.wiring import SourceFactory
 
 log = logging.getLogger("screenpop.admin")
 
@@ -69,11 +69,22 @@ def restore(new: Any, old: Any) -> Any:
     return new
 
 
-class ConnectorAdmin:
-    """The connectors of one instance, as the file and the store define them together."""
+class LookupSlot(Protocol):
+    """Where the lookup in use lives (the call registry): a reload puts the new one there."""
 
-    def __init__(self, services: Services, announce: Callable[[], Any]) -> None:
-        self.s = services
+    lookup: Lookup
+
+
+class ConnectorAdmin:
+    """The connectors of one instance, as the file and the store define them together.
+
+    `config` is the file's; `store` holds the admin's overrides; `build` makes sources (with their cache and
+    observer); `slot.lookup` is the lookup in use, replaced on reload; `announce` tells the other instances.
+    """
+
+    def __init__(self, config: Config, store: AdminStore, build: SourceFactory, slot: LookupSlot,
+                 announce: Callable[[], Awaitable[None]]) -> None:
+        self.config, self.store, self.build, self.slot = config, store, build, slot
         self.announce = announce
         self._lock = asyncio.Lock()
         self._started: set[int] = set()
@@ -81,11 +92,11 @@ class ConnectorAdmin:
         self.origin: dict[str, str] = {}
 
     def file_connectors(self) -> dict[str, ConnectorConfig]:
-        return {c.name: c for c in self.s.config.connectors}
+        return {c.name: c for c in self.config.connectors}
 
     async def effective(self) -> list[ConnectorConfig]:
         """File connectors with the stored overrides applied (file order first, then added ones)."""
-        overrides = await self.s.store.overrides()
+        overrides = await self.store.overrides()
         merged: dict[str, ConnectorConfig] = dict(self.file_connectors())
         self.origin = {name: "file" for name in merged}
         for name, body in overrides.items():
@@ -103,26 +114,23 @@ class ConnectorAdmin:
     def validate(self, connectors: list[ConnectorConfig]) -> Config:
         """The full config with these connectors; ConfigError names the problem."""
         try:
-            return Config(agents=self.s.config.agents, connectors=connectors, lookup=self.s.config.lookup,
-                          telephony=self.s.config.telephony)
+            return Config(agents=self.config.agents, connectors=connectors, lookup=self.config.lookup,
+                          telephony=self.config.telephony)
         except ValidationError as err:
             raise ConfigError(format_validation_error(err)) from None
 
     async def reload(self) -> None:
         """Rebuild the lookup from the file and the store; start new sources, retire replaced ones."""
-        from screenpop.service import build_lookup
-
         async with self._lock:
             config = self.validate(await self.effective())
-            old = {s.name: s for s in self.s.lookup.sources}
-            lookup = build_lookup(config, "admin")
+            old = {s.name: s for s in self.slot.lookup.sources}
+            lookup = self.build.lookup(config, "admin")
             kept: list[Source] = []
             for src in lookup.sources:
                 previous = old.get(src.name)
                 same = previous is not None and fingerprint(previous.config) == fingerprint(src.config)
                 kept.append(previous if same and previous is not None else src)
             for src in kept:
-                src.cache, src.observer = self.s.cache, self.s.metrics.observe_section
                 if id(src) not in self._started:
                     self._started.add(id(src))
                     try:
@@ -134,8 +142,7 @@ class ConnectorAdmin:
             lookup.fallback = by_name.get(lookup.fallback.name) if lookup.fallback else None
             lookup.sections = [by_name[s.name] for s in lookup.sections]
             retired = [s for s in old.values() if by_name.get(s.name) is not s]
-            self.s.lookup = lookup
-            self.s.registry.lookup = lookup
+            self.slot.lookup = lookup
             if retired:  # lookups in flight may still use them: close after the deadline
                 self._retiring.extend(retired)
                 asyncio.get_running_loop().call_later(lookup.deadline_s + 1, self._retire_later, retired)
@@ -154,6 +161,16 @@ class ConnectorAdmin:
             except Exception:
                 log.exception("closing connector %s failed", s.name)
 
+    async def close(self) -> None:
+        """At shutdown: close every connector, those in use and those still waiting to be retired."""
+        await self.retire()
+        for s in self.slot.lookup.sources:
+            self._started.discard(id(s))
+            try:
+                await s.connector.close()
+            except Exception:
+                log.exception("closing connector %s failed", s.name)
+
     async def put(self, name: str, body: dict[str, Any], actor: str) -> tuple[ConnectorConfig, bool]:
         """Validate, store and apply one connector; returns it and whether it is new."""
         current = {c.name: c for c in await self.effective()}
@@ -163,12 +180,10 @@ class ConnectorAdmin:
             cfg = ConnectorConfig.model_validate(body)
         except ValidationError as err:
             raise ConfigError(format_validation_error(err)) from None
-        from screenpop.service import build_source
-
-        build_source(cfg, f"connector {name}")  # the kind and its options, as at start
+        self.build.source(cfg, f"connector {name}")  # the kind and its options, as at start
         self.validate([c for c in current.values() if c.name != name] + [cfg])
         stored = cfg.model_dump(mode="json")
-        await self.s.store.put(name, stored, actor, {"config": redact(stored)})
+        await self.store.put(name, stored, actor, {"config": redact(stored)})
         await self.reload()
         await self.announce()
         return cfg, old is None
@@ -178,7 +193,7 @@ class ConnectorAdmin:
         current = {c.name: c for c in await self.effective()}
         if name not in current:
             return False
-        await self.s.store.put(name, None, actor, {})
+        await self.store.put(name, None, actor, {})
         await self.reload()
         await self.announce()
         return True

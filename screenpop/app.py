@@ -36,13 +36,10 @@ def create_app(settings: Settings | None = None, *, bus: Bus | None = None, conf
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await services.start()
-        log.info("screenpop %s ready: %d agents, %d connectors, bus %s", __version__, len(services.directory),
-                 len(services.sources), settings.bus_url.split("@")[-1])
-        try:
+        async with services.run():
+            log.info("screenpop %s ready: %d agents, %d connectors, bus %s", __version__, len(services.directory),
+                     len(services.sources), settings.bus_url.split("@")[-1])
             yield
-        finally:
-            await services.stop()
 
     app = FastAPI(title="screenpop", version=__version__, lifespan=lifespan, docs_url="/api/docs",
                   redoc_url=None, openapi_url="/api/openapi.json")

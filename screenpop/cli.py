@@ -161,7 +161,7 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from screenpop.config import load_config
-    from screenpop.service import build_sources
+    from screenpop.wiring import build_sources
 
     config = load_config(args.path)
     build_sources(config, args.path)

@@ -36,8 +36,10 @@ class Settings(BaseSettings):
     twilio_auth_token: SecretStr | None = None
     twilio_public_url: str | None = None  # e.g. https://pop.example.com when behind a proxy
     twilio_redirect_url: str | None = None  # your own TwiML app: callers are redirected there
-    # CTI connections: ami://user:secret@host:5038 (Asterisk), esl://:password@host:8021 (FreeSWITCH)
-    ami_url: SecretStr | None = None
+    # CTI connections, comma-separated, the adapter chosen by the scheme (screenpop/plugins.py):
+    # ami://user:secret@host:5038 (Asterisk), esl://:password@host:8021 (FreeSWITCH)
+    cti_urls: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    ami_url: SecretStr | None = None  # older single-connection settings, added after cti_urls
     esl_url: SecretStr | None = None
     log_level: str = "INFO"
     log_format: str = Field(default="auto", pattern="^(auto|json|text)$")  # auto: JSON unless on a terminal
@@ -51,6 +53,21 @@ class Settings(BaseSettings):
         if v not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"unknown region {v!r}; expected a two-letter country code such as US or GB")
         return v
+
+    @field_validator("cti_urls", mode="before")
+    @classmethod
+    def _cti_urls(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [u.strip() for u in v.split(",") if u.strip()]
+        return v
+
+    def cti_connections(self) -> list[tuple[str, SecretStr]]:
+        """Every CTI connection URL with the setting it comes from: SCREENPOP_CTI_URLS, then the older
+        SCREENPOP_AMI_URL and SCREENPOP_ESL_URL."""
+        found = [(f"SCREENPOP_CTI_URLS[{i}]", url) for i, url in enumerate(self.cti_urls)]
+        older = (("SCREENPOP_AMI_URL", self.ami_url), ("SCREENPOP_ESL_URL", self.esl_url))
+        found += [(name, url) for name, url in older if url is not None]
+        return found
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

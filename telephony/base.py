@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator, Mapping
+from typing import Self
 
 from screenpop.models import CallEvent
 
@@ -58,9 +59,18 @@ class WebhookAdapter(abc.ABC):
 
 
 class CtiAdapter(abc.ABC):
-    """A protocol where screenpop holds a connection to the PBX."""
+    """A protocol where screenpop holds a connection to the PBX; chosen by its URL scheme (screenpop.plugins)."""
 
     name: str
+
+    @classmethod
+    @abc.abstractmethod
+    def from_url(cls, url: str) -> Self:
+        """Build the adapter from its connection URL (`scheme://user:secret@host:port?options`); no I/O.
+
+        Raises ValueError saying what was expected when the URL is malformed; the message never quotes the
+        secret.
+        """
 
     @abc.abstractmethod
     def events(self) -> AsyncIterator[CallEvent]:

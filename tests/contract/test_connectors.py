@@ -27,9 +27,10 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from connectors.base import Connector, ConnectorError, get_kind
+from connectors.base import Connector, ConnectorError
 from connectors.sql import normalize_url
 from screenpop.models import LookupQuery
+from screenpop.plugins import connector_kind
 from tests.conftest import free_port
 
 CUSTOMERS = [
@@ -64,7 +65,7 @@ def pairs(result: Any) -> list[tuple[str, str]]:
 
 @contextlib.asynccontextmanager
 async def running(kind: str, options: dict[str, Any]) -> AsyncIterator[Connector]:
-    conn = get_kind(kind).from_config(f"test-{kind}", options)
+    conn = connector_kind(kind).from_config(f"test-{kind}", options)
     await conn.start()
     try:
         yield conn
@@ -258,7 +259,7 @@ async def section(source: Source) -> AsyncIterator[Connector]:
 
 def test_kind_is_registered(source: Source) -> None:
     """The kind is found by name and reports that name."""
-    assert get_kind(source.kind).kind == source.kind
+    assert connector_kind(source.kind).kind == source.kind
 
 
 async def test_identity_by_phone(identity: Connector) -> None:

@@ -24,10 +24,10 @@ TIMEOUT_S = 60
 
 LOOKUP_SCRIPT = """
 import asyncio, json
-from connectors.base import available_kinds
 from screenpop.config import parse_config
 from screenpop.phone import normalize
-from screenpop.service import build_lookup
+from screenpop.plugins import connector_kinds
+from screenpop.wiring import build_lookup
 
 async def main():
     config = parse_config({"connectors": [
@@ -49,7 +49,7 @@ async def main():
             await source.connector.close()
     return sections
 
-kinds = available_kinds()
+kinds = connector_kinds()
 print(json.dumps({"kinds": {k: v.__module__ for k, v in kinds.items()}, "sections": asyncio.run(main())}))
 """
 
@@ -75,7 +75,7 @@ def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_installed_plugin_kind_serves_a_lookup(plugin_dir: Path, tmp_path: Path) -> None:
-    """With the plugin installed, available_kinds() lists `sample` and a full lookup goes through it."""
+    """With the plugin installed, connector_kinds() lists `sample` and a full lookup goes through it."""
     done = run([sys.executable, "-c", LOOKUP_SCRIPT], plugin_dir, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
@@ -90,10 +90,11 @@ def test_installed_plugin_kind_serves_a_lookup(plugin_dir: Path, tmp_path: Path)
 
 def test_without_the_plugin_the_kind_is_unknown(tmp_path: Path) -> None:
     """Without the package on the path, `sample` is not a known kind (the install above is what adds it)."""
-    script = "from connectors.base import available_kinds; print(sorted(available_kinds()))"
+    script = "from screenpop.plugins import connector_kinds; print(sorted(connector_kinds()))"
     done = run([sys.executable, "-c", script], None, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "sample" not in done.stdout
+    assert "'csv', 'http', 'offers', 'sql'" in done.stdout  # the built-ins come through their entry points
 
 
 def test_check_config_accepts_the_plugin_kind(plugin_dir: Path, tmp_path: Path) -> None:

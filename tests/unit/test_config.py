@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from screenpop.config import ConfigError, load_config
-from screenpop.service import build_sources
+from screenpop.wiring import build_sources
 
 GOOD = """
 agents:

@@ -13,9 +13,10 @@ import pytest
 from pydantic import ValidationError
 
 from connectors import csvfile
-from connectors.base import ConnectorError, get_kind
+from connectors.base import ConnectorError
 from connectors.csvfile import CsvConnector, to_e164
 from screenpop.models import LookupQuery
+from screenpop.plugins import connector_kind
 
 PHONE = "+14155550100"
 HEADER = "id,name,phone,balance\n"
@@ -236,5 +237,5 @@ async def test_reload_zero_reads_once(people: Path) -> None:
 def test_bad_options_name_the_field(options: dict[str, Any], field_name: str) -> None:
     """Bad options raise pydantic.ValidationError naming the field."""
     with pytest.raises(ValidationError) as info:
-        get_kind("csv").from_config("bad", {"path": "x.csv", "key_column": "phone", **options})
+        connector_kind("csv").from_config("bad", {"path": "x.csv", "key_column": "phone", **options})
     assert field_name in [e["loc"][0] for e in info.value.errors()]

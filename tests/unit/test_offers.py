@@ -34,12 +34,13 @@ import yaml
 from pydantic import ValidationError
 
 from connectors import offers as offers_module
-from connectors.base import ConnectorError, get_kind
+from connectors.base import ConnectorError
 from connectors.offers import OffersConnector
 from connectors.offers_model import build_model, percent
 from screenpop.config import ConnectorConfig
 from screenpop.demo.data import KNOWN_NUMBER, build_sales_db
 from screenpop.models import LookupQuery
+from screenpop.plugins import connector_kind
 
 NAMES = {"A": "Cordless Drill", "B": "Drill Bits Set", "C": "Circular Saw", "D": "Saw Blades", "E": "Work Gloves"}
 BASKETS = {"K1": "ABC", "K2": "AAB", "K3": "ABD", "K4": "AC", "K5": "CD", "K6": "E", "K7": "A"}
@@ -113,7 +114,7 @@ async def build_failed(conn: OffersConnector) -> None:
 
 @contextlib.asynccontextmanager
 async def running(options: dict[str, Any]) -> AsyncIterator[OffersConnector]:
-    conn = get_kind("offers").from_config("test-offers", {"first_build_wait_s": 0, **options})
+    conn = connector_kind("offers").from_config("test-offers", {"first_build_wait_s": 0, **options})
     assert isinstance(conn, OffersConnector)
     await conn.start()
     try:
@@ -217,7 +218,7 @@ async def test_column_names_are_configurable(sales_db: str) -> None:
 def test_bad_options_name_the_field(options: dict[str, Any], field_name: str) -> None:
     """Bad options raise pydantic.ValidationError naming the field."""
     with pytest.raises(ValidationError) as info:
-        get_kind("offers").from_config("bad", {"url": "sqlite:///x.db", "query": QUERY, **options})
+        connector_kind("offers").from_config("bad", {"url": "sqlite:///x.db", "query": QUERY, **options})
     assert [e["loc"][0] for e in info.value.errors()] == [field_name]
 
 
@@ -271,7 +272,7 @@ async def test_demo_snippet_offers_for_the_known_caller(tmp_path: Path) -> None:
         owned_names = {name for (name,) in con.execute(
             f"SELECT name FROM products WHERE sku IN ({','.join('?' * len(owned))})", sorted(owned))}
         expected = con.execute(EXPECTED_SQL, {"c": "C1001"}).fetchall()
-    conn = get_kind(config.kind).from_config(config.name, config.options)
+    conn = connector_kind(config.kind).from_config(config.name, config.options)
     assert isinstance(conn, OffersConnector)
     await conn.start()
     try:
@@ -290,7 +291,7 @@ async def test_demo_snippet_offers_for_the_known_caller(tmp_path: Path) -> None:
 
 async def test_start_waits_for_the_first_model_by_default(sales_db: str) -> None:
     """With the default options a freshly started connector already has offers."""
-    conn = get_kind("offers").from_config("first", {"url": sales_db, "query": QUERY})
+    conn = connector_kind("offers").from_config("first", {"url": sales_db, "query": QUERY})
     await conn.start()
     try:
         assert await conn.fetch(q("K7"))

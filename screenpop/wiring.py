@@ -1,0 +1,84 @@
+"""From configuration to parts: sources and the lookup over them, and the CTI adapters.
+
+    SourceFactory   builds each configured connector as a Source, with its cache and observer set at
+                    construction, and the Lookup over a config's enabled connectors
+    build_lookup    the same without cache or observer (check-config, tests)
+    build_cti       the CTI adapters named by the settings, each chosen by its URL's scheme
+
+A bad kind, option or URL raises ConfigError naming where it is (never quoting a secret).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from screenpop.cache import SectionCache
+from screenpop.config import Config, ConfigError, ConnectorConfig, format_validation_error
+from screenpop.lookup import Lookup
+from screenpop.plugins import PluginError, connector_kind, cti_adapter
+from screenpop.settings import Settings
+from screenpop.sources import Observer, Source
+from telephony.base import CtiAdapter
+
+
+@dataclass(frozen=True)
+class SourceFactory:
+    """Builds sources over one section cache, each reporting its settled sections to one observer."""
+
+    cache: SectionCache | None = None
+    observer: Observer | None = None
+
+    def source(self, c: ConnectorConfig, where: str) -> Source:
+        """One connector instance from its config; a bad kind or option raises ConfigError naming `where`."""
+        try:
+            kind = connector_kind(c.kind)
+        except PluginError as err:
+            raise ConfigError(f"{where}.kind: {err}") from None
+        try:
+            connector = kind.from_config(c.name, c.options)
+        except ValidationError as err:
+            raise ConfigError(f"{where}: {format_validation_error(err, prefix='options.')}") from None
+        return Source(config=c, connector=connector, cache=self.cache, observer=self.observer)
+
+    def lookup(self, config: Config, source_name: str = "<config>") -> Lookup:
+        """The Lookup over every enabled connector of `config`."""
+        identity: Source | None = None
+        fallback: Source | None = None
+        sections: list[Source] = []
+        for i, c in enumerate(config.connectors):
+            if not c.enabled:
+                continue
+            source = self.source(c, f"{source_name}: connectors[{i}] ({c.name})")
+            if c.role == "identity":
+                identity = source
+            elif c.role == "identity_fallback":
+                fallback = source
+            else:
+                sections.append(source)
+        lc = config.lookup
+        return Lookup(identity, sections, lc.deadline_ms / 1000, fallback=fallback, suffix_digits=lc.suffix_digits,
+                      rank_called_field=lc.rank_called_field, rank_activity_field=lc.rank_activity_field)
+
+
+def build_lookup(config: Config, source_name: str = "<config>") -> Lookup:
+    """The Lookup over every enabled connector of `config`, uncached and unobserved."""
+    return SourceFactory().lookup(config, source_name)
+
+
+def build_sources(config: Config, source_name: str = "<config>") -> tuple[Source | None, list[Source]]:
+    """Instantiate every enabled connector (identity, sections); a bad kind or option raises ConfigError."""
+    lookup = build_lookup(config, source_name)
+    return lookup.identity, lookup.sections
+
+
+def build_cti(settings: Settings) -> list[CtiAdapter]:
+    """One adapter per CTI connection URL of the settings, chosen by scheme; its module imported only then."""
+    adapters: list[CtiAdapter] = []
+    for where, url in settings.cti_connections():
+        try:
+            adapters.append(cti_adapter(url.get_secret_value()))
+        except (PluginError, ValueError) as err:  # neither quotes the URL
+            raise ConfigError(f"{where}: {err}") from None
+    return adapters
