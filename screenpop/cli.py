@@ -14,7 +14,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -36,7 +36,7 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
-def _settings(**overrides: object) -> Settings:
+def _settings(**overrides: Any) -> Settings:
     """The settings from SCREENPOP_* and `overrides`; ConfigError naming the variable when one is wrong."""
     from screenpop.settings import Settings
 
@@ -221,7 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "call" and not args.agent and args.event != "offered":
         return _fail("--agent is required: the agent id or extension whose phone rings (e.g. --agent 1001)")
     try:
-        return args.func(args)
+        code: int = args.func(args)
+        return code
     except ScreenpopError as err:  # the tree of screenpop/errors.py: one line, no stack trace
         return _fail(f"{err.area}: {err}" if err.area else str(err))
     except KeyboardInterrupt:
