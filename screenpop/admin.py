@@ -18,8 +18,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
-from screenpop.config import Config, ConfigError, ConnectorConfig, format_validation_error
+from screenpop.config import Config, ConfigError, ConnectorConfig
 from screenpop.lookup import Lookup
+from screenpop.models import format_validation_error
 from screenpop.sources import Source, fingerprint
 from screenpop.store import AdminStore
 from screenpop.wiring import SourceFactory

@@ -14,27 +14,41 @@ import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from screenpop import __version__
-from screenpop.bus import BusError
-from screenpop.config import ConfigError
+from screenpop.errors import ConfigError, ScreenpopError
 from screenpop.logs import setup_logging
-from screenpop.store import StoreError
+from screenpop.models import format_validation_error
+
+if TYPE_CHECKING:  # imported lazily below, for a fast --help
+    from screenpop.app import App
+    from screenpop.settings import Settings
 
 EVENTS = ("ring", "offered", "ringing", "answered", "ended")
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"screenpop: error: {message}", file=sys.stderr)
+    """Print one line to stderr and return `code`."""
+    print(f"screenpop: error: {' '.join(message.split())}", file=sys.stderr)
     return code
 
 
-def _settings(**overrides: object):  # noqa: ANN202 - Settings imported lazily for a fast --help
+def _settings(**overrides: Any) -> Settings:
+    """The settings from SCREENPOP_* and `overrides`; ConfigError naming the variable when one is wrong."""
     from screenpop.settings import Settings
 
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as err:
+        raise ConfigError("bad setting: " + format_validation_error(err, where=_variable)) from None
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    """The environment variable of a setting's path: ("bus_url",) is SCREENPOP_BUS_URL."""
+    return "SCREENPOP_" + "_".join(map(str, loc)).upper()
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -46,31 +60,31 @@ def _port_free(host: str, port: int) -> bool:
             return False
 
 
-async def _check_bus(app: object) -> None:
+async def _check_bus(app: App) -> None:
     """Open the bus and the state store once before serving, so a wrong or unreachable one is one clear line."""
-    services = app.state.services  # type: ignore[attr-defined]
+    services = app.state.services
     await services.bus.connect()
     await services.bus.disconnect()
     await services.store.start()
     await services.store.close()
 
 
-def _run(settings: object) -> None:
+def _run(settings: Settings) -> None:
     import asyncio
 
     import uvicorn
 
     from screenpop.app import create_app
 
-    app = create_app(settings)  # type: ignore[arg-type]
+    app = create_app(settings)
     asyncio.run(_check_bus(app))
     # Fewer, cheaper collections: with many idle sockets the process holds a few hundred thousand objects,
     # and a full collection would stall every card in flight (bench/RESULTS.md).
     gc.set_threshold(10_000, 20, 50)
-    app.state.services.freeze_gc = True  # type: ignore[attr-defined]
-    uvicorn.run(app, host=settings.host, port=settings.port, ws_max_size=64 * 1024,  # type: ignore[attr-defined]
+    app.state.services.freeze_gc = True
+    uvicorn.run(app, host=settings.host, port=settings.port, ws_max_size=64 * 1024,
                 log_level=settings.log_level.lower(), proxy_headers=True, log_config=None,
-                access_log=settings.log_level.upper() == "DEBUG")  # type: ignore[attr-defined]
+                access_log=settings.log_level.upper() == "DEBUG")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -207,17 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "call" and not args.agent and args.event != "offered":
         return _fail("--agent is required: the agent id or extension whose phone rings (e.g. --agent 1001)")
     try:
-        return args.func(args)
-    except ConfigError as err:
-        return _fail(str(err))
-    except ValidationError as err:
-        problems = [f"SCREENPOP_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
-                    for e in err.errors(include_url=False)]
-        return _fail("bad setting: " + "; ".join(problems))
-    except BusError as err:
-        return _fail(f"bus: {err}")
-    except StoreError as err:
-        return _fail(f"state store: {err}")
+        code: int = args.func(args)
+        return code
+    except ScreenpopError as err:  # the tree of screenpop/errors.py: one line, no stack trace
+        return _fail(f"{err.area}: {err}" if err.area else str(err))
     except KeyboardInterrupt:
         return 130
 

@@ -28,18 +28,16 @@ A bad file raises ConfigError whose message names the file, the field and the re
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from screenpop.errors import ConfigError as ConfigError  # re-exported: the errors are defined in one tree
+from screenpop.models import format_validation_error as format_validation_error  # re-exported, one formatter
+
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used. The message says where and why."""
 
 
 class Strict(BaseModel):
@@ -159,22 +157,6 @@ class Config(Strict):
             if sum(1 for c in self.connectors if c.role == role and c.enabled) > 1:
                 raise ValueError(f"only one enabled connector may have role {role}")
         return self
-
-
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def format_validation_error(err: ValidationError, prefix: str = "") -> str:
-    """One line per problem: `field: reason`, short and without pydantic's URLs."""
-    lines = []
-    for e in err.errors(include_url=False):
-        msg = re.sub(r"^Value error, ", "", e["msg"])
-        lines.append(f"{prefix}{_loc(tuple(e['loc']))}: {msg}")
-    return "; ".join(lines)
 
 
 def parse_config(data: Any, source: str = "<config>") -> Config:

@@ -9,15 +9,19 @@ This module imports nothing of the project, so any room may import it.
     LookupQuery what a connector is asked: the number, and the customer once it is known
     Section     one part of a card (the customer, the balance, ...) with its own status
     Card        everything the agent sees for one call
+
+and the one way to tell what was wrong with a value pydantic refused: `format_validation_error`.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class EventKind(StrEnum):
@@ -138,3 +142,53 @@ class Card(BaseModel):
     def complete(self) -> bool:
         """True once every section has settled."""
         return all(s.status in SETTLED for s in self.sections)
+
+
+# -- validation errors --------------------------------------------------------------------------------
+MAX_PROBLEMS = 10  # problems listed in one message; the rest are counted
+MAX_MESSAGE = 1000  # characters of one message
+_MAX_NAME = 64  # characters of one part of a field's path (a JSON body's keys come from outside)
+_MAX_REASON = 200  # characters of one reason
+
+Loc = tuple[int | str, ...]
+
+
+def format_validation_error(err: ValidationError | Sequence[Mapping[str, Any]], *, prefix: str = "",
+                            root: str = "(top level)", where: Callable[[Loc], str] | None = None,
+                            limit: int = MAX_PROBLEMS) -> str:
+    """What pydantic refused, as one line `where: what; where: what`, safe to show to whoever sent it.
+
+    `err` is a ValidationError or its `errors()` (FastAPI's RequestValidationError gives those). `where` is
+    the field's path (`agents[0].password_hash`) after `prefix`, or `root` for the value as a whole, or what
+    the `where` function makes of the path. `what` is pydantic's reason without its URL; a choice says
+    "expected one of ..." and a key the model does not have says "unknown field". Never the input value,
+    never a stack trace; at most `limit` problems (the others counted) and MAX_MESSAGE characters.
+    """
+    problems = err.errors(include_url=False, include_input=False) if isinstance(err, ValidationError) else err
+    lines = [f"{_where(tuple(e.get('loc', ())), prefix, root, where)}: {_reason(e)}" for e in problems[:limit]]
+    if len(problems) > limit:
+        lines.append(f"and {len(problems) - limit} more")
+    text = "; ".join(lines) or f"{root}: invalid"
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 1] + "\u2026"
+
+
+def _where(loc: Loc, prefix: str, root: str, where: Callable[[Loc], str] | None) -> str:
+    if where is not None:
+        return where(loc)
+    path = ""
+    for part in loc:
+        name = str(part)[:_MAX_NAME]
+        path += f"[{name}]" if isinstance(part, int) else (f".{name}" if path else name)
+    return prefix + path if path else (prefix.rstrip(".") or root)
+
+
+def _reason(problem: Mapping[str, Any]) -> str:
+    kind, ctx = problem.get("type"), problem.get("ctx") or {}
+    if kind in ("enum", "literal_error") and "expected" in ctx:
+        reason = f"expected one of {ctx['expected']}"
+    elif kind == "extra_forbidden":
+        reason = "unknown field"
+    else:
+        reason = re.sub(r"^(Value error|Assertion failed), ", "", str(problem.get("msg", "invalid")))
+    reason = reason.replace("\n", " ")
+    return reason if len(reason) <= _MAX_REASON else reason[:_MAX_REASON - 1] + "\u2026"

@@ -14,11 +14,7 @@ import json
 import time
 from typing import Any
 
-from screenpop.config import ConfigError
-
-
-class StoreError(Exception):
-    """The store cannot be read or written."""
+from screenpop.errors import ConfigError, StoreError  # StoreError re-exported: the errors are one tree
 
 
 class AdminStore(abc.ABC):

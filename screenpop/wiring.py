@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from screenpop.cache import SectionCache
-from screenpop.config import Config, ConfigError, ConnectorConfig, format_validation_error
+from screenpop.config import Config, ConfigError, ConnectorConfig
 from screenpop.lookup import Lookup
+from screenpop.models import format_validation_error
 from screenpop.plugins import PluginError, connector_kind, cti_adapter
 from screenpop.settings import Settings
 from screenpop.sources import Observer, Source

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from pydantic import ValidationError
 
-from screenpop.models import CallEvent
+from screenpop.models import CallEvent, format_validation_error
 from telephony.base import PayloadError, SignatureError, WebhookAdapter
 
 SIGNATURE_HEADER = "x-screenpop-signature"
@@ -76,13 +76,4 @@ class GenericWebhook(WebhookAdapter):
         try:
             return [CallEvent.model_validate(data)]
         except ValidationError as err:
-            problems = []
-            for e in err.errors(include_url=False):
-                field = ".".join(str(p) for p in e["loc"]) or "body"
-                msg = e["msg"]
-                if e["type"] == "enum":
-                    msg = "expected one of offered, ringing, answered, ended"
-                elif e["type"] == "extra_forbidden":
-                    msg = "unknown field"
-                problems.append(f"{field}: {msg}")
-            raise PayloadError("; ".join(problems), status=422) from None
+            raise PayloadError(format_validation_error(err, root="body"), status=422) from None

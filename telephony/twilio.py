@@ -26,7 +26,7 @@ from xml.etree import ElementTree as ET
 
 from pydantic import ValidationError
 
-from screenpop.models import CallEvent, EventKind
+from screenpop.models import CallEvent, EventKind, format_validation_error
 from telephony.base import PayloadError, SignatureError, WebhookAdapter
 
 SIGNATURE_HEADER = "x-twilio-signature"
@@ -165,8 +165,7 @@ def _event(**fields: object) -> CallEvent:
     try:
         return CallEvent.model_validate(fields)
     except ValidationError as err:
-        e = err.errors(include_url=False)[0]
-        raise PayloadError(f"{'.'.join(map(str, e['loc']))}: {e['msg']}", status=422) from None
+        raise PayloadError(format_validation_error(err), status=422) from None
 
 
 def _require(params: Mapping[str, str], name: str) -> str:

@@ -1,1 +1,2 @@
-"""The HTTP and websocket API, one module per audience: telephony, agents (session + socket), pages."""
+"""The HTTP and websocket API, one module per audience: telephony (the generic webhook), twilio, agents (session
+and socket), admin, pages; `deps` holds what they share (services, session, body readers, the JSON error)."""

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
-from screenpop.api.deps import AgentDep, ServicesDep
-from screenpop.api.telephony import read_body
+from screenpop.api.deps import AgentDep, ServicesDep, read_object
 from screenpop.auth import Agent
 from screenpop.config import ConfigError
 from screenpop.lookup import CUSTOMER
@@ -29,17 +27,7 @@ async def require_admin(agent: AgentDep) -> Agent:
 
 AdminDep = Annotated[Agent, Depends(require_admin)]
 router = APIRouter(prefix="/api/admin", tags=["admin"])
-
-
-async def _json(request: Request) -> dict[str, Any]:
-    raw = await read_body(request, 256 * 1024)
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise HTTPException(400, "body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise HTTPException(422, f"expected a JSON object, got {type(body).__name__}")
-    return body
+MAX_ADMIN_BODY = 256 * 1024
 
 
 @router.get("/connectors")
@@ -62,7 +50,7 @@ async def get_connector(name: str, admin: AdminDep, services: ServicesDep) -> di
 async def put_connector(name: str, request: Request, response: Response, admin: AdminDep,
                         services: ServicesDep) -> dict[str, Any]:
     """Create or replace a connector; it is live on every instance when this answers."""
-    body = await _json(request)
+    body = await read_object(request, MAX_ADMIN_BODY)
     if body.get("name", name) != name:
         raise HTTPException(422, f"name: the body says {body['name']!r} but the URL says {name!r}")
     try:
@@ -117,7 +105,7 @@ async def connector_health(name: str, admin: AdminDep, services: ServicesDep, pi
 @router.post("/lookup")
 async def debug_lookup(request: Request, admin: AdminDep, services: ServicesDep) -> dict[str, Any]:
     """Run a whole lookup for a number without any call: each connector's status, latency, cache, data."""
-    body = await _json(request)
+    body = await read_object(request, MAX_ADMIN_BODY)
     number = body.get("number")
     if not isinstance(number, str) or not number.strip():
         raise HTTPException(422, "number: a phone number is required, e.g. +14155550100")

@@ -1,4 +1,8 @@
-"""Agent endpoints: login, logout, who am I, the demo's simulated call, and the agent socket."""
+"""Agent endpoints: login, logout, who am I, the demo's simulated call, and the agent socket `GET /ws/agent`.
+
+The socket is a hot route: a plain ASGI endpoint routed in front of FastAPI (see screenpop/app.py), so an
+idle socket holds no FastAPI frames and an agent's message does not resume them.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,15 @@ import logging
 import secrets
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
-from pydantic import BaseModel, Field, ValidationError
+from fastapi import APIRouter, HTTPException, Request, Response
+from pydantic import BaseModel, Field
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from screenpop.api.deps import AgentDep, ServicesDep, services_of, session_token
-from screenpop.api.telephony import read_body
+from screenpop.api.deps import AgentDep, ServicesDep, read_model, session_token
 from screenpop.auth import COOKIE_NAME
 from screenpop.models import CallEvent, EventKind
+from screenpop.service import Services
 
 log = logging.getLogger("screenpop.agents")
 router = APIRouter()
@@ -28,20 +34,10 @@ class DemoCall(BaseModel):
     number: str = Field(min_length=1, max_length=64)
 
 
-def _json_body(raw: bytes, model: type[BaseModel]) -> Any:
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError as err:
-        first = err.errors(include_url=False)[0]
-        field = ".".join(str(p) for p in first["loc"]) or "body"
-        msg = "body is not valid JSON" if first["type"] == "json_invalid" else f"{field}: {first['msg']}"
-        raise HTTPException(422 if first["type"] != "json_invalid" else 400, msg) from None
-
-
 @router.post("/api/login")
 async def login(request: Request, response: Response, services: ServicesDep) -> dict[str, Any]:
     """Check the password; answer a bearer token and set the session cookie."""
-    body = _json_body(await read_body(request, 4096), LoginRequest)
+    body = await read_model(request, LoginRequest, 4096)
     agent = await services.directory.authenticate(body.username, body.password)
     if agent is None:
         log.info("failed login for %r", body.username[:64])
@@ -71,7 +67,7 @@ async def demo_call(request: Request, agent: AgentDep, services: ServicesDep) ->
     """Demo only: ring the logged-in agent with a call from `number`."""
     if not services.settings.demo:
         raise HTTPException(404, "not found")
-    body = _json_body(await read_body(request, 4096), DemoCall)
+    body = await read_model(request, DemoCall, 4096)
     call_id = f"demo-{secrets.token_hex(6)}"
     for kind in (EventKind.OFFERED, EventKind.RINGING):
         await services.registry.handle(CallEvent(call_id=call_id, event=kind, caller=body.number,
@@ -89,10 +85,22 @@ def _origin_allowed(ws: WebSocket, allowed: list[str]) -> bool:
     return origin == f"{scheme}://{host}" or origin in allowed
 
 
-@router.websocket("/ws/agent")
-async def agent_socket(ws: WebSocket) -> None:
-    """The agent's live feed: a snapshot, then every message for their calls."""
-    services = services_of(ws)
+SOCKET_PATH = "/ws/agent"
+
+
+class AgentSocket:
+    """The ASGI endpoint of the agent socket: a snapshot, then every message for the agent's calls."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await agent_socket(self.services, WebSocket(scope, receive, send))
+
+
+async def agent_socket(services: Services, ws: WebSocket) -> None:
+    """Check the session (and, for a cookie, the page's origin), then attach the socket to the hub until the
+    agent leaves; the agent's own messages are `ack` and `select`."""
     token, from_cookie = session_token(ws)
     agent_id = services.tokens.check(token)
     agent = services.directory.get(agent_id) if agent_id else None
@@ -115,7 +123,7 @@ async def agent_socket(ws: WebSocket) -> None:
         await services.hub.detach(conn)
 
 
-async def _agent_message(services: Any, agent_id: str, text: str) -> None:
+async def _agent_message(services: Services, agent_id: str, text: str) -> None:
     """Handle `ack` and `select` from an agent; anything else is logged and ignored."""
     try:
         m = json.loads(text)

@@ -1,25 +1,94 @@
-"""Dependencies shared by the routes: the running services and the logged-in agent."""
+"""What the routes share: the running services, the logged-in agent, the request body, the error answer.
+
+Every error the API answers is the same JSON, `{"error": "<why>"}`, built by `error_response`; `error_answer`
+turns an exception into it (FastAPI's exception handler, and the hot routes of screenpop/app.py).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+import logging
+from collections.abc import Mapping
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 
 from screenpop.auth import COOKIE_NAME, Agent
+from screenpop.models import format_validation_error
 from screenpop.service import Services
 
+log = logging.getLogger("screenpop.api")
 
-def services_of(conn: HTTPConnection) -> Services:
-    """The Services of the running application."""
-    return conn.app.state.services
+MAX_BODY = 64 * 1024  # a request body's default limit
+M = TypeVar("M", bound=BaseModel)
 
 
+# -- errors ----------------------------------------------------------------------------------------
+def error_response(status: int, message: object, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The API's one error answer: `{"error": message}` with `status`."""
+    return JSONResponse({"error": str(message)}, status_code=status, headers=headers)
+
+
+async def error_answer(request: HTTPConnection, exc: Exception) -> JSONResponse:
+    """The answer to an exception: an HTTPException's status and detail; a request FastAPI could not read,
+    422 naming the field; anything else 500 `internal error`, logged with its stack."""
+    if isinstance(exc, StarletteHTTPException):
+        return error_response(exc.status_code, exc.detail, exc.headers)
+    if isinstance(exc, RequestValidationError):
+        return error_response(422, format_validation_error(exc.errors(), root="request"))
+    log.error("unhandled error on %s", request.url.path, exc_info=exc)
+    return error_response(500, "internal error")
+
+
+# -- the request body ------------------------------------------------------------------------------
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The request body, or 413 as soon as it grows past `limit` (the rest is never read)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"body larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_model(request: Request, model: type[M], limit: int = MAX_BODY) -> M:
+    """The JSON body as `model`: 400 when it is not JSON, 422 naming the field when it does not fit."""
+    raw = await read_body(request, limit)
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as err:
+        if any(e["type"] == "json_invalid" for e in err.errors(include_url=False, include_input=False)):
+            raise HTTPException(400, "body is not valid JSON") from None
+        raise HTTPException(422, format_validation_error(err, root="body")) from None
+
+
+async def read_object(request: Request, limit: int = MAX_BODY) -> dict[str, Any]:
+    """The JSON body, which must be an object: 400 when it is not JSON, 422 when it is not an object."""
+    raw = await read_body(request, limit)
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise HTTPException(400, "body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise HTTPException(422, f"expected a JSON object, got {type(body).__name__}")
+    return body
+
+
+# -- the services and the session ------------------------------------------------------------------
 async def get_services(conn: HTTPConnection) -> Services:
-    """The Services, as a dependency. `async` on purpose: FastAPI runs a plain `def` dependency in its
-    thread pool, a thread hop on every request of the hot path."""
-    return conn.app.state.services
+    """The Services of the running application, as a dependency. `async` on purpose: FastAPI runs a plain
+    `def` dependency in its thread pool."""
+    services: Services = conn.app.state.services
+    return services
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

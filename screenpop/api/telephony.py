@@ -1,51 +1,92 @@
-"""Telephony endpoints: the generic webhook (`POST /telephony/webhook`)."""
+"""The generic webhook, `POST /telephony/webhook`: one signed call event per request, answered 202 at once.
+
+A hot route: a plain ASGI endpoint routed in front of FastAPI (see screenpop/app.py), so FastAPI's stack is
+not paid on every event. FastAPI's OpenAPI document still describes it (`describe_webhook`).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import Response
+from fastapi import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
-from screenpop.api.deps import services_of
+from screenpop.api.deps import error_answer, read_body
+from screenpop.models import CallEvent
+from screenpop.service import Services
 from telephony.base import PayloadError, SignatureError
+from telephony.generic import SIGNATURE_HEADER
 
 log = logging.getLogger("screenpop.telephony")
-router = APIRouter()
 
-MAX_BODY = 64 * 1024
-
-
-async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
-    """The request body, or 413 as soon as it grows past `limit` (the rest is never read)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"body larger than {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"body larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+WEBHOOK_PATH = "/telephony/webhook"
 
 
-@router.post("/telephony/webhook", status_code=202)
-async def generic_webhook(request: Request) -> Response:
-    """Accept a signed call event; answer 202 at once, the lookup runs on."""
-    services = services_of(request)  # no dependency machinery on the hot path (see bench/RESULTS.md)
-    body = await read_body(request)
-    headers = request.headers  # case-insensitive: lower-case keys find their header
-    try:
-        services.webhook.verify(headers, body, now=time.time())
-    except SignatureError as err:
-        log.warning("webhook refused from %s: %s", request.client.host if request.client else "?", err)
-        raise HTTPException(401, str(err)) from None
-    try:
-        events = services.webhook.parse(headers, body)
-    except PayloadError as err:
-        raise HTTPException(err.status, str(err)) from None
-    for event in events:
-        await services.registry.handle(event)
-    return Response(b'{"accepted":%d}' % len(events), status_code=202, media_type="application/json")
+class GenericWebhook:
+    """The ASGI endpoint of the generic webhook. Errors answer the API's JSON `{"error": ...}`."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            if scope["method"] != "POST":
+                raise HTTPException(405, "method not allowed: POST a call event", headers={"Allow": "POST"})
+            response = await self.accept(request)
+        except Exception as exc:
+            response = await error_answer(request, exc)
+        await response(scope, receive, send)
+
+    async def accept(self, request: Request) -> Response:
+        """Verify the signature, parse the event, hand it to the registry; the lookup runs on."""
+        services = self.services
+        body = await read_body(request)
+        headers = request.headers  # case-insensitive: lower-case keys find their header
+        try:
+            services.webhook.verify(headers, body, now=time.time())
+        except SignatureError as err:
+            log.warning("webhook refused from %s: %s", request.client.host if request.client else "?", err)
+            raise HTTPException(401, str(err)) from None
+        try:
+            events = services.webhook.parse(headers, body)
+        except PayloadError as err:
+            raise HTTPException(err.status, str(err)) from None
+        for event in events:
+            await services.registry.handle(event)
+        return Response(b'{"accepted":%d}' % len(events), status_code=202, media_type="application/json")
+
+
+def describe_webhook(openapi: dict[str, Any]) -> None:
+    """Add the webhook to an OpenAPI document: its body is a CallEvent, its answers 202 or an error."""
+    body = CallEvent.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(body.pop("$defs", {}))
+    schemas["CallEvent"] = body
+    error = {"content": {"application/json": {"schema": {
+        "type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}}}}
+    openapi.setdefault("paths", {})[WEBHOOK_PATH] = {"post": {
+        "tags": ["telephony"],
+        "summary": "Report one step of a call",
+        "description": "Any PBX that can POST JSON. Answered 202 at once; the lookup runs on. The same event "
+                       "twice changes nothing. See docs/telephony/generic-webhook.md.",
+        "operationId": "generic_webhook",
+        "parameters": [{
+            "name": SIGNATURE_HEADER, "in": "header", "required": True, "schema": {"type": "string"},
+            "description": 't=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with the webhook secret>',
+        }],
+        "requestBody": {"required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CallEvent"}}}},
+        "responses": {
+            "202": {"description": "accepted", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"accepted": {"type": "integer"}}}}}},
+            "400": {"description": "the body is not JSON", **error},
+            "401": {"description": "not signed, signed wrongly, or more than 5 minutes off", **error},
+            "413": {"description": "the body is larger than 64 KiB", **error},
+            "422": {"description": "the body is not a call event; the message names the field", **error},
+        },
+    }}

@@ -10,8 +10,7 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
-from screenpop.api.deps import ServicesDep
-from screenpop.api.telephony import read_body
+from screenpop.api.deps import ServicesDep, read_body
 from screenpop.models import CallEvent
 from screenpop.phone import normalize
 from screenpop.service import Services

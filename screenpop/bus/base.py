@@ -16,9 +16,7 @@ import abc
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
-
-class BusError(Exception):
-    """The bus backend failed (connection lost, bad URL)."""
+from screenpop.errors import BusError as BusError  # re-exported: the errors are defined in one tree
 
 
 class Subscription(abc.ABC):

@@ -28,11 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from screenpop.errors import CacheError  # re-exported: the errors are defined in one tree
+
 __all__ = ["CacheBackend", "CacheError", "Entry", "RateLimitedLog", "check_ttl", "decode_entry", "encode_entry"]
-
-
-class CacheError(Exception):
-    """The cache backend cannot be used (bad URL, not connected). Not raised for a server fault."""
 
 
 @dataclass(frozen=True, slots=True)

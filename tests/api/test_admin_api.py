@@ -121,3 +121,9 @@ def test_health_and_debug_lookup(admin: TestClient) -> None:
     assert health["ping"]["ok"] is False
     assert admin.post("/api/admin/lookup", json={}).status_code == 422
     assert admin.get("/api/admin/connectors/nope/health").status_code == 404
+
+
+def test_a_query_parameter_of_the_wrong_type_is_422_naming_it(admin: TestClient) -> None:
+    """`?limit=abc` is a 422 whose JSON error names query.limit (FastAPI's validation, same error format)."""
+    r = admin.get("/api/admin/audit", params={"limit": "abc"})
+    assert r.status_code == 422 and r.json()["error"].startswith("query.limit: "), r.text

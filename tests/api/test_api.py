@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from starlette.routing import Router
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -231,3 +232,45 @@ def test_metrics_count_events_pops_and_acks(client: TestClient) -> None:
     assert "screenpop_display_latency_seconds_count 1.0" in text
     assert 'screenpop_messages_delivered_total{type="call.ringing"} 1.0' in text
     assert "pw" not in text and "+1415" not in text
+
+
+# -- the application: hot routes in front of FastAPI ---------------------------------------------
+def test_create_app_is_a_starlette_router(client: TestClient) -> None:
+    """create_app returns a real Starlette Router (no proxy), with the running services in its state."""
+    assert isinstance(client.app, Router)
+    assert client.app.state.services.registry is not None  # type: ignore[attr-defined]
+
+
+def test_openapi_describes_the_webhook_once(client: TestClient) -> None:
+    """The API document lists the webhook with its CallEvent body, its signature header and its answers."""
+    doc = client.get("/api/openapi.json").json()
+    (method,) = doc["paths"]["/telephony/webhook"]
+    op = doc["paths"]["/telephony/webhook"][method]
+    assert method == "post" and op["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("CallEvent")
+    assert [p["name"] for p in op["parameters"]] == ["x-screenpop-signature"]
+    assert {"202", "400", "401", "413", "422"} <= set(op["responses"])
+    assert "call_id" in doc["components"]["schemas"]["CallEvent"]["properties"]
+    assert client.get("/api/openapi.json").json() == doc  # built once: asking again changes nothing
+
+
+def test_webhook_other_methods_get_405_json(client: TestClient) -> None:
+    """A GET on the webhook is 405 with Allow: POST and the API's JSON error."""
+    r = client.get("/telephony/webhook")
+    assert r.status_code == 405 and r.headers["allow"] == "POST" and "POST" in r.json()["error"]
+
+
+def test_a_crash_on_the_webhook_is_a_500_json(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unexpected error while handling an event answers 500 `internal error`, no stack trace."""
+    async def boom(event: Any) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(client.app.state.services.registry, "handle", boom)  # type: ignore[attr-defined]
+    r = post_event(client, call_id="c1", event="offered")
+    assert (r.status_code, r.json()) == (500, {"error": "internal error"})
+
+
+def test_fastapi_errors_answer_the_same_json_error(client: TestClient) -> None:
+    """FastAPI's own errors (an unknown path, a body of the wrong shape) are the same `{"error": ...}`."""
+    assert client.get("/nowhere").json() == {"error": "Not Found"}
+    r = client.post("/api/login", content=b"[1, 2]")
+    assert r.status_code == 422 and r.json()["error"].startswith("body: ")

@@ -39,7 +39,7 @@ def test_good_file_loads(tmp_path: Path) -> None:
         ("agents: [{id: alice}]", "agents[0].password_hash: Field required"),
         ("agents: 5", "agents: Input should be a valid list"),
         ("connectors: [{name: x, kind: http, timeout_ms: -1}]", "connectors[0].timeout_ms"),
-        ("colour: red", "colour: Extra inputs are not permitted"),
+        ("colour: red", "colour: unknown field"),
         ("agents: [\n  - {id: a, password_hash: 'xxxxxxxxxxxx'\n", "not valid YAML at line"),
         ("- 1\n- 2", "expected a mapping"),
         ("agents:\n - {id: a, password_hash: xxxxxxxxxxxx, extensions: [1]}\n"
