@@ -144,7 +144,7 @@ def apply_section(card: CardT, settled: Section | dict[str, Any]) -> CardT:
             card.customer = _customer(customer)
             card.candidates = [c for c in map(_customer, candidates) if c is not None]
         else:
-            card["customer"] = customer or None
+            card["customer"] = customer
             card["candidates"] = candidates
     return card
 
