@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from screenpop.models import LookupQuery
+from screenpop.models import LookupQuery, View
 
 
 class ConnectorError(Exception):
@@ -38,6 +38,8 @@ class Connector(abc.ABC):
 
     kind: ClassVar[str]
     Options: ClassVar[type[ConnectorOptions]] = ConnectorOptions
+    view: ClassVar[View | None] = None
+    """How this kind's section is shown unless its config says (`view:`); None: by the data's shape."""
 
     def __init__(self, name: str, options: ConnectorOptions) -> None:
         self.name = name
@@ -47,6 +49,14 @@ class Connector(abc.ABC):
     def from_config(cls, name: str, options: dict[str, Any]) -> Connector:
         """Build from raw options; raises pydantic.ValidationError naming the bad field."""
         return cls(name, cls.Options.model_validate(options))
+
+    @classmethod
+    def default_view(cls, role: str) -> View | None:
+        """How a section of this kind is shown when its config does not say: `customer` for the identity
+        roles (their answer is the customer section), else the kind's `view`."""
+        if role in ("identity", "identity_fallback"):
+            return View(kind="customer")
+        return cls.view
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open pools and sessions. Called once, in the running event loop, before any fetch.

@@ -33,7 +33,7 @@ from sqlalchemy import text
 from connectors.base import Connector, ConnectorError, ConnectorOptions
 from connectors.offers_model import Model, build_model
 from connectors.sql import SqlConnector, SqlOptions, check_query, normalize_url
-from screenpop.models import LookupQuery
+from screenpop.models import Column, LookupQuery, View
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,9 @@ class OffersConnector(Connector):
 
     kind: ClassVar[str] = "offers"
     Options: ClassVar[type[ConnectorOptions]] = OffersOptions
+    view: ClassVar[View | None] = View(kind="offers", columns=(
+        Column(key="name", label="Product"), Column(key="reason", label="Why"), Column(key="sku", label="SKU"),
+        Column(key="score", label="Score", format="percent")))
     options: OffersOptions
 
     def __init__(self, name: str, options: ConnectorOptions) -> None:

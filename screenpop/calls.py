@@ -4,32 +4,33 @@
        └──────────┴────────────┴──────────▲
 
 The first event that carries a valid number starts the call's one lookup, shared by every agent the
-call rings for. `ringing` gives the card so far to each newly ringing agent; every section that settles
-later goes to the agents it rings for; `answered` keeps the card with the agent who picked up and
-withdraws it from the others; `ended` closes it for everyone. Repeated events change nothing, and an
+call rings for; what the lookup has at hand (an in-process cache) is on the card from the start, so a
+repeat caller's card leaves whole. `ringing` gives the card so far to each newly ringing agent; every
+section that settles later goes to the agents it rings for; `answered` keeps the card with the agent
+who picked up and withdraws it from the others; `ended` closes it for everyone. Repeated events change nothing, and an
 event for a call that has ended is ignored (so an `ended` before `ringing` means no late pop). A call
 nobody ends is dropped after `ttl_s`; at most `max_calls` are kept.
 
-The registry knows nothing of protocols: adapters hand it CallEvents.
+The registry knows nothing of telephony protocols: adapters hand it CallEvents. What it sends the
+agents is built by `screenpop.protocol`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
+from screenpop import protocol
 from screenpop.auth import Directory
 from screenpop.logs import call_id_var
-from screenpop.lookup import CUSTOMER, Lookup
-from screenpop.models import CallEvent, Card, Customer, EventKind, LookupQuery, Section, SectionStatus
+from screenpop.lookup import CUSTOMER_VIEW, Emit, Lookup
+from screenpop.models import CUSTOMER_SECTION, CallEvent, Card, EventKind, LookupQuery, Section, SectionStatus
 from screenpop.outbox import Outbox
 from screenpop.phone import normalize
 
@@ -50,7 +51,9 @@ class CallRegistry:
     """Every call in progress on this instance."""
 
     def __init__(self, directory: Directory, lookup: Lookup, outbox: Outbox, *, region: str = "US",
-                 ttl_s: float = 4 * 3600, max_calls: int = 20_000) -> None:
+                 ttl_s: float = 4 * 3600, max_calls: int = 20_000,
+                 on_event: Callable[[str], None] | None = None,
+                 on_pop: Callable[[float], None] | None = None) -> None:
         self.directory = directory
         self.lookup = lookup
         self.outbox = outbox
@@ -60,8 +63,8 @@ class CallRegistry:
         self.calls: OrderedDict[str, Call] = OrderedDict()
         self._ended: OrderedDict[str, float] = OrderedDict()
         self._sweeper: asyncio.Task[None] | None = None
-        self.on_event: Callable[[str], None] | None = None  # metrics: an event was received
-        self.on_pop: Callable[[float], None] | None = None  # metrics: seconds from event to card handed out
+        self.on_event = on_event  # metrics: an event was received (its kind)
+        self.on_pop = on_pop  # metrics: seconds from the event to the card handed out
 
     # -- events ----------------------------------------------------------------------------------
     async def handle(self, event: CallEvent) -> None:
@@ -84,23 +87,18 @@ class CallRegistry:
         if event.event is EventKind.ENDED:
             await self._end(cid, "the call ended")
             return
-        started = False  # this event started the call's lookup
         if call is None:
             call = await self._create(event)
-            started = call.lookup is not None
         elif call.lookup is None and event.caller and call.card.caller.status != "ok":
             caller = normalize(event.caller, self.region)
             if caller.status == "ok":  # a later event brought the number
                 call.card.caller = caller
                 call.card.sections = self.lookup.initial_sections(caller)
                 self._start_lookup(call)
-                started = True
         call.touched = time.monotonic()
         self.calls.move_to_end(cid)
         agents = self._agents(event)
         if event.event is EventKind.RINGING:
-            if started:
-                await _two_turns()
             if await self._ring(call, agents) and self.on_pop is not None:
                 self.on_pop(time.perf_counter() - t0)
         elif event.event is EventKind.ANSWERED:
@@ -134,16 +132,22 @@ class CallRegistry:
         return call
 
     def _start_lookup(self, call: Call) -> None:
-        call.lookup = asyncio.get_running_loop().create_task(self._run_lookup(call), name=f"lookup-{call.card.call_id}")
-
-    async def _run_lookup(self, call: Call) -> None:
+        """Put what the lookup has at hand on the card now; fetch the rest in a task."""
         card = call.card
+        begun = self.lookup.begin(card.caller, card.called)
+        for section in begun.settled:
+            protocol.apply_section(card, section)
+        if begun.rest is not None:
+            call.lookup = asyncio.get_running_loop().create_task(self._run_lookup(call, begun.rest),
+                                                                 name=f"lookup-{card.call_id}")
+
+    async def _run_lookup(self, call: Call, rest: Callable[[Emit], Awaitable[None]]) -> None:
         try:  # (a partial, not a closure: fewer objects per call in flight for the garbage collector)
-            await self.lookup.run(card.caller, card.called, functools.partial(self._settle, call))
+            await rest(functools.partial(self._settle, call))
         except asyncio.CancelledError:
             raise
         except Exception:  # one call's failure never touches another call
-            log.exception("lookup for call %s failed", card.call_id)
+            log.exception("lookup for call %s failed", call.card.call_id)
 
     async def _ring(self, call: Call, agents: list[str]) -> bool:
         """Give the card to agents it does not ring for yet; True when someone new got it."""
@@ -155,8 +159,7 @@ class CallRegistry:
             card.transferred_from = card.answered_by
         card.state = "ringing"
         call.ringing.update(new)
-        payload = '{"type":"call.ringing","call":' + card.model_dump_json() + "}"
-        await self.outbox.send_text(new, payload, "call.ringing", card.call_id)
+        await self.outbox.send(new, protocol.ringing(card))
         return True
 
     async def _answer(self, call: Call, agent: str | None) -> None:
@@ -170,7 +173,7 @@ class CallRegistry:
         card.state, card.answered_by = "answered", agent
         others = call.ringing - {agent} if agent else set()
         keep = call.ringing - others
-        await self.outbox.send(keep, {"type": "call.answered", "call_id": card.call_id, "agent": agent})
+        await self.outbox.send(keep, protocol.answered(card.call_id, agent))
         if card.transferred_from in others:
             await self._withdraw(call, [card.transferred_from], f"transferred to {agent}")
         await self._withdraw(call, list(others), "answered by another agent")
@@ -183,7 +186,7 @@ class CallRegistry:
         if not gone:
             return
         call.ringing.difference_update(gone)
-        await self.outbox.send(gone, {"type": "call.withdrawn", "call_id": call.card.call_id, "reason": reason})
+        await self.outbox.send(gone, protocol.withdrawn(call.card.call_id, reason))
 
     async def _end(self, call_id: str, reason: str) -> None:
         call = self.calls.pop(call_id, None)
@@ -196,18 +199,12 @@ class CallRegistry:
         call.card.state = "ended"
         if call.lookup and not call.lookup.done():
             call.lookup.cancel()
-        await self.outbox.send(call.ringing, {"type": "call.ended", "call_id": call_id, "reason": reason})
+        await self.outbox.send(call.ringing, protocol.ended(call_id, reason))
 
     async def _settle(self, call: Call, section: Section) -> None:
         """A section settled: put it on the card and send it to the agents who have the card."""
-        card = call.card
-        card.sections = [section if s.name == section.name else s for s in card.sections]
-        if section.name == CUSTOMER and isinstance(section.data, dict):
-            card.customer = _customer(section.data.get("customer"))
-            card.candidates = [c for c in map(_customer, section.data.get("candidates") or []) if c]
-        # {"type", "call_id", then the section's fields}, serialised by pydantic in one pass
-        payload = '{"type":"card.section","call_id":' + json.dumps(card.call_id) + "," + section.model_dump_json()[1:]
-        await self.outbox.send_text(call.ringing, payload, "card.section", card.call_id)
+        protocol.apply_section(call.card, section)
+        await self.outbox.send(call.ringing, protocol.section(call.card.call_id, section))
 
     # -- agent requests --------------------------------------------------------------------------
     async def select(self, agent_id: str, call_id: str, customer_id: str) -> str | None:
@@ -222,11 +219,11 @@ class CallRegistry:
         if call.lookup and not call.lookup.done():
             return "the lookup is still running"
         card = call.card
-        customer = card.section(CUSTOMER)
+        customer = card.section(CUSTOMER_SECTION)
         data = {"match": "selected", "customer": chosen.model_dump(mode="json"),
                 "candidates": [c.model_dump(mode="json") for c in card.candidates]}
-        await self._settle(call, Section(name=CUSTOMER, title="Customer", status=SectionStatus.OK, data=data,
-                                         source=customer.source if customer else ""))
+        await self._settle(call, Section(name=CUSTOMER_SECTION, title="Customer", status=SectionStatus.OK, data=data,
+                                         source=customer.source if customer else "", view=CUSTOMER_VIEW))
         for s in card.sections[1:]:
             await self._settle(call, s.model_copy(update={"status": SectionStatus.PENDING, "data": None,
                                                           "reason": None, "latency_ms": None}))
@@ -266,22 +263,3 @@ class CallRegistry:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _two_turns() -> None:
-    """Let a lookup that has just started run two turns of the event loop before its card goes out: the
-    answers a source has at hand (cache hits: the identity in the first turn, the sections in the second)
-    settle in them, so a repeat caller's card leaves whole, in one message instead of one per section.
-    A lookup that waits on the network loses nothing: its first answer is much further away."""
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-
-
-def _customer(data: Any) -> Customer | None:
-    """A Customer from section data, or None when there is none (or it is malformed)."""
-    if not data:
-        return None
-    try:
-        return Customer.model_validate(data)
-    except ValueError:
-        return None

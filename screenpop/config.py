@@ -35,6 +35,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from screenpop.errors import ConfigError as ConfigError  # re-exported: the errors are defined in one tree
+from screenpop.models import CUSTOMER_SECTION, View
 from screenpop.models import format_validation_error as format_validation_error  # re-exported, one formatter
 
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -85,6 +86,7 @@ class ConnectorConfig(Strict):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     enabled: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
+    view: View | None = None  # how the console shows the section (default: the kind's; see docs/connectors.md)
 
     @model_validator(mode="before")
     @classmethod
@@ -97,6 +99,20 @@ class ConnectorConfig(Strict):
             cache.setdefault("ttl_s", ttl)
             data["cache"] = cache
         return data
+
+    @model_validator(mode="after")
+    def _view_fits_role(self) -> ConnectorConfig:
+        """The `customer` view shows the identity match, and the identity roles have no other."""
+        if self.view is None:
+            return self
+        identity = self.role in ("identity", "identity_fallback")
+        if identity and self.view.kind != "customer":
+            raise ValueError(f"view {self.view.kind!r}: the identity roles fill the customer section, "
+                             "whose view is 'customer'; leave `view` out")
+        if not identity and self.view.kind == "customer":
+            raise ValueError("view 'customer' shows the identity match; a section connector has "
+                             "'fields', 'table' or 'offers'")
+        return self
 
     @property
     def section_name(self) -> str:
@@ -151,8 +167,9 @@ class Config(Strict):
             raise ValueError(f"connector name(s) {sorted(dup)} appear more than once")
         sections = [c.section_name for c in self.connectors if c.role == "section"]
         dup = {n for n in sections if sections.count(n) > 1}
-        if dup or "customer" in sections:
-            raise ValueError(f"section name(s) {sorted(dup | ({'customer'} & set(sections)))} used twice or reserved")
+        if dup or CUSTOMER_SECTION in sections:
+            taken = sorted(dup | ({CUSTOMER_SECTION} & set(sections)))
+            raise ValueError(f"section name(s) {taken} used twice or reserved")
         for role in ("identity", "identity_fallback"):
             if sum(1 for c in self.connectors if c.role == role and c.enabled) > 1:
                 raise ValueError(f"only one enabled connector may have role {role}")

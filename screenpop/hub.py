@@ -13,11 +13,12 @@ import json
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Callable
 from typing import Any, Protocol
 
+from screenpop import protocol
 from screenpop.bus import Bus
-from screenpop.outbox import CHANNEL, dumps, open_envelope
+from screenpop.outbox import CHANNEL
 
 log = logging.getLogger("screenpop.hub")
 
@@ -26,18 +27,15 @@ MAX_MESSAGES_PER_CALL = 200
 
 
 class Peer(Protocol):
-    """What the hub needs of a socket. `send_text` is started in the step that dispatches the message and
-    usually completes there; when it must wait, a task finishes it. So it must not depend on which task
-    runs it (no `asyncio.timeout` or `current_task()` inside): Starlette's and uvicorn's sends do not."""
+    """What the hub needs of a socket (Starlette's WebSocket has it)."""
 
     async def send_text(self, data: str) -> None: ...
     async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
 
 
 class Connection:
-    """One agent socket with its own bounded queue. A message is written at once when nothing waits
-    before it (a socket's send completes without suspending unless the socket is flow-controlled); a
-    writer task runs only while messages wait."""
+    """One agent socket with its own bounded queue. A writer task sends what waits, in order, and ends
+    when nothing is left: a task exists only while the socket has something to send."""
 
     def __init__(self, agent_id: str, peer: Peer, maxsize: int = 256) -> None:
         self.agent_id = agent_id
@@ -48,81 +46,35 @@ class Connection:
         self.dead = False
 
     def push(self, text: str) -> bool:
-        """Send or queue a message; False when the socket is too far behind (the caller closes it)."""
+        """Queue a message; False when the socket is too far behind (the caller closes it)."""
         if len(self.pending) >= self.maxsize:
             return False
         if self.dead:
             return True
-        if self.task is None:  # nothing waits before this message: write it now, in this turn
-            self._send_now(text)
-        else:
-            self.pending.append(text)
+        self.pending.append(text)
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._write())
         return True
 
-    def _send_now(self, text: str) -> None:
-        coro = self.peer.send_text(text)
+    async def _write(self) -> None:
+        """Send what waits, in order, then end."""
         try:
-            waiting = coro.send(None)  # the usual case ends here, with StopIteration: written
-        except StopIteration:
-            return
-        except Exception as err:  # the socket went away
-            self._died(err)
-            return
-        # the send waits (the socket is flow-controlled): finish it, then what queues meanwhile, in a task
-        self.task = asyncio.get_running_loop().create_task(self._drain(_Resumed(coro, waiting)))
-
-    async def _drain(self, first: Awaitable[None] | None = None) -> None:
-        """Finish the send in progress, then send what waits, in order, then end (no idle task)."""
-        try:
-            if first is not None:
-                await first
             while self.pending:
                 await self.peer.send_text(self.pending[0])
                 self.pending.popleft()
         except Exception as err:  # the socket went away
-            self._died(err)
+            self.dead = True
+            self.pending.clear()
+            log.debug("socket of %s closed while sending: %s", self.agent_id, err)
         finally:
             self.task = None
-
-    def _died(self, err: BaseException) -> None:
-        self.dead = True
-        self.pending.clear()
-        log.debug("socket of %s closed while sending: %s", self.agent_id, err)
-
-
-class _Resumed:
-    """Awaits the rest of a coroutine that was started by hand and suspended on `waiting`: a task that
-    awaits this drives the coroutine exactly as if it had run it from the start."""
-
-    __slots__ = ("coro", "waiting")
-
-    def __init__(self, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
-        self.coro, self.waiting = coro, waiting
-
-    def __await__(self) -> Generator[Any, None, None]:
-        waiting = self.waiting
-        while True:
-            try:
-                yield waiting
-            except GeneratorExit:
-                self.coro.close()
-                raise
-            except BaseException as exc:  # cancellation (or an error) while suspended: pass it in
-                try:
-                    waiting = self.coro.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    waiting = self.coro.send(None)
-                except StopIteration:
-                    return
 
 
 class AgentHub:
     """Routes agent messages from the bus to connected sockets, and remembers active cards."""
 
-    def __init__(self, bus: Bus, channel: str = CHANNEL, call_ttl_s: float = 4 * 3600) -> None:
+    def __init__(self, bus: Bus, channel: str = CHANNEL, call_ttl_s: float = 4 * 3600, *,
+                 on_attach: Callable[[], None] | None = None) -> None:
         self.bus = bus
         self.channel = channel
         self.call_ttl_s = call_ttl_s
@@ -135,7 +87,7 @@ class AgentHub:
         self.delivered_by_type: dict[str, int] = {}
         # for the display latency: "<agent id>\0<call id>" -> when its card left (str keys: nothing for the GC)
         self._ringing_sent: OrderedDict[str, float] = OrderedDict()
-        self.on_attach: Callable[[], None] | None = None  # a socket was attached (GcSettler.attached)
+        self.on_attach = on_attach  # a socket was attached (GcSettler.attached)
 
     # -- bus side --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -172,7 +124,7 @@ class AgentHub:
     def dispatch(self, text: str) -> None:
         """Apply one envelope: remember it for the recipients' snapshots and queue it on their sockets.
         Reads only the envelope's header: the JSON is never parsed here."""
-        recipients, kind, call_id, payload = open_envelope(text)
+        recipients, kind, call_id, payload = protocol.open_envelope(text)
         self.delivered_by_type[kind] = self.delivered_by_type.get(kind, 0) + len(recipients)
         now = time.monotonic()
         if kind == "call.ringing":
@@ -206,26 +158,18 @@ class AgentHub:
             self._cards.pop(agent_id, None)
 
     @staticmethod
-    def _replay(messages: list[str]) -> dict[str, Any]:
-        """The card as the agent's browser has it after these messages."""
-        card: dict[str, Any] = json.loads(messages[0])["call"]
-        for raw in messages[1:]:
-            m = json.loads(raw)
-            if m.get("type") == "card.section":
-                section = {k: v for k, v in m.items() if k not in ("type", "call_id")}
-                card["sections"] = [section if s["name"] == m["name"] else s for s in card["sections"]]
-                if m["name"] == "customer" and isinstance(m.get("data"), dict):
-                    card["customer"] = m["data"].get("customer")
-                    card["candidates"] = m["data"].get("candidates", [])
-            elif m.get("type") == "call.answered":
-                card["state"], card["answered_by"] = "answered", m.get("agent")
+    def _replay(messages: list[str]) -> dict[str, Any] | None:
+        """The card as the agent's browser has it after these messages (the first is its `call.ringing`)."""
+        card = None
+        for raw in messages:
+            card = protocol.apply(card, json.loads(raw))
         return card
 
     # -- socket side -----------------------------------------------------------------------------
     def snapshot(self, agent_id: str) -> str:
         """The `snapshot` message for an agent: every active call, oldest first."""
         cards = [self._replay(messages) for _, messages in self._cards.get(agent_id, {}).values()]
-        return dumps({"type": "snapshot", "calls": cards})
+        return protocol.snapshot([c for c in cards if c is not None])
 
     def attach(self, agent_id: str, peer: Peer) -> Connection:
         """Register a socket; its first queued message is the snapshot (atomic with registration)."""

@@ -8,6 +8,7 @@ This module imports nothing of the project, so any room may import it.
     Customer    one record of the identity source
     LookupQuery what a connector is asked: the number, and the customer once it is known
     Section     one part of a card (the customer, the balance, ...) with its own status
+    View        how the console shows a section (`customer`, `fields`, `table`, `offers`), with its columns
     Card        everything the agent sees for one call
 
 and the one way to tell what was wrong with a value pydantic refused: `format_validation_error`.
@@ -21,7 +22,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class EventKind(StrEnum):
@@ -100,8 +101,58 @@ class LookupQuery(BaseModel):
         }
 
 
+CUSTOMER_SECTION = "customer"
+"""The name of the card's first section, the identity match (reserved: no connector section may take it)."""
+
+ViewKind = Literal["customer", "fields", "table", "offers"]
+"""The console's renderers (web/js/views/): `customer` the identity match (one customer, none, or a choice
+among several); `fields` one record as labelled values; `table` a list of records as rows; `offers` a list
+of suggestions, each with its reason."""
+
+ColumnFormat = Literal["text", "money", "number", "percent", "date", "yesno"]
+"""How a value is shown: money takes the currency of its record (`currency` or `currency_code`); percent
+shows 0.77 as 77 %; date an ISO date or date-time in the agent's locale; yesno a boolean as Yes/No."""
+
+
+class Column(BaseModel):
+    """One field of a section's data as the console shows it: its key, a label, a format."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str = Field(min_length=1, max_length=100)
+    label: str | None = Field(default=None, max_length=100)  # None: the key humanised, "last_payment": "Last payment"
+    format: ColumnFormat | None = None  # None: guessed from the key and the value, as without a view
+
+
+class View(BaseModel):
+    """How the console shows a section. `columns` picks and orders the fields shown (every field, in the
+    data's order, when empty); a column may be written as its key alone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: ViewKind = "fields"
+    columns: tuple[Column, ...] = Field(default=(), max_length=50)
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _keys_as_columns(cls, v: Any) -> Any:
+        if isinstance(v, list | tuple):
+            return tuple({"key": c} if isinstance(c, str) else c for c in v)
+        return v
+
+    @field_validator("columns")
+    @classmethod
+    def _unique_keys(cls, v: tuple[Column, ...]) -> tuple[Column, ...]:
+        keys = [c.key for c in v]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise ValueError(f"column key(s) {dup} appear more than once")
+        return v
+
+
 class Section(BaseModel):
-    """One part of a card, settled on its own. The `customer` section holds the identity match."""
+    """One part of a card, settled on its own. The `customer` section holds the identity match; `view`
+    says how the console shows it (None: the console picks a layout from the data's shape)."""
 
     name: str
     title: str = ""
@@ -112,6 +163,7 @@ class Section(BaseModel):
     cached: bool = False
     age_s: float | None = None
     reason: str | None = None
+    view: View | None = None
 
 
 CallState = Literal["offered", "ringing", "answered", "ended"]

@@ -164,16 +164,15 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
     tokens = Tokens(secret, settings.session_ttl_s)
     bus = bus or bus_from_url(settings.bus_url)
     outbox = Outbox(bus, channel=f"{settings.bus_prefix}.agents")
+    # metrics, all here: sections through the sources' observer (above), events and pops from the calls,
+    # sources and sockets read at scrape time
     registry = CallRegistry(directory, lookup, outbox, region=settings.default_region,
-                            ttl_s=settings.call_ttl_s, max_calls=settings.max_calls)
+                            ttl_s=settings.call_ttl_s, max_calls=settings.max_calls,
+                            on_event=metrics.count_event, on_pop=metrics.observe_pop)
     secret_value = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     if not secret_value:
         log.warning("SCREENPOP_WEBHOOK_SECRET is not set: every webhook will be refused with 401")
     hub = AgentHub(bus, channel=f"{settings.bus_prefix}.agents", call_ttl_s=settings.call_ttl_s)
-    # metrics, all here: sections through the sources' observer (above), events and pops from the calls,
-    # sources and sockets read at scrape time
-    registry.on_event = metrics.count_event
-    registry.on_pop = metrics.observe_pop
     metrics.watch(lambda: registry.lookup.sources, hub)
     store = store_from_url(settings.state_url)
     control = ControlChannel(bus, f"{settings.bus_prefix}.control", instance=secrets.token_hex(6))

@@ -92,6 +92,15 @@ class CacheBackend(abc.ABC):
         Raises CacheError before connect() or after close().
         """
 
+    def peek(self, key: str) -> Entry | None:
+        """The entry under `key` when this backend can read it without I/O (an in-process store), else None.
+
+        None says nothing about the key: the entry may exist and be read by `get`. Same copy and expiry
+        rules as `get`. This default reads nothing (a remote backend); raises CacheError before connect()
+        or after close() in a backend that overrides it.
+        """
+        return None
+
     @abc.abstractmethod
     async def set(self, key: str, entry: Entry, ttl_s: float) -> None:
         """Store `entry` under `key` for `ttl_s` seconds (> 0), replacing any entry and its time to live.

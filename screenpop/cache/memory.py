@@ -72,6 +72,10 @@ class MemoryCache(CacheBackend):
 
     async def get(self, key: str) -> Entry | None:
         """See `CacheBackend.get`."""
+        return self.peek(key)
+
+    def peek(self, key: str) -> Entry | None:
+        """See `CacheBackend.peek`: in memory every read is at hand, so this is `get` without the await."""
         self._check("get")
         text = self._data.get(key)
         if text is None:

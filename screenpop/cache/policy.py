@@ -238,6 +238,20 @@ class SectionCache:
             self.stats.errors_served_stale += 1
             return Cached(entry.value, "stale", age, error=exc)
 
+    def peek(self, key: str, policy: CachePolicy) -> Cached | None:
+        """The fresh value for `key` when the backend can read it without I/O (`CacheBackend.peek`), else
+        None: a stale, missing or remote entry is for `fetch`. A hit counts as one, like `fetch`'s."""
+        if not policy.reads:
+            return None
+        entry = self.backend.peek(key)
+        if entry is None:
+            return None
+        age = max(0.0, self.clock() - entry.stored_at)
+        if age >= (policy.negative_ttl_s if entry.negative else policy.ttl_s):
+            return None
+        self.stats.hits += 1
+        return Cached(entry.value, "fresh", age)
+
     async def close(self) -> None:
         """Cancel every running load and background refresh and wait for them. Idempotent."""
         flights, self._flights = list(self._flights.values()), {}

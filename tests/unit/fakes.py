@@ -10,6 +10,7 @@ from connectors.base import Connector, ConnectorError
 from screenpop.config import ConnectorConfig
 from screenpop.lookup import Lookup
 from screenpop.models import LookupQuery
+from screenpop.protocol import Message
 from screenpop.sources import Source
 
 
@@ -65,16 +66,14 @@ class RecordingOutbox:
     def __init__(self) -> None:
         self.sent: list[tuple[list[str], dict[str, Any]]] = []
 
-    async def send(self, recipients: Any, message: dict[str, Any]) -> None:
+    async def send(self, recipients: Any, message: Message) -> None:
         to = sorted(set(recipients))
-        if to:
-            self.sent.append((to, message))
-
-    async def send_text(self, recipients: Any, payload: str, kind: str, call_id: str) -> None:
-        message = json.loads(payload)  # a pre-serialised message must be valid JSON matching its header
-        assert message["type"] == kind, (message["type"], kind)
-        assert call_id == message.get("call_id", message.get("call", {}).get("call_id")), call_id
-        await self.send(recipients, message)
+        if not to:
+            return
+        body = json.loads(message.text)  # valid JSON matching its envelope's header
+        assert body["type"] == message.kind, (body["type"], message.kind)
+        assert message.call_id == body.get("call_id", body.get("call", {}).get("call_id")), message.call_id
+        self.sent.append((to, body))
 
     def to(self, agent: str) -> list[dict[str, Any]]:
         return [m for r, m in self.sent if agent in r]

@@ -5,10 +5,12 @@ import asyncio
 import pytest
 
 from screenpop.auth import Directory
+from screenpop.cache import SectionCache
+from screenpop.cache.memory import MemoryCache
 from screenpop.calls import CallRegistry
-from screenpop.config import AgentConfig
+from screenpop.config import AgentConfig, CacheConfig
 from screenpop.models import CallEvent
-from tests.unit.fakes import RecordingOutbox, demo_lookup
+from tests.unit.fakes import FakeConnector, RecordingOutbox, demo_lookup
 
 AGENTS = [
     AgentConfig(id="alice", password_hash="x" * 20, extensions=["1001"], addresses=["client:alice"]),
@@ -64,16 +66,54 @@ async def test_sections_stream_to_ringing_agents(setup) -> None:
         assert sorted(m["name"] for m in outbox.to(agent)[1:]) == ["balance", "credit", "customer"]
 
 
-async def test_answers_at_hand_leave_with_the_card(setup) -> None:
-    """Sources that answer at once (a warm cache) are settled in the ringing card: one message, not four."""
-    registry, outbox, _ = setup
-    await registry.handle(ev("ringing", ["1001"]))
-    await settle(registry)
+async def cached_registry() -> tuple[CallRegistry, RecordingOutbox, dict[str, FakeConnector]]:
+    """A registry whose sources cache their answers in memory for a minute."""
+    lookup, fakes = demo_lookup()
+    backend = MemoryCache()
+    await backend.connect()
+    for s in lookup.sources:
+        s.config = s.config.model_copy(update={"cache": CacheConfig(ttl_s=60)})
+        s.cache = SectionCache(backend)
+        s.__post_init__()  # the guards and the cache policy follow the new config
+    outbox = RecordingOutbox()
+    return CallRegistry(Directory(AGENTS), lookup, outbox), outbox, fakes  # type: ignore[arg-type]
+
+
+async def test_answers_at_hand_leave_with_the_card() -> None:
+    """A repeat caller whose answers are in the in-process cache gets the whole card in one message."""
+    registry, outbox, fakes = await cached_registry()
+    await registry.handle(ev("offered", cid="first"))
+    await settle(registry)  # the cache is warm now
+    await registry.handle(ev("ringing", ["1001"], cid="again"))
     (msg,) = outbox.to("alice")
     assert msg["type"] == "call.ringing"
     assert {s["name"]: s["status"] for s in msg["call"]["sections"]} == {"customer": "ok", "balance": "ok",
                                                                           "credit": "ok"}
+    assert all(s["cached"] for s in msg["call"]["sections"])
     assert msg["call"]["customer"]["name"] == "Dana Whitfield"
+    assert len(fakes["customers"].calls) == 1 and registry.calls["again"].lookup is None
+
+
+async def test_a_cold_section_does_not_hold_the_card(setup) -> None:
+    """With the identity at hand and one section not, the card leaves at once and that section follows."""
+    registry, outbox, fakes = await cached_registry()
+    await registry.handle(ev("offered", cid="first"))
+    await settle(registry)
+    fakes["credit"].answers["C1"] = {"terms": "Net 60"}
+    for s in registry.lookup.sections:
+        if s.name == "credit":
+            await s.cache.close()
+            s.cache = SectionCache(MemoryCache())  # credit's cache is empty (and not connected: a miss)
+            await s.cache.backend.connect()
+    fakes["credit"].gate = gate = asyncio.Event()
+    await registry.handle(ev("ringing", ["1001"], cid="again"))
+    (msg,) = outbox.to("alice")
+    assert {s["name"]: s["status"] for s in msg["call"]["sections"]} == {"customer": "ok", "balance": "ok",
+                                                                          "credit": "pending"}
+    gate.set()
+    await settle(registry)
+    assert [(m["type"], m.get("name"), m.get("data")) for m in outbox.to("alice")[1:]] == [
+        ("card.section", "credit", {"terms": "Net 60"})]
 
 
 async def test_duplicate_events_pop_once(setup) -> None:
@@ -177,18 +217,19 @@ async def test_a_crashing_lookup_affects_no_other_call(setup) -> None:
     """A bug in one call's lookup is logged; the next call pops normally."""
     registry, outbox, fakes = setup
 
-    async def boom(*a, **k):
+    def boom(*a, **k):
         raise RuntimeError("bug")
 
-    original = registry.lookup.run
-    registry.lookup.run = boom  # type: ignore[method-assign]
+    original = registry.lookup.rank
+    registry.lookup.rank = boom  # type: ignore[method-assign]
     await registry.handle(ev("ringing", ["1001"], cid="bad"))
     await settle(registry)
-    registry.lookup.run = original  # type: ignore[method-assign]
+    registry.lookup.rank = original  # type: ignore[method-assign]
     await registry.handle(ev("ringing", ["1001"], cid="good"))
     await settle(registry)
-    (good,) = [m for m in outbox.to("alice") if m.get("call", {}).get("call_id") == "good"]
-    assert {s["status"] for s in good["call"]["sections"]} == {"ok"}
+    good = [m for m in outbox.to("alice") if m.get("call_id", m.get("call", {}).get("call_id")) == "good"]
+    assert good[0]["type"] == "call.ringing"
+    assert {m["name"]: m["status"] for m in good[1:]} == {"customer": "ok", "balance": "ok", "credit": "ok"}
 
 
 async def test_withdrawn_event_takes_the_card_from_one_agent(setup) -> None:

@@ -7,9 +7,10 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 
+from screenpop import protocol
 from screenpop.bus.memory import MemoryBus
 from screenpop.hub import AgentHub
-from screenpop.outbox import Outbox, dumps, envelope
+from screenpop.outbox import Outbox
 
 
 class Peer:
@@ -36,7 +37,8 @@ CARD = {"call_id": "c1", "state": "ringing", "customer": None, "candidates": [],
 
 
 def msg(to: list[str], m: dict) -> str:
-    return envelope(to, dumps(m), m["type"], m.get("call_id") or m.get("call", {}).get("call_id", ""))
+    call_id = m.get("call_id") or m.get("call", {}).get("call_id", "")
+    return protocol.envelope(to, protocol.Message(m["type"], call_id, json.dumps(m)))
 
 
 async def drain() -> None:
@@ -117,19 +119,22 @@ async def test_messages_cross_the_bus_in_order() -> None:
     """Outbox -> memory bus -> hub keeps publication order for one recipient."""
     async with flow(MemoryBus()) as (outbox, peer):
         for i in range(50):
-            await outbox.send(["alice"], {"type": "call.ended", "call_id": str(i)})
+            await outbox.send(["alice"], protocol.ended(str(i), "over"))
         await received(peer, 51)
         assert [m["call_id"] for m in peer.sent[1:]] == [str(i) for i in range(50)]
 
 
-async def test_a_writable_socket_is_written_at_once_without_a_task() -> None:
-    """A message to a socket that can take it is sent within dispatch itself; no writer task is made."""
+async def test_a_writable_socket_gets_its_messages_and_keeps_no_task() -> None:
+    """Messages reach a socket that can take them, in order, and no writer task stays once all is sent."""
     hub = AgentHub(MemoryBus())
     peer = Peer()
     conn = hub.attach("alice", peer)
-    assert conn.task is None and len(peer.sent) == 1
     hub.dispatch(msg(["alice"], {"type": "call.ended", "call_id": "x"}))
-    assert conn.task is None and peer.sent[-1]["call_id"] == "x"
+    hub.dispatch(msg(["alice"], {"type": "call.ended", "call_id": "y"}))
+    await drain()
+    assert [m["type"] for m in peer.sent] == ["snapshot", "call.ended", "call.ended"]
+    assert [m["call_id"] for m in peer.sent[1:]] == ["x", "y"]
+    assert conn.task is None
 
 
 class GatedPeer(Peer):
@@ -149,15 +154,15 @@ class GatedPeer(Peer):
         await super().send_text(data)
 
 
-async def test_a_send_that_waits_is_finished_by_a_task_and_order_is_kept() -> None:
-    """A send that suspends continues in a writer task; messages queued meanwhile follow it in order."""
+async def test_a_send_that_waits_holds_the_next_ones_and_order_is_kept() -> None:
+    """While a send waits (a flow-controlled socket), later messages wait behind it and follow in order."""
     hub = AgentHub(MemoryBus())
     peer = GatedPeer()
     conn = hub.attach("alice", peer)  # the snapshot's send waits at the gate
     for i in range(3):
         hub.dispatch(msg(["alice"], {"type": "call.ended", "call_id": str(i)}))
     await drain()
-    assert conn.task is not None and peer.sent == [] and len(conn.pending) == 3
+    assert peer.sent == []
     peer.gate.set()
     await drain()
     assert [m["type"] for m in peer.sent] == ["snapshot", "call.ended", "call.ended", "call.ended"]
@@ -172,7 +177,7 @@ async def test_detach_cancels_a_send_that_waits() -> None:
     conn = hub.attach("alice", peer)
     await drain()
     await hub.detach(conn)
-    assert peer.cancelled and conn.task is None and peer.sent == []
+    assert peer.cancelled and peer.sent == []
 
 
 class FlakyBus(MemoryBus):
@@ -192,11 +197,11 @@ class FlakyBus(MemoryBus):
 async def test_a_message_sent_during_a_retry_does_not_overtake_it() -> None:
     """On an in-process bus a send publishes at once, except while earlier messages wait for a retry."""
     async with flow(FlakyBus(failures=2)) as (outbox, peer):  # the inline publish of "0" fails, then a retry
-        await outbox.send(["alice"], {"type": "call.ended", "call_id": "0"})
+        await outbox.send(["alice"], protocol.ended("0", "over"))
         await drain()  # the outbox task has taken "0" and sleeps before retrying it
-        assert outbox._busy and peer.sent[1:] == []  # the case this test is about
+        assert peer.sent[1:] == []  # "0" is not out yet: the case this test is about
         for i in range(1, 4):
-            await outbox.send(["alice"], {"type": "call.ended", "call_id": str(i)})
+            await outbox.send(["alice"], protocol.ended(str(i), "over"))
         await received(peer, 5)
         assert [m["call_id"] for m in peer.sent[1:]] == ["0", "1", "2", "3"]
         assert outbox.published == 4 and outbox.failed == 0

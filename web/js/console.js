@@ -2,6 +2,7 @@
 
 import { api, ApiError } from "./api.js";
 import { clear, h } from "./dom.js";
+import { applyMessage } from "./protocol.js";
 import { patchCard, renderCard, renderRecent } from "./render.js";
 import { ReconnectingSocket, backoffDelay } from "./socket.js";
 
@@ -152,29 +153,10 @@ function onRinging(card) {
 function onSection(m) {
   const entry = state.entries.get(m.call_id);
   if (!entry || typeof m.name !== "string") return;
-  const section = {
-    name: m.name, title: m.title || "", status: m.status || "pending", data: m.data ?? null, source: m.source || "",
-    latency_ms: m.latency_ms ?? null, cached: Boolean(m.cached), age_s: m.age_s ?? null, reason: m.reason ?? null,
-  };
-  const card = entry.card;
-  const sections = Array.isArray(card.sections) ? card.sections : [];
-  const i = sections.findIndex((s) => s.name === section.name);
-  if (i >= 0) {
-    if (!section.title) section.title = sections[i].title;
-    sections[i] = section;
-  } else {
-    sections.push(section);
-  }
-  card.sections = sections;
-  if (section.name === "customer") {
-    if (section.data && typeof section.data === "object") {
-      card.customer = section.data.customer ?? null;
-      card.candidates = Array.isArray(section.data.candidates) ? section.data.candidates : [];
-    }
-    if (section.status !== "pending") {
-      entry.selecting = null;
-      entry.selectError = null;
-    }
+  applyMessage(entry.card, m);
+  if (m.view && m.view.kind === "customer" && m.status !== "pending") {
+    entry.selecting = null; // the identity match settled: the agent's choice is answered
+    entry.selectError = null;
   }
   render();
 }
@@ -182,8 +164,7 @@ function onSection(m) {
 function onAnswered(m) {
   const entry = state.entries.get(m.call_id);
   if (!entry) return;
-  entry.card.state = "answered";
-  entry.card.answered_by = m.agent ?? null;
+  applyMessage(entry.card, m);
   if (m.agent && m.agent !== state.me.id) return retire(m.call_id, "withdrawn", "answered by another agent");
   render();
 }

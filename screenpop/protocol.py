@@ -1,0 +1,176 @@
+"""The agent protocol: every message the server sends an agent's browser, built here and only here.
+
+Server -> agent, one JSON object per message, with a `type` (DESIGN.md, "Public contracts"):
+
+    snapshot        {"type", "calls": [card, ...]}           the agent's active calls, on connect
+    call.ringing    {"type", "call": card}                    the card so far, sections as a list
+    card.section    {"type", "call_id", <the Section's fields: name, title, status, data, source,
+                     latency_ms, cached, age_s, reason, view>}
+    call.answered   {"type", "call_id", "agent"}
+    call.withdrawn  {"type", "call_id", "reason"}
+    call.ended      {"type", "call_id", "reason"}
+
+A message is serialised once (pydantic, in one pass), whatever the number of its recipients, and crosses
+the bus in an envelope `"<agent id>,<agent id>\\t<type>\\t<call id>\\n<JSON>"` (agent ids hold no comma,
+tab or newline), so the hub routes it without parsing the JSON.
+
+`apply` is how a card changes with each message, the one rule the registry (on its `Card`), the hub (on
+the JSON it replays for a snapshot) and the console (web/js/protocol.js, its mirror) follow. The shared
+fixtures in tests/fixtures/protocol/ pin both sides to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+
+from screenpop.models import CUSTOMER_SECTION, Card, Customer, Section
+
+__all__ = [
+    "CUSTOMER_SECTION",
+    "Message",
+    "answered",
+    "apply",
+    "apply_section",
+    "ended",
+    "envelope",
+    "open_envelope",
+    "ringing",
+    "section",
+    "snapshot",
+    "withdrawn",
+]
+
+_JSON: TypeAdapter[Any] = TypeAdapter(Any)  # serialises dicts holding models (a Card, a View) in one pass
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One agent message, serialised: its `type`, the call it is about, and its JSON text."""
+
+    kind: str
+    call_id: str
+    text: str
+
+
+def _message(kind: str, call_id: str, body: dict[str, Any]) -> Message:
+    return Message(kind, call_id, _JSON.dump_json(body).decode())
+
+
+def ringing(card: Card) -> Message:
+    """`call.ringing`: the card as it stands."""
+    return _message("call.ringing", card.call_id, {"type": "call.ringing", "call": card})
+
+
+def section(call_id: str, settled: Section) -> Message:
+    """`card.section`: one section of the card, as it now stands."""
+    return _message("card.section", call_id, {"type": "card.section", "call_id": call_id, **settled.model_dump()})
+
+
+def answered(call_id: str, agent: str | None) -> Message:
+    """`call.answered`: `agent` picked up (the card stays with them)."""
+    return _message("call.answered", call_id, {"type": "call.answered", "call_id": call_id, "agent": agent})
+
+
+def withdrawn(call_id: str, reason: str) -> Message:
+    """`call.withdrawn`: the card is taken from its recipients (the call goes on elsewhere)."""
+    return _message("call.withdrawn", call_id, {"type": "call.withdrawn", "call_id": call_id, "reason": reason})
+
+
+def ended(call_id: str, reason: str) -> Message:
+    """`call.ended`: the call is over."""
+    return _message("call.ended", call_id, {"type": "call.ended", "call_id": call_id, "reason": reason})
+
+
+def snapshot(cards: list[dict[str, Any]]) -> str:
+    """`snapshot`: the agent's active calls (cards in their JSON form), oldest first."""
+    return _JSON.dump_json({"type": "snapshot", "calls": cards}).decode()
+
+
+# -- the bus envelope ------------------------------------------------------------------------------------
+
+def envelope(recipients: Iterable[str], message: Message) -> str:
+    """Pack a serialised message with its recipients, its type and its call id."""
+    call_id = message.call_id.replace("\t", " ").replace("\n", " ")
+    return f"{','.join(recipients)}\t{message.kind}\t{call_id}\n{message.text}"
+
+
+def open_envelope(text: str) -> tuple[list[str], str, str, str]:
+    """Unpack an envelope into (recipients, type, call id, the message's JSON text)."""
+    head, _, payload = text.partition("\n")
+    to, _, rest = head.partition("\t")
+    kind, _, call_id = rest.partition("\t")
+    return [r for r in to.split(",") if r], kind, call_id, payload
+
+
+# -- how a card changes ----------------------------------------------------------------------------------
+
+CardT = TypeVar("CardT", Card, dict[str, Any])
+
+
+def apply_section(card: CardT, settled: Section | dict[str, Any]) -> CardT:
+    """Put a section on the card, in place of the one of the same name (at the end if there is none; a
+    section without a title keeps the one it replaces). The customer section's data (a dict) also sets
+    the card's `customer` and `candidates`. Works on a `Card` (the registry) and on a card's JSON form
+    with a `card.section` message's fields (the hub, the console); returns the card, changed in place."""
+    if isinstance(settled, Section):
+        name, data, title = settled.name, settled.data, settled.title
+    else:
+        settled = {k: v for k, v in settled.items() if k not in ("type", "call_id")}
+        name, data, title = settled.get("name"), settled.get("data"), settled.get("title")
+    if isinstance(card, Card):
+        sections: list[Any] = card.sections
+        names = [s.name for s in sections]
+    else:
+        sections = card.get("sections") or []
+        card["sections"] = sections
+        names = [s.get("name") for s in sections]
+    if name in names:
+        i = names.index(name)
+        if not title:
+            old = sections[i].title if isinstance(card, Card) else sections[i].get("title", "")
+            settled = (settled.model_copy(update={"title": old}) if isinstance(settled, Section)
+                       else {**settled, "title": old})
+        sections[i] = settled
+    else:
+        sections.append(settled)
+    if name == CUSTOMER_SECTION and isinstance(data, dict):
+        customer, candidates = data.get("customer"), data.get("candidates")
+        candidates = candidates if isinstance(candidates, list) else []
+        if isinstance(card, Card):
+            card.customer = _customer(customer)
+            card.candidates = [c for c in map(_customer, candidates) if c is not None]
+        else:
+            card["customer"] = customer
+            card["candidates"] = candidates
+    return card
+
+
+def apply(card: dict[str, Any] | None, message: dict[str, Any]) -> dict[str, Any] | None:
+    """A card's JSON form after one message about its call (`call.ringing` gives the card itself; None
+    before it). `call.withdrawn` changes nothing on the card: it takes the card away from the agent."""
+    kind = message.get("type")
+    if kind == "call.ringing":
+        return message.get("call")
+    if card is None:
+        return None
+    if kind == "card.section" and isinstance(message.get("name"), str):
+        apply_section(card, message)
+    elif kind == "call.answered":
+        card["state"], card["answered_by"] = "answered", message.get("agent")
+    elif kind == "call.ended":
+        card["state"] = "ended"
+    return card
+
+
+def _customer(data: Any) -> Customer | None:
+    """A Customer from section data, or None when there is none (or it is malformed)."""
+    if not data:
+        return None
+    try:
+        return Customer.model_validate(data)
+    except ValidationError:
+        return None
