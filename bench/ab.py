@@ -1,14 +1,14 @@
 """Alternating A/B of two source trees on the benchmark's two-instance scenario (scenario 7 of bench/run.py).
 
-    python -m bench.ab --base /path/to/other/tree [--rounds 4] [--seconds 5] [--rate 200]
+    python -m bench.ab --base /path/to/other/tree [--new TREE] [--rounds 4] [--seconds 5] [--rate 200]
 
 Starts the stubs, then two pairs of `screenpop serve` on Redis (`BENCH_REDIS_URL`): pair A runs from
-`--base` (e.g. a `git worktree` of the commit to compare against), pair B from this tree; each pair with its
-own channel prefix, webhooks to its first instance, the active agents' sockets on its second, idle sockets
-split, exactly as scenario 7. Then segments at `--rate` calls/s alternate A B, B A, A B, ... for `--rounds`
-rounds, so a slow spell of a shared machine falls on both. Every segment is printed (CPU of the pair per
-call, p50/p99 of card complete, lost), then the medians and the best of each side, and writes the lot as
-JSON to `--out` when given. Both trees run with this tree's interpreter and installed packages.
+`--base` (e.g. a `git worktree` of the commit to compare against), pair B from `--new` (this tree by
+default); each pair with its own channel prefix, webhooks to its first instance, the active agents'
+sockets on its second, idle sockets split, exactly as scenario 7. Then segments at `--rate` calls/s
+alternate A B, B A, A B, ... for `--rounds` rounds, so a slow spell of a shared machine falls on both.
+Every segment is printed (CPU of the pair per call, p50/p99 of card complete, lost), then the medians and
+the best of each side; `--out` writes the lot as JSON. Both trees run with this interpreter and packages.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from typing import Any
 from bench.run import ACTIVE, FULL, IDLE, Bench, Target, agent_ids, stats
 
 
-def run_ab(bench: Bench, base: Path, rounds: int, seconds: float, rate: float) -> dict[str, Any]:
+def run_ab(bench: Bench, base: Path, new: Path, rounds: int, seconds: float, rate: float) -> dict[str, Any]:
     """Start both pairs, warm them, run the alternating segments; returns every segment and the summary."""
     bench.start_stubs()
     gen = bench.start_loadgen()
     redis = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-    roots = {"A": base.resolve(), "B": Path(__file__).resolve().parent.parent}
+    roots = {"A": base.resolve(), "B": new.resolve()}
     pairs: dict[str, Target] = {}
     for side, root in roots.items():
         tag = f"ab-{side}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -73,7 +73,9 @@ def run_ab(bench: Bench, base: Path, rounds: int, seconds: float, rate: float) -
 
 def main() -> int:
     p = argparse.ArgumentParser(description="alternating A/B of two source trees, two instances on Redis")
-    p.add_argument("--base", required=True, help="the source tree of side A (side B is this tree)")
+    p.add_argument("--base", required=True, help="the source tree of side A")
+    p.add_argument("--new", default=str(Path(__file__).resolve().parent.parent),
+                   help="the source tree of side B (default: this one)")
     p.add_argument("--rounds", type=int, default=4, help="rounds of A B / B A (default 4)")
     p.add_argument("--seconds", type=float, default=FULL.rate_s, help="seconds per segment (default 5)")
     p.add_argument("--rate", type=float, default=200, help="calls per second (default 200)")
@@ -87,7 +89,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, terminate)
     started = time.monotonic()
     try:
-        result = run_ab(bench, Path(args.base), args.rounds, args.seconds, args.rate)
+        result = run_ab(bench, Path(args.base), Path(args.new), args.rounds, args.seconds, args.rate)
     except KeyboardInterrupt:
         print("ab: interrupted; stopping every process", file=sys.stderr)
         return 130

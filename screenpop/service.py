@@ -8,7 +8,6 @@ bus, the connectors and the background tasks in order.
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 import secrets
@@ -23,7 +22,7 @@ from screenpop.bus import Bus, bus_from_url
 from screenpop.cache import CacheBackend, CacheError, SectionCache, cache_from_url
 from screenpop.calls import CallRegistry
 from screenpop.config import Config, ConfigError, ConnectorConfig, format_validation_error, load_config
-from screenpop.gcpace import GcSettler
+from screenpop.gcpace import GcSettler, settle_from_now
 from screenpop.hub import AgentHub
 from screenpop.lookup import Lookup
 from screenpop.metrics import Metrics
@@ -127,8 +126,7 @@ class Services:
         for adapter in self.cti:
             self._tasks.append(asyncio.create_task(self._run_cti(adapter), name=f"cti-{adapter.name}"))
         if self.freeze_gc:
-            gc.freeze()  # what exists now lives as long as the process: keep it out of every later collection
-            self._settler = GcSettler(self.registry.lookups_running)
+            self._settler = settle_from_now(self.registry.lookups_running)  # the GC policy: screenpop.gcpace
             self.hub.on_attach = self._settler.attached
 
     async def _run_cti(self, adapter: CtiAdapter) -> None:
