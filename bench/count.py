@@ -31,11 +31,12 @@ class CountingBench(Bench):
         super().__init__(QUICK, quick=True)
         self.out_dir = out_dir
 
-    def start(self, name: str, args: list[str], env: dict[str, str] | None = None):  # type: ignore[override]
+    def start(self, name: str, args: list[str], env: dict[str, str] | None = None,  # type: ignore[override]
+              cwd: Path | None = None):
         if name in ("screenpop", "floor"):
             i = args.index("-m")
             args = [*args[:i], "-m", "bench.profiled", str(self.out_dir / f"{name}.pstats"), *args[i + 1:]]
-        return super().start(name, args, env)
+        return super().start(name, args, env, cwd)
 
 
 def measure(what: str, calls: int, out_dir: Path) -> pstats.Stats:

@@ -25,6 +25,7 @@ from urllib.parse import quote
 from aiohttp import ClientSession, TCPConnector, WSMsgType, web
 
 from screenpop.auth import Tokens
+from screenpop.gcpace import tune_for_serving
 
 SECTIONS = ("balance", "orders", "credit")
 
@@ -42,7 +43,7 @@ class Floor:
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, app: web.Application) -> None:
-        gc.freeze()  # the same garbage-collector settings as `screenpop serve` (cli.py): a fair comparison
+        gc.freeze()  # the same garbage-collector settings as `screenpop serve` (screenpop.gcpace): a fair comparison
         self.http = ClientSession(connector=TCPConnector(limit=100))
         if self.bus_url:
             from redis.asyncio import Redis
@@ -131,7 +132,7 @@ def main() -> None:
     p.add_argument("--bus", help="redis://... : pass cards through Redis PUB/SUB")
     p.add_argument("--channel", default="floor.cards")
     args = p.parse_args()
-    gc.set_threshold(10_000, 20, 50)  # as `screenpop serve` does
+    tune_for_serving()  # as `screenpop serve` does
     floor = Floor(args)
     app = web.Application()
     app.router.add_post("/telephony/webhook", floor.webhook)

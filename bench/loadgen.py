@@ -31,6 +31,7 @@ from typing import Any
 import aiohttp
 
 from screenpop.auth import Tokens
+from screenpop.gcpace import tune_for_serving
 from telephony.generic import sign
 
 
@@ -213,7 +214,7 @@ class LoadGen:
 
 
 async def main() -> None:
-    gc.set_threshold(10_000, 20, 50)
+    tune_for_serving()
     secret, session_secret = sys.argv[1], sys.argv[2]
     gen = LoadGen(secret, session_secret)
     await gen.start()

@@ -38,12 +38,12 @@ class Proc:
     """One server process in its own session (Ctrl-C reaches only the orchestrator, which stops it)."""
 
     def __init__(self, name: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None,
-                 pipes: bool = False) -> None:
+                 pipes: bool = False, cwd: Path = ROOT) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         full_env = {**os.environ, **(env or {})}
-        self.p = subprocess.Popen(args, cwd=ROOT, env=full_env, start_new_session=True,
+        self.p = subprocess.Popen(args, cwd=cwd, env=full_env, start_new_session=True,
                                   stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
                                   stdout=subprocess.PIPE if pipes else self._log, stderr=self._log,
                                   preexec_fn=_die_with_parent)  # noqa: PLW1509 - no threads here

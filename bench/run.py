@@ -120,8 +120,8 @@ class Bench:
         self.stubs: Proc | None = None
 
     # -- processes -------------------------------------------------------------------------------
-    def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Proc:
-        proc = Proc(name, args, self.log_dir, env)
+    def start(self, name: str, args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Proc:
+        proc = Proc(name, args, self.log_dir, env, cwd=cwd or HERE.parent)
         self.procs.append(proc)
         return proc
 
@@ -152,12 +152,14 @@ class Bench:
         with urllib.request.urlopen(f"{self.stubs_url}/_latency?{query}", timeout=5) as r:
             r.read()
 
-    def start_screenpop(self, name: str, bus: str | None = None, prefix: str = "bench") -> tuple[Proc, int]:
+    def start_screenpop(self, name: str, bus: str | None = None, prefix: str = "bench",
+                        root: Path | None = None) -> tuple[Proc, int]:
+        """One `screenpop serve`; `root`: the source tree it runs from (this one by default)."""
         port = free_port()
         env = {"SCREENPOP_CONFIG": str(self.config), "SCREENPOP_WEBHOOK_SECRET": self.secret,
                "SCREENPOP_SESSION_SECRET": self.session_secret, "SCREENPOP_LOG_LEVEL": "WARNING",
                "SCREENPOP_BUS_URL": bus or "memory://", "SCREENPOP_BUS_PREFIX": prefix}
-        proc = self.start(name, [sys.executable, "-m", "screenpop.cli", "serve", "--port", str(port)], env)
+        proc = self.start(name, [sys.executable, "-m", "screenpop.cli", "serve", "--port", str(port)], env, root)
         proc.wait_port(port, 60, "/healthz")
         return proc, port
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import getpass
 import json
 import os
@@ -75,12 +74,11 @@ def _run(settings: Settings) -> None:
     import uvicorn
 
     from screenpop.app import create_app
+    from screenpop.gcpace import tune_for_serving
 
     app = create_app(settings)
     asyncio.run(_check_bus(app))
-    # Fewer, cheaper collections: with many idle sockets the process holds a few hundred thousand objects,
-    # and a full collection would stall every card in flight (bench/RESULTS.md).
-    gc.set_threshold(10_000, 20, 50)
+    tune_for_serving()  # the GC policy (screenpop.gcpace): fewer, cheaper collections while serving
     app.state.services.freeze_gc = True
     uvicorn.run(app, host=settings.host, port=settings.port, ws_max_size=64 * 1024,
                 log_level=settings.log_level.lower(), proxy_headers=True, log_config=None,

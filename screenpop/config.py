@@ -34,6 +34,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from screenpop.cache.policy import CachePolicy
 from screenpop.errors import ConfigError as ConfigError  # re-exported: the errors are defined in one tree
 from screenpop.models import CUSTOMER_SECTION, View
 from screenpop.models import format_validation_error as format_validation_error  # re-exported, one formatter
@@ -66,13 +67,6 @@ class BreakerConfig(Strict):
     cooldown_s: float = Field(default=30.0, gt=0, le=3600)  # how long the source is skipped
 
 
-class CacheConfig(Strict):
-    ttl_s: float = Field(default=0, ge=0, le=7 * 86400)  # 0 = no caching
-    stale_s: float = Field(default=0, ge=0, le=7 * 86400)  # serve stale while refreshing, this long past ttl
-    stale_if_error_s: float = Field(default=0, ge=0, le=7 * 86400)  # serve stale when the source fails
-    negative_ttl_s: float = Field(default=0, ge=0, le=86400)  # cache "nothing found" this long
-
-
 class ConnectorConfig(Strict):
     name: str = Field(pattern=_NAME)
     kind: str
@@ -83,7 +77,7 @@ class ConnectorConfig(Strict):
     retries: int = Field(default=0, ge=0, le=3)  # extra tries of a failed read, only within the deadline
     max_in_flight: int = Field(default=50, ge=1, le=10_000)  # bulkhead
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
-    cache: CacheConfig = Field(default_factory=CacheConfig)
+    cache: CachePolicy = Field(default_factory=CachePolicy)  # the connector's `cache:` section
     enabled: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
     view: View | None = None  # how the console shows the section (default: the kind's; see docs/connectors.md)

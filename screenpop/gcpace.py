@@ -1,11 +1,19 @@
-"""Long-lived objects out of the garbage collector's way, at a quiet moment.
+"""The garbage collector's policy for a serving process, all of it in this module.
 
-An agent socket is a few hundred objects that live for hours. When many agents connect at once (a shift
-starts; the benchmark's 1,000 idle sockets), those objects wait in CPython's middle generation until its
-next collection, which happens after twenty young ones, whenever that is: on the bench machine it walked
-1,000 fresh sockets in 45 ms, in the middle of calls. `GcSettler` runs that collection itself, once a burst
-of sockets is over and no lookup is running, so they reach the oldest generation (collected rarely, see
-`screenpop serve`'s thresholds) while nothing waits.
+A serving process holds a few hundred thousand long-lived objects (agent sockets, connectors, caches). Left
+to CPython's defaults, collections walk them again and again and stall the cards in flight. So:
+
+1. `tune_for_serving()`, before the server starts: fewer young collections (`SERVING_THRESHOLDS`), and a
+   full collection only rarely.
+2. `settle_from_now(busy)`, once the service has started: what exists now lives as long as the process,
+   so it is frozen out of every later collection (`gc.freeze`); the returned `GcSettler` does the same
+   for the agent sockets that come later.
+3. `GcSettler`: an agent socket is a few hundred objects that live for hours. When many agents connect at
+   once (a shift starts), those objects wait in the middle generation until its next collection, whenever
+   that is, in the middle of calls. The settler runs that collection itself, once a burst of sockets is
+   over and no lookup is running, so they reach the oldest generation while nothing waits.
+
+Time comes from an injected `Clock` (the running event loop by default), so tests move it by hand.
 """
 
 from __future__ import annotations
@@ -15,23 +23,68 @@ import gc
 import logging
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 
-__all__ = ["GcSettler"]
+__all__ = ["SERVING_THRESHOLDS", "Clock", "GcSettler", "settle_from_now", "tune_for_serving"]
 
 log = logging.getLogger("screenpop.gc")
+
+SERVING_THRESHOLDS = (10_000, 20, 50)
+"""`gc.set_threshold` while serving: a young collection every 10,000 allocations, the rest as usual."""
+
+
+class Cancellable(Protocol):
+    """What `Clock.call_later` returns (an `asyncio.TimerHandle` does)."""
+
+    def cancel(self) -> None:
+        """Do not run the callback; a no-op once it ran."""
+
+
+class Clock(Protocol):
+    """Monotonic seconds and timers; an `asyncio` event loop is one."""
+
+    def time(self) -> float:
+        """Seconds on a monotonic clock."""
+
+    def call_later(self, delay: float, callback: Callable[[], Any], /) -> Cancellable:
+        """Run `callback` once, `delay` seconds from now."""
+
+
+def tune_for_serving() -> None:
+    """Set the collector's thresholds for a long-running server (call once, before serving)."""
+    gc.set_threshold(*SERVING_THRESHOLDS)
+
+
+def settle_from_now(busy: Callable[[], bool], clock: Clock | None = None) -> GcSettler:
+    """Freeze what exists now out of every later collection, and return the settler for later sockets."""
+    gc.freeze()
+    return GcSettler(busy, clock=clock)
 
 
 class GcSettler:
     """Call `attached()` for every new agent socket; after `burst` of them and `quiet_s` without another,
-    the young and middle generations are collected as soon as `busy()` is false (at most `max_wait_s` later)."""
+    the young and middle generations are collected as soon as `busy()` is false (at most `max_wait_s` later).
 
-    def __init__(self, busy: Callable[[], bool], *, burst: int = 50, quiet_s: float = 0.5,
-                 max_wait_s: float = 5.0) -> None:
+    `clock`: the timers and the time (the running event loop when None); `collect`: `gc.collect`.
+    """
+
+    RETRY_S = 0.05
+    """While `busy()`, how often it looks again."""
+
+    def __init__(self, busy: Callable[[], bool], *, burst: int = 50, quiet_s: float = 0.5, max_wait_s: float = 5.0,
+                 clock: Clock | None = None, collect: Callable[[int], object] = gc.collect) -> None:
         self.busy, self.burst, self.quiet_s, self.max_wait_s = busy, burst, quiet_s, max_wait_s
+        self.collect = collect
         self.new = 0  # sockets attached since the last settling
         self.settled = 0  # how many times it ran (for tests and logs)
-        self._timer: asyncio.TimerHandle | None = None
+        self._clock = clock
+        self._timer: Cancellable | None = None
         self._since = 0.0
+
+    @property
+    def clock(self) -> Clock:
+        """The injected clock, or the running event loop."""
+        return self._clock if self._clock is not None else asyncio.get_running_loop()
 
     def attached(self) -> None:
         """A socket was attached: settle once this burst is over (each new socket restarts the wait)."""
@@ -39,23 +92,25 @@ class GcSettler:
         if self.new >= self.burst:
             if self._timer is not None:
                 self._timer.cancel()
-            self._since = time.monotonic()
-            self._timer = asyncio.get_running_loop().call_later(self.quiet_s, self._settle)
-
-    def _settle(self) -> None:
-        self._timer = None
-        if self.busy() and time.monotonic() - self._since < self.quiet_s + self.max_wait_s:
-            self._timer = asyncio.get_running_loop().call_later(0.05, self._settle)  # wait for a quiet moment
-            return
-        started = time.perf_counter()
-        gc.collect(1)
-        self.settled += 1
-        log.debug("settled %d new sockets into the oldest generation in %.1f ms", self.new,
-                  (time.perf_counter() - started) * 1000)
-        self.new = 0
+            clock = self.clock
+            self._since = clock.time()
+            self._timer = clock.call_later(self.quiet_s, self._settle)
 
     def close(self) -> None:
         """Cancel a pending settling."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _settle(self) -> None:
+        self._timer = None
+        clock = self.clock
+        if self.busy() and clock.time() - self._since < self.quiet_s + self.max_wait_s:
+            self._timer = clock.call_later(self.RETRY_S, self._settle)  # wait for a quiet moment
+            return
+        started = time.perf_counter()
+        self.collect(1)
+        self.settled += 1
+        log.debug("settled %d new sockets into the oldest generation in %.1f ms", self.new,
+                  (time.perf_counter() - started) * 1000)
+        self.new = 0

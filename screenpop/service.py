@@ -9,7 +9,6 @@ and its close registered right after it in one AsyncExitStack, so leaving closes
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -24,7 +23,7 @@ from screenpop.cache import CacheBackend, CacheError, SectionCache, cache_from_u
 from screenpop.calls import CallRegistry
 from screenpop.config import Config, ConfigError, load_config
 from screenpop.control import ControlChannel
-from screenpop.gcpace import GcSettler
+from screenpop.gcpace import settle_from_now
 from screenpop.hub import AgentHub
 from screenpop.lookup import Lookup
 from screenpop.metrics import Metrics
@@ -103,8 +102,7 @@ class Services:
                 _closing(stack, f"CTI adapter {adapter.name}", adapter.close)
                 _task(stack, supervise_cti(adapter, self.registry.handle), f"cti-{adapter.name}")
             if self.freeze_gc:
-                gc.freeze()  # what exists now lives as long as the process: keep it out of every later collection
-                settler = GcSettler(self.registry.lookups_running)
+                settler = settle_from_now(self.registry.lookups_running)  # the GC policy: screenpop.gcpace
                 self.hub.on_attach = settler.attached
                 stack.callback(settler.close)
             yield self

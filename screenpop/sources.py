@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.base import Connector, ConnectorError
+from screenpop.cache import CachePolicy, SectionCache
 from screenpop.config import ConnectorConfig
 from screenpop.models import LookupQuery, Section, SectionStatus
 from screenpop.resilience import Breaker, Bulkhead, Stats
@@ -51,13 +52,13 @@ class Source:
 
     config: ConnectorConfig
     connector: Connector
-    cache: Any = None  # screenpop.cache.SectionCache, or None for no caching
+    cache: SectionCache | None = None  # None: no caching
     observer: Observer | None = None  # called with every settled section (metrics)
     breaker: Breaker = field(init=False)
     bulkhead: Bulkhead = field(init=False)
     stats: Stats = field(default_factory=Stats, init=False)
     key_prefix: str = field(init=False)
-    policy: Any = field(init=False)  # screenpop.cache.CachePolicy, or None when nothing is cached
+    policy: CachePolicy | None = field(init=False)  # None when nothing is cached
     _pending: Section = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -150,13 +151,9 @@ class Source:
             self.observer(self, section)
         return section
 
-    def _policy(self) -> Any:
-        c = self.config.cache
-        if c.ttl_s <= 0 and c.negative_ttl_s <= 0:
-            return None
-        from screenpop.cache import CachePolicy
-
-        return CachePolicy.model_validate(c.model_dump())
+    def _policy(self) -> CachePolicy | None:
+        policy = self.config.cache  # a screenpop.cache.CachePolicy: the config's `cache:` section as it is
+        return policy if policy.reads else None
 
     async def _bounded(self, aw: Awaitable[Any], deadline: float) -> Any:
         budget = min(self.timeout_s, deadline - time.monotonic())

@@ -1,24 +1,24 @@
 """The Redis bus (`redis://`, `rediss://`): instances of screenpop share messages through Redis PUB/SUB.
 
-`publish` sends PUBLISH on one dedicated connection, `publish_many` sends a batch there as one write (a
-pipeline). Each subscription owns a dedicated connection (a redis-py `PubSub`) and a reader task that copies
-the channel's messages into a bounded mailbox, the same `QueueSubscription` as the memory backend
-(`maxsize` messages, the oldest dropped when full).
-
-The hot path goes below redis-py's client: packed commands on a connection and raw replies (RESP2, parsed
-by hiredis), one timeout per batch instead of one per reply, and the subscriber's silence watched by a
-timer instead of a timeout on every read. Measured on the bench machine: PUBLISH 68 -> 35 us of CPU, a
-received message 30 -> 15 us (screenpop sends several messages per call, one per section).
+Everything goes through redis-py's public client API, speaking RESP2 (`protocol=2`, the client's option;
+an explicit `?protocol=` in the URL wins, and the bus works with either):
+- `publish` is the client's PUBLISH on its connection pool; `publish_many` sends a batch in one round trip
+  through `pipeline(transaction=False)` (a batch of one is a plain PUBLISH).
+- Each subscription owns a redis-py `PubSub` (a dedicated connection) and a reader task that copies the
+  channel's messages (`PubSub.get_message`) into a bounded mailbox, the same `QueueSubscription` as the
+  memory backend (`maxsize` messages, the oldest dropped when full; or straight to a `listen` callback).
 
 Failures:
-- `connect()` PINGs the server; failure raises BusError naming host:port, never the password.
-- `publish` is never retried (delivery is at most once); any failure raises BusError.
-- A failed publish drops its connection; the next publish opens a new one.
+- `connect()` PINGs the server; failure raises BusError naming host:port, never the password. A malformed
+  URL raises BusError when the bus is built.
+- `publish` is never retried (delivery is at most once); any failure raises BusError. A connection that
+  failed is dropped by the client, so the next publish opens a new one.
 - A subscription notices a lost connection at once when the socket closes, and within
-  2 x `health_check_interval` when it goes silent (after each quiet interval it PINGs; a second quiet
-  interval with no answer means dead). It then reconnects with exponential backoff (0.1 s doubling up
-  to 5 s, with jitter), resubscribes and logs warnings on `screenpop.bus`. Messages published while it
-  was disconnected are LOST: Redis PUB/SUB keeps nothing for absent subscribers.
+  2 x `health_check_interval` when it goes silent: a watchdog next to the reader PINGs after a quiet
+  interval and, after a second quiet interval with no answer, closes the subscription's connection, which
+  ends the reader's read with an error. The reader then resubscribes with exponential backoff (0.1 s
+  doubling up to 5 s, with jitter) and logs warnings on `screenpop.bus`. Messages published while it was
+  disconnected are LOST: Redis PUB/SUB keeps nothing for absent subscribers.
 Iteration ends when the subscribe context exits or the bus disconnects.
 """
 
@@ -29,16 +29,15 @@ import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
 
-from redis.asyncio import ConnectionPool, Redis, RedisError
+from redis.asyncio import Redis, RedisError
 from redis.asyncio.client import PubSub
-from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from screenpop.bus.base import Bus, BusError
 from screenpop.bus.memory import DEFAULT_MAXSIZE, QueueSubscription
+from screenpop.redisurl import RedisURLError, parse_redis_url
 
 __all__ = ["BACKOFF_FIRST", "BACKOFF_MAX", "RedisBus"]
 
@@ -61,18 +60,12 @@ class RedisBus(Bus):
         self, url: str, *, maxsize: int = DEFAULT_MAXSIZE, health_check_interval: float = 5.0, timeout: float = 5.0
     ) -> None:
         try:
-            parts = urlsplit(url)
-            self.address = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
-        except ValueError as exc:
-            raise BusError(f"invalid Redis URL: {exc}") from None
-        if parts.scheme not in ("redis", "rediss"):
-            raise BusError(f"RedisBus needs a redis:// or rediss:// URL, got scheme {parts.scheme!r}")
-        self._url, self._password = url, parts.password
+            self._url = parse_redis_url(url)
+        except RedisURLError as exc:
+            raise BusError(str(exc)) from None
+        self.address = self._url.address
         self.maxsize, self.health_check_interval, self.timeout = maxsize, health_check_interval, timeout
         self._client: Redis | None = None
-        self._fast: Redis | None = None  # no socket timeout: the hot path bounds its own waits
-        self._publisher: AbstractConnection | None = None
-        self._publish_lock = asyncio.Lock()
         self._subscriptions: set[_RedisSubscription] = set()
 
     def __repr__(self) -> str:
@@ -85,39 +78,23 @@ class RedisBus(Bus):
         # We own retries: the resubscribe loop below, and none for PUBLISH (delivery is at most once).
         no_retry = Retry(NoBackoff(), 0, supported_errors=())
         try:
-            client = Redis.from_url(
-                self._url, socket_connect_timeout=self.timeout, socket_timeout=self.timeout, retry=no_retry
-            )
-            pool = ConnectionPool.from_url(
-                self._url, socket_connect_timeout=self.timeout, socket_timeout=None, retry=no_retry
-            )
-            # raw replies are read as RESP2 arrays whatever the URL says (RESP3 turns pub/sub into pushes)
-            pool.connection_kwargs.update(protocol=2, decode_responses=False)
-        except ValueError as exc:
-            raise self._error("connect", exc) from None
+            client = self._url.client(protocol=2, socket_connect_timeout=self.timeout, socket_timeout=self.timeout,
+                                      retry=no_retry)
+        except RedisURLError as exc:
+            raise BusError(str(exc)) from None
         try:
             await client.ping()
         except _FAILURES as exc:
             await client.aclose()
-            await pool.disconnect()
             raise self._error("connect", exc) from None
-        self._client, self._fast = client, Redis.from_pool(pool)
+        self._client = client
 
     async def disconnect(self) -> None:
         """End every subscription, then close the client. Idempotent, never raises."""
         client, self._client = self._client, None
-        fast, self._fast = self._fast, None
-        publisher, self._publisher = self._publisher, None
         subscriptions, self._subscriptions = self._subscriptions, set()
         for sub in subscriptions:
             await sub.aclose()
-        if publisher is not None:
-            await _drop(publisher)
-        if fast is not None:
-            try:
-                await fast.aclose()
-            except Exception:
-                logger.warning("bus: error while closing the Redis pool for %s", self.address, exc_info=True)
         if client is not None:
             try:
                 await client.aclose()
@@ -126,45 +103,37 @@ class RedisBus(Bus):
 
     async def publish(self, channel: str, message: str) -> None:
         """PUBLISH `message` on `channel`; raises BusError if not connected or if Redis fails."""
-        await self.publish_many(channel, [message])
+        client = self._require_client("publish")
+        try:
+            await client.publish(channel, message)
+        except _FAILURES as exc:
+            raise self._error("publish", exc) from None
 
     async def publish_many(self, channel: str, messages: list[str]) -> None:
-        """All of them in one write and one round trip, order kept, within `timeout` seconds; raises
-        BusError if not connected or if Redis fails (the connection is then replaced on the next call)."""
-        self._require_client("publish")
+        """All of them in one pipeline (one round trip, order kept); raises BusError if Redis fails."""
+        if len(messages) == 1:  # the usual case: a plain PUBLISH costs less than a pipeline
+            await self.publish(channel, messages[0])
+            return
+        client = self._require_client("publish")
         if not messages:
             return
-        async with self._publish_lock:  # replies are read in order: one batch at a time on the connection
-            conn = self._publisher
-            try:
-                async with asyncio.timeout(self.timeout):
-                    if conn is None:
-                        assert self._fast is not None
-                        conn = self._publisher = self._fast.connection_pool.make_connection()
-                        await conn.connect()
-                    await conn.send_packed_command(conn.pack_commands([("PUBLISH", channel, m) for m in messages]),
-                                                   check_health=False)
-                    for _ in messages:
-                        await conn.read_response(disconnect_on_error=False)
-            except BaseException as exc:  # the connection's state is unknown now: never reuse it
-                if conn is not None:
-                    self._publisher = None
-                    await _drop(conn)
-                if isinstance(exc, _FAILURES):
-                    raise self._error("publish", exc) from None
-                raise
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for message in messages:
+                    pipe.publish(channel, message)
+                await pipe.execute()
+        except _FAILURES as exc:
+            raise self._error("publish", exc) from None
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[QueueSubscription]:
         """Subscribe on a dedicated connection; SUBSCRIBE is confirmed before the context is entered."""
-        self._require_client("subscribe")
-        client = self._fast
-        assert client is not None
+        client = self._require_client("subscribe")
         try:
             pubsub = await self._open_pubsub(client, channel)
         except _FAILURES as exc:
             raise self._error(f"subscribe to {channel!r}", exc) from None
-        if self._fast is not client:  # disconnect() ran while SUBSCRIBE was in flight
+        if self._client is not client:  # disconnect() ran while SUBSCRIBE was in flight
             await _close_quietly(pubsub)
             raise BusError(f"cannot subscribe to {channel!r}: the Redis bus for {self.address} disconnected")
         sub = _RedisSubscription(self, client, channel, pubsub)
@@ -203,8 +172,7 @@ class RedisBus(Bus):
         return self._client
 
     def _scrub(self, exc: BaseException) -> str:
-        text = f"{type(exc).__name__}: {exc}"
-        return text.replace(self._password, "***") if self._password else text
+        return self._url.scrub(f"{type(exc).__name__}: {exc}")
 
     def _error(self, action: str, exc: BaseException) -> BusError:
         return BusError(f"cannot {action} (Redis at {self.address}): {self._scrub(exc)}")
@@ -216,6 +184,7 @@ class _RedisSubscription(QueueSubscription):
     def __init__(self, bus: RedisBus, client: Redis, channel: str, pubsub: PubSub) -> None:
         super().__init__(channel, bus.maxsize)
         self._bus, self._client = bus, client
+        self._traffic = 0  # replies read so far: the watchdog's sign of life
         self._task = asyncio.create_task(self._pump(pubsub), name=f"screenpop.bus reader {channel!r}")
 
     async def aclose(self) -> None:
@@ -240,28 +209,46 @@ class _RedisSubscription(QueueSubscription):
             await _close_quietly(pubsub)
 
     async def _read(self, pubsub: PubSub) -> None:
-        """Copy messages into the mailbox until the connection fails or stays silent (both raise)."""
-        conn = pubsub.connection
-        assert conn is not None
-        watch = _Watchdog(self, pubsub, self._bus.health_check_interval)
+        """Copy messages into the mailbox until the connection fails or the watchdog closes it (both raise)."""
+        silent = asyncio.Event()  # set by the watchdog just before it closes the connection
+        watchdog = asyncio.create_task(self._watch(pubsub, silent), name=f"screenpop.bus watchdog {self.channel!r}")
         try:
             while True:
                 try:
-                    reply = await conn.read_response(disconnect_on_error=False)
-                except asyncio.CancelledError:
-                    if not watch.fired:
-                        raise
-                    asyncio.current_task().uncancel()  # type: ignore[union-attr]  # our own cancel: not a stop
-                    raise TimeoutError(f"no answer to PING within {watch.interval} s") from None
-                watch.traffic += 1  # any reply shows the connection is alive
-                if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
-                    data = reply[2]
+                    msg = await pubsub.get_message(timeout=None)
+                except Exception:
+                    if silent.is_set():
+                        interval = self._bus.health_check_interval
+                        raise TimeoutError(f"no answer to PING within {interval} s") from None
+                    raise
+                self._traffic += 1  # any reply shows the connection is alive
+                if msg is not None and msg["type"] == "message":
+                    data = msg["data"]
                     try:
                         self.put(data.decode("utf-8") if isinstance(data, bytes) else str(data))
                     except UnicodeDecodeError:
                         self._warn("dropped a message that is not UTF-8")
         finally:
-            watch.stop()
+            watchdog.cancel()
+
+    async def _watch(self, pubsub: PubSub, silent: asyncio.Event) -> None:
+        """After a quiet interval, PING; after a second one with no reply, close the connection (the reader's
+        read then fails and the reader resubscribes)."""
+        interval = self._bus.health_check_interval
+        while True:
+            seen = self._traffic
+            await asyncio.sleep(interval)
+            if self._traffic != seen:
+                continue
+            try:
+                await pubsub.ping(_PING_PAYLOAD)  # its reply is read by the reader
+            except Exception as exc:  # the read fails too, or the next interval notices the silence
+                logger.debug("bus: PING on channel %r failed: %s", self.channel, exc)
+            await asyncio.sleep(interval)
+            if self._traffic == seen:
+                silent.set()
+                await _close_quietly(pubsub)
+                return
 
     async def _resubscribe(self) -> PubSub:
         """Open a new subscription, waiting with exponential backoff and jitter between attempts."""
@@ -281,52 +268,6 @@ class _RedisSubscription(QueueSubscription):
 
     def _warn(self, text: str, *args: object) -> None:
         logger.warning("bus: channel %r at Redis %s: " + text, self.channel, self._bus.address, *args)
-
-
-class _Watchdog:
-    """Notices a silent subscription without a timeout on every read: a timer looks every `interval`; after
-    a quiet interval it sends PING; after a second one it cancels the reader (which then reconnects)."""
-
-    def __init__(self, sub: _RedisSubscription, pubsub: PubSub, interval: float) -> None:
-        self.sub, self.pubsub, self.interval = sub, pubsub, interval
-        self.reader = asyncio.current_task()
-        self.traffic = self.seen = 0
-        self.pinged = self.fired = False
-        self.ping: asyncio.Task[None] | None = None
-        self.timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(interval, self.tick)
-
-    def tick(self) -> None:
-        if self.traffic != self.seen:
-            self.seen, self.pinged = self.traffic, False
-        elif self.pinged:  # no answer to the PING for a whole interval: the connection is dead
-            self.fired, self.timer = True, None
-            if self.reader is not None:
-                self.reader.cancel()
-            return
-        else:
-            self.pinged = True
-            self.ping = asyncio.get_running_loop().create_task(self._ping())
-        self.timer = asyncio.get_running_loop().call_later(self.interval, self.tick)
-
-    async def _ping(self) -> None:
-        try:
-            await self.pubsub.ping(_PING_PAYLOAD)
-        except Exception as exc:  # the read fails too, or the next tick notices the silence
-            logger.debug("bus: PING on channel %r failed: %s", self.sub.channel, exc)
-
-    def stop(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.ping is not None and not self.ping.done():
-            self.ping.cancel()
-
-
-async def _drop(conn: AbstractConnection) -> None:
-    try:
-        await conn.disconnect()
-    except Exception:
-        logger.debug("bus: error while closing a Redis connection", exc_info=True)
 
 
 async def _close_quietly(pubsub: PubSub) -> None:

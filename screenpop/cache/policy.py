@@ -7,10 +7,10 @@
     empty answer (None, [] or {})                 negative: kept `negative_ttl_s`, fresh or gone, never stale
 
 Loads are single-flight per SectionCache: concurrent fetches of one key share one loader call (the first
-caller's loader). A waiter waits at most its `timeout_s`; its cancellation never cancels the shared load,
-which runs until the longest waiter's budget is spent (capped at `max_load_s`): a late answer still lands
-in the cache for the next call, and a load nobody waits for is cancelled at that bound. Background
-refreshes are flights too.
+caller's loader) and await one shared future. A waiter waits at most its `timeout_s`, through a shield: its
+cancellation or timeout never cancels the shared load, which runs until the longest waiter's budget is spent
+(capped at `max_load_s`): a late answer still lands in the cache for the next call, and a load nobody waits
+for is cancelled at that bound. Background refreshes are flights too.
 
 Every caller gets its own copy of the value, so mutating it changes nothing shared: the first waiter of a
 load gets the loaded object itself (nothing else holds it: the cache keeps JSON text taken before it was
@@ -27,7 +27,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,7 +44,11 @@ _WEEK = 7 * 86400
 
 
 class CachePolicy(BaseModel):
-    """How long one connector's answers are served from the cache; all zero (the default) = no caching."""
+    """How long one connector's answers are served from the cache; all zero (the default) = no caching.
+
+    The one cache-settings model: a connector's `cache:` section in the configuration file is read into it
+    (`screenpop.config.ConnectorConfig.cache`), and `SectionCache.fetch` takes it as it is.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -105,55 +109,21 @@ def is_empty(value: Any) -> bool:
 
 @dataclass(eq=False, slots=True)
 class _Flight:
-    """One shared load: its (value, JSON text) result and the loop time at which it is cancelled."""
+    """One shared load: the future its waiters await, and the loop time at which the load is cut."""
 
     result: asyncio.Future[tuple[Any, str | None]]
+    """The load's (value, JSON text), or its error; cancelled when the load is stopped by `close()`."""
     cap: float
     deadline: float
     task: asyncio.Task[None] | None = None
-    timer: asyncio.TimerHandle | None = None  # cancels the task at `deadline`
-    expired: bool = False  # the timer fired: the load ran out of time
+    timeout: asyncio.Timeout | None = None  # the load's bound while it runs (moved by `extend`)
     handed: bool = False  # the loaded object itself went to a waiter; the others get copies
-    waiters: list[asyncio.Future[tuple[Any, str | None]]] = field(default_factory=list)
-
-    def settle(self, value: Any = None, text: str | None = None, *, exc: Exception | None = None,
-               cancel: bool = False) -> None:
-        """Set the shared result and hand it to every waiter in the same step: a waiter wakes one loop
-        turn sooner than through a done callback on `result`, and nothing else is scheduled."""
-        if cancel:
-            self.result.cancel()
-        elif exc is not None:
-            self.result.set_exception(exc)
-            self.result.exception()  # retrieved: a load nobody waits for must not log "never retrieved"
-        else:
-            self.result.set_result((value, text))
-        waiters, self.waiters = self.waiters, []
-        for w in waiters:
-            if w.done():
-                continue
-            if cancel:
-                w.cancel()
-            elif exc is not None:
-                w.set_exception(exc)
-            else:
-                w.set_result((value, text))
 
     async def wait(self, timeout_s: float | None) -> tuple[Any, str | None]:
-        """The load's (value, text), waiting at most `timeout_s` (TimeoutError). Cancelling or timing out
-        this wait never cancels the load: the waiter has a private future, which `settle` resolves."""
-        if self.result.done():
-            return self.result.result()
-        loop = asyncio.get_running_loop()
-        mine: asyncio.Future[tuple[Any, str | None]] = loop.create_future()
-        self.waiters.append(mine)
-        timer = None if timeout_s is None else loop.call_later(max(0.0, timeout_s), _expire, mine)
-        try:
-            return await mine
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if mine in self.waiters:  # timed out or cancelled: `settle` has not taken it
-                self.waiters.remove(mine)
+        """The load's (value, text), waiting at most `timeout_s` (TimeoutError). The wait is shielded:
+        cancelling it or timing it out never cancels the load."""
+        async with asyncio.timeout(timeout_s):
+            return await asyncio.shield(self.result)
 
     def take(self, value: Any, text: str | None) -> Any:
         """The loaded value for one waiter: the object itself the first time, then private copies."""
@@ -167,15 +137,8 @@ class _Flight:
         new = min(self.cap, max(self.deadline, until))
         if new > self.deadline:
             self.deadline = new
-            if self.timer is not None and not self.expired:
-                self.timer.cancel()
-                self.timer = asyncio.get_running_loop().call_at(new, self.expire)
-
-    def expire(self) -> None:
-        """The deadline passed: stop the load (its waiters get TimeoutError)."""
-        self.expired = True
-        if self.task is not None:
-            self.task.cancel()
+            if self.timeout is not None:
+                self.timeout.reschedule(new)
 
 
 class SectionCache:
@@ -259,8 +222,7 @@ class SectionCache:
         for task in tasks:
             task.cancel()
         for flight in flights:
-            if not flight.result.done():
-                flight.settle(cancel=True)
+            flight.result.cancel()  # its waiters end with CancelledError (a no-op on a settled flight)
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _wait(self, key: str, policy: CachePolicy, loader: Loader, timeout_s: float | None) -> Cached:
@@ -301,30 +263,25 @@ class SectionCache:
         self._flights[key] = flight
         flight.task = loop.create_task(self._load(key, policy, loader, flight), name="screenpop.cache load")
         flight.task.add_done_callback(functools.partial(self._forget, key, flight))
-        flight.timer = loop.call_at(flight.deadline, flight.expire)
         return flight
 
     async def _load(self, key: str, policy: CachePolicy, loader: Loader, flight: _Flight) -> None:
-        """Run the loader within the flight's deadline, hand its result to the waiters, then store it."""
+        """Run the loader within the flight's deadline, set the shared result, then store it."""
         self.stats.loads += 1
         try:
             try:
-                value = await loader()
-            except asyncio.CancelledError:
-                if not flight.expired:
-                    raise  # close(), or the process stops
-                raise TimeoutError from None
+                async with asyncio.timeout_at(flight.deadline) as flight.timeout:
+                    value = await loader()
             finally:  # the load is over: its bound no longer applies (nor any later extension)
-                if flight.timer is not None:
-                    flight.timer.cancel()
-                    flight.timer = None
-        except Exception as exc:
+                flight.timeout = None
+        except Exception as exc:  # TimeoutError included: the deadline passed
             self.stats.load_errors += 1
-            flight.settle(exc=exc)
+            flight.result.set_exception(exc)
+            flight.result.exception()  # retrieved: a load nobody waits for must not log "never retrieved"
             self._forget(key, flight)  # in the same step: nobody can join a failed load
             return
         text = self._dumps(value)
-        flight.settle(value, text)
+        flight.result.set_result((value, text))
         if text is not None:
             await self._store(key, policy, value, text)
         self._forget(key, flight)  # in the step that stored it: a later fetch finds the stored answer
@@ -341,14 +298,11 @@ class SectionCache:
             self._log.warning("cache %s: could not store an answer: %s: %s", self.name, type(exc).__name__, exc)
 
     def _forget(self, key: str, flight: _Flight, _task: asyncio.Task[None] | None = None) -> None:
-        """Drop the flight from the registry (once its result is out) and settle it if nobody did."""
+        """Drop the flight from the registry (once its result is out); a load stopped before it set its
+        result (cancelled by `close()` or the process stopping) cancels its waiters."""
         if self._flights.get(key) is flight:
             del self._flights[key]
-        if not flight.result.done():  # the task was cancelled or died before setting a result
-            if flight.expired:  # cancelled by its deadline before it even started
-                flight.settle(exc=TimeoutError())
-            else:
-                flight.settle(cancel=True)
+        flight.result.cancel()  # a no-op once the result is set
 
     def _dumps(self, value: Any) -> str | None:
         try:
@@ -361,8 +315,3 @@ class SectionCache:
 def _copy(value: Any, text: str | None) -> Any:
     """A private copy of a loaded value (the value itself when it could not be serialised)."""
     return value if text is None else json.loads(text)
-
-
-def _expire(mine: asyncio.Future[Any]) -> None:
-    if not mine.done():
-        mine.set_exception(TimeoutError())

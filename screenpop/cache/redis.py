@@ -20,7 +20,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from redis.asyncio import Redis, RedisError
 from redis.asyncio.retry import Retry
@@ -35,6 +34,7 @@ from screenpop.cache.base import (
     decode_entry,
     encode_entry,
 )
+from screenpop.redisurl import RedisURLError, parse_redis_url
 
 __all__ = ["DEFAULT_PREFIX", "RedisCache"]
 
@@ -62,13 +62,10 @@ class RedisCache(CacheBackend):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         try:
-            parts = urlsplit(url)
-            self.address = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
-        except ValueError as exc:
-            raise CacheError(f"invalid Redis URL: {exc}") from None
-        if parts.scheme not in ("redis", "rediss"):
-            raise CacheError(f"RedisCache needs a redis:// or rediss:// URL, got scheme {parts.scheme!r}")
-        self._url, self._password = url, parts.password
+            self._url = parse_redis_url(url)
+        except RedisURLError as exc:
+            raise CacheError(str(exc)) from None
+        self.address = self._url.address
         self.prefix, self.timeout, self.retry_after_s, self.clock = prefix, timeout, retry_after_s, clock
         self.failures = 0
         """How many commands failed (for metrics)."""
@@ -92,11 +89,10 @@ class RedisCache(CacheBackend):
             return
         no_retry = Retry(NoBackoff(), 0, supported_errors=())  # a cache miss is cheaper than a retry
         try:
-            self._client = Redis.from_url(
-                self._url, socket_connect_timeout=self.timeout, socket_timeout=self.timeout, retry=no_retry
-            )
-        except ValueError as exc:
-            raise CacheError(f"cannot use the Redis cache at {self.address}: {self._scrub(exc)}") from None
+            self._client = self._url.client(socket_connect_timeout=self.timeout, socket_timeout=self.timeout,
+                                            retry=no_retry)
+        except RedisURLError as exc:
+            raise CacheError(f"cannot use the Redis cache at {self.address}: {exc}") from None
         try:
             await self._client.ping()
         except _FAILURES as exc:
@@ -175,5 +171,4 @@ class RedisCache(CacheBackend):
         )
 
     def _scrub(self, exc: BaseException) -> str:
-        text = f"{type(exc).__name__}: {exc}"
-        return text.replace(self._password, "***") if self._password else text
+        return self._url.scrub(f"{type(exc).__name__}: {exc}")

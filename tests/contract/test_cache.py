@@ -65,11 +65,17 @@ class Source:
         return answer
 
 
+@pytest.fixture
+def mono() -> Clock:
+    """The memory backend's injected monotonic clock (its times to live are measured on it)."""
+    return Clock()
+
+
 @pytest.fixture(params=["memory", "redis"])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[CacheBackend]:
+async def backend(request: pytest.FixtureRequest, mono: Clock) -> AsyncIterator[CacheBackend]:
     """A connected backend of each kind; Redis keys live under a random prefix, deleted after the test."""
     if request.param == "memory":
-        b = cache_from_url("memory://")
+        b = cache_from_url("memory://", clock=mono)
         await b.connect()
         yield b
         await b.close()
@@ -89,6 +95,34 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[CacheBackend]
                 await admin.delete(*keys)
         finally:
             await admin.aclose()
+
+
+Age = Callable[..., Awaitable[None]]
+
+
+@pytest.fixture
+def age(backend: CacheBackend, mono: Clock) -> Age:
+    """`await age(seconds, *keys)`: let `seconds` pass for the backend's entries, without sleeping: the memory
+    backend's clock moves; on Redis, whose clock cannot be injected, each key's time to live is shortened
+    by as much (or the key deleted when that reaches 0), which is what Redis does when the time passes."""
+
+    async def memory(seconds: float, *keys: str) -> None:
+        mono.advance(seconds)
+
+    async def redis(seconds: float, *keys: str) -> None:
+        admin = Redis.from_url(f"redis://{backend.address}")  # type: ignore[attr-defined]
+        try:
+            for k in keys:
+                name = backend.prefix + k  # type: ignore[attr-defined]
+                left = await admin.pttl(name)
+                if left > 0 and left - seconds * 1000 >= 1:
+                    await admin.pexpire(name, int(left - seconds * 1000))
+                elif left > 0:
+                    await admin.delete(name)
+        finally:
+            await admin.aclose()
+
+    return memory if isinstance(backend, MemoryCache) else redis
 
 
 @pytest.fixture
@@ -117,15 +151,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = WAIT)
             if await check():
                 return
             await asyncio.sleep(0.01)
-
-
-async def until_none(backend: CacheBackend, k: str) -> None:
-    """Wait (at most 2 s) until `k` reads as None."""
-
-    async def gone() -> bool:
-        return await backend.get(k) is None
-
-    await eventually(gone, within=2)
 
 
 async def joined(cache: SectionCache, n: int) -> bool:
@@ -162,19 +187,22 @@ async def test_values_are_copies(backend: CacheBackend) -> None:
     assert again is not None and again.value == {"items": [1, 2]}
 
 
-async def test_an_entry_expires_after_its_ttl(backend: CacheBackend) -> None:
-    """An entry set for 50 ms reads as None soon after (polled for at most 2 s); one set for 60 s stays."""
-    await backend.set("short", Entry("x", T0), 0.05)
+async def test_an_entry_expires_after_its_ttl(backend: CacheBackend, age: Age) -> None:
+    """An entry set for 5 s reads as None once 5 s have passed; one set for 60 s is still there."""
+    await backend.set("short", Entry("x", T0), 5)
     await backend.set("long", Entry("y", T0), 60)
-    await until_none(backend, "short")
+    await age(4, "short", "long")
+    assert (await backend.get("short")) == Entry("x", T0)
+    await age(1, "short", "long")
+    assert await backend.get("short") is None
     assert (await backend.get("long")) == Entry("y", T0)
 
 
-async def test_set_replaces_the_value_and_its_ttl(backend: CacheBackend) -> None:
+async def test_set_replaces_the_value_and_its_ttl(backend: CacheBackend, age: Age) -> None:
     """A second set on a key replaces both its value and its time to live."""
-    await backend.set("k", Entry("old", T0), 0.05)
+    await backend.set("k", Entry("old", T0), 5)
     await backend.set("k", Entry("new", T0 + 1), 60)
-    await asyncio.sleep(0.2)  # past the first time to live
+    await age(10, "k")  # past the first time to live
     assert await backend.get("k") == Entry("new", T0 + 1)
 
 
@@ -454,7 +482,9 @@ async def test_redis_lost_midway_then_back(redis_url: str, caplog: pytest.LogCap
     proxy = Proxy((u.hostname or "127.0.0.1", u.port or 6379))
     await proxy.start()
     prefix = f"test-cache-{uuid.uuid4().hex[:12]}:"
-    backend = RedisCache(f"redis://127.0.0.1:{proxy.port}{u.path}", prefix=prefix, timeout=2.0, retry_after_s=0.05)
+    mono = Clock()  # when Redis is tried again after a failure
+    backend = RedisCache(f"redis://127.0.0.1:{proxy.port}{u.path}", prefix=prefix, timeout=2.0, retry_after_s=1,
+                         clock=mono)
     cache = SectionCache(backend, clock=Clock())
     source = Source("v")
     try:
@@ -468,11 +498,9 @@ async def test_redis_lost_midway_then_back(redis_url: str, caplog: pytest.LogCap
             assert (lost.value, lost.state, source.calls) == ("v", "miss", 2)
             assert any("failed on get" in r.getMessage() for r in caplog.records)
             await proxy.start()
-
-            async def served_fresh() -> bool:  # after retry_after_s, Redis is used again
-                return (await cache.fetch("k", POLICY, source)).state == "fresh"
-
-            await eventually(served_fresh)
+            assert (await cache.fetch("k", POLICY, source)).state == "miss"  # within retry_after_s: not asked
+            mono.advance(1)  # after retry_after_s, Redis is used again
+            assert (await cache.fetch("k", POLICY, source)).state == "fresh"
     finally:
         await cache.close()
         await backend.close()

@@ -114,13 +114,15 @@ async def test_an_empty_refresh_drops_the_old_answer(cache: SectionCache, clock:
 
 
 class SlowStore(MemoryCache):
-    """A memory backend whose set() waits for `gate`, as a slow Redis would."""
+    """A memory backend whose set() says it was called (`setting`), then waits for `gate`, as a slow Redis would."""
 
     def __init__(self) -> None:
         super().__init__()
         self.gate = asyncio.Event()
+        self.setting = asyncio.Event()
 
     async def set(self, key: str, entry: Entry, ttl_s: float) -> None:
+        self.setting.set()
         await self.gate.wait()
         await super().set(key, entry, ttl_s)
 
@@ -134,16 +136,14 @@ async def test_a_refresh_resolves_once_the_fresh_value_is_stored(clock: Clock) -
     try:
         await cache.fetch("k", SWR, Source("old", "new"))
         slow.gate.clear()
+        slow.setting.clear()
         clock.advance(30)
         stale = await cache.fetch("k", SWR, Source("new"))
         assert stale.refresh is not None
         async with asyncio.timeout(WAIT):
-
-            async def loaded() -> bool:  # the load has answered; its store now waits for the gate
-                return cache._flights["k"].result.done()
-
-            await eventually(loaded)
-            await asyncio.sleep(0.05)  # room for the refresh to finish, were it not waiting for the store
+            await slow.setting.wait()  # the load has answered; its store now waits for the gate
+            for _ in range(20):  # room for the refresh to finish, were it not waiting for the store
+                await asyncio.sleep(0)
             assert not stale.refresh.done()
             slow.gate.set()
             assert (await stale.refresh).value == "new"
@@ -180,12 +180,12 @@ async def test_a_failed_refresh_nobody_awaits_is_not_reported(
     await cache.fetch("k", SWR, source)
     clock.advance(30)
     with caplog.at_level(logging.ERROR, logger="asyncio"):
-        await cache.fetch("k", SWR, source)
-
-        async def refreshed() -> bool:
-            return cache.stats.load_errors == 1 and not cache._refreshes
-
-        await eventually(refreshed)
+        stale = await cache.fetch("k", SWR, source)
+        assert stale.refresh is not None
+        async with asyncio.timeout(WAIT):
+            await asyncio.wait({stale.refresh})  # ended, its exception not retrieved by this test
+        assert cache.stats.load_errors == 1
+        del stale
         gc.collect()
         await asyncio.sleep(0)
     assert not [r for r in caplog.records if r.name == "asyncio"]
@@ -330,19 +330,38 @@ async def test_memory_drops_an_expired_entry_when_read() -> None:
     assert await m.get("k") is None and len(m) == 0 and m.size_bytes == 0
 
 
-async def test_waiters_wake_in_the_turn_after_the_load_answers(cache: SectionCache) -> None:
-    """Every waiter of a load is resumed in the loop turn right after the loader returns (no callback hop)."""
+async def test_waiters_of_one_load_all_get_its_value_and_the_load_is_stored(cache: SectionCache) -> None:
+    """Three waiters of one load get its value once the loader returns; the load ran once and was stored."""
     gate = asyncio.Event()
 
     async def loader() -> dict[str, int]:
         await gate.wait()
         return {"balance": 1}
 
-    waiters = [asyncio.create_task(cache.fetch("k", SWR, loader, timeout_s=5)) for _ in range(3)]
-    for _ in range(5):
-        await asyncio.sleep(0)
-    gate.set()  # the load task resumes in the next turn, returns and hands the value over
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    assert all(w.done() for w in waiters)
-    assert [w.result().value for w in waiters] == [{"balance": 1}] * 3 and cache.stats.loads == 1
+    async with asyncio.timeout(WAIT):
+        waiters = [asyncio.create_task(cache.fetch("k", SWR, loader, timeout_s=5)) for _ in range(3)]
+        await eventually(lambda: joined(cache, 2))
+        gate.set()
+        results = await asyncio.gather(*waiters)
+    assert [r.value for r in results] == [{"balance": 1}] * 3 and cache.stats.loads == 1
+    assert (await cache.fetch("k", SWR, loader)).state == "fresh"
+
+
+async def test_an_abandoned_fetch_still_stores_the_late_answer(cache: SectionCache) -> None:
+    """A caller that gives up (cancelled) leaves the load running; its late answer is stored for the next call."""
+    source = Source({"balance": 2})
+    source.gate = asyncio.Event()
+    async with asyncio.timeout(WAIT):
+        caller = asyncio.create_task(cache.fetch("k", SWR, source, timeout_s=5))
+        await source.started.wait()
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        source.gate.set()
+        await eventually(lambda: _none_in_flight(cache))
+    hit = await cache.fetch("k", SWR, source)
+    assert (hit.value, hit.state, source.calls, source.cancelled) == ({"balance": 2}, "fresh", 1, 0)
+
+
+async def _none_in_flight(cache: SectionCache) -> bool:
+    return cache.in_flight == 0

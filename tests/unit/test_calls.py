@@ -7,8 +7,9 @@ import pytest
 from screenpop.auth import Directory
 from screenpop.cache import SectionCache
 from screenpop.cache.memory import MemoryCache
+from screenpop.cache.policy import CachePolicy
 from screenpop.calls import CallRegistry
-from screenpop.config import AgentConfig, CacheConfig
+from screenpop.config import AgentConfig
 from screenpop.models import CallEvent
 from tests.unit.fakes import FakeConnector, RecordingOutbox, demo_lookup
 
@@ -72,7 +73,7 @@ async def cached_registry() -> tuple[CallRegistry, RecordingOutbox, dict[str, Fa
     backend = MemoryCache()
     await backend.connect()
     for s in lookup.sources:
-        s.config = s.config.model_copy(update={"cache": CacheConfig(ttl_s=60)})
+        s.config = s.config.model_copy(update={"cache": CachePolicy(ttl_s=60)})
         s.cache = SectionCache(backend)
         s.__post_init__()  # the guards and the cache policy follow the new config
     outbox = RecordingOutbox()

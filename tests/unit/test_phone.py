@@ -1,5 +1,8 @@
 """Phone number normalisation."""
 
+import gc
+
+import phonenumbers
 import pytest
 
 from screenpop.phone import normalize
@@ -47,14 +50,32 @@ def test_default_region_applies_to_national_numbers() -> None:
     assert normalize("+14155550100", "GB").display == "+1 415-555-0100"
 
 
-def test_the_number_cache_holds_nothing_the_garbage_collector_walks() -> None:
-    """A normalised number is remembered as plain strings in an untracked dict, and each call gets its own model."""
-    import gc
-
-    from screenpop import phone
-
+def test_a_repeat_number_is_not_parsed_again_and_each_call_gets_its_own_model(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second normalisation of a number skips phonenumbers; each call returns a new, equal model."""
     first = normalize("+1 415 555 0199")
-    fields = phone._KNOWN["US:+1 415 555 0199"]
-    assert not gc.is_tracked(fields) and fields["e164"] == "+14155550199"
+    parsed: list[str] = []
+    real_parse = phonenumbers.parse
+
+    def counting_parse(number: str, region: str | None = None) -> phonenumbers.PhoneNumber:
+        parsed.append(number)
+        return real_parse(number, region)
+
+    monkeypatch.setattr(phonenumbers, "parse", counting_parse)
     second = normalize("+1 415 555 0199")
-    assert second == first and second is not first
+    assert parsed == [] and second == first and second is not first
+    second.display = "changed"
+    assert normalize("+1 415 555 0199").display == first.display
+    normalize("+1 415 555 0188")
+    assert len(parsed) == 1  # a new number is parsed
+
+
+def test_remembering_new_numbers_adds_nothing_the_garbage_collector_walks() -> None:
+    """Normalising 300 new numbers (their models dropped) leaves no new object for the collector to track."""
+    normalize("+1 415 555 0100")  # the region's metadata is loaded once, before counting
+    gc.collect()
+    before = len(gc.get_objects())
+    for n in range(300):
+        normalize(f"+1 415 555 {n:04d}")
+    gc.collect()
+    assert len(gc.get_objects()) - before < 30

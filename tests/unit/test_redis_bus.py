@@ -93,7 +93,7 @@ async def test_subscriber_survives_a_killed_connection(redis_url: str, admin: Re
 
 
 async def test_a_url_asking_for_resp3_or_decoded_replies_still_delivers(redis_url: str, channel: str) -> None:
-    """The raw publish/subscribe path always speaks RESP2 with bytes, whatever options the URL carries."""
+    """A URL that asks for RESP3 and decoded replies (its options win over the bus's RESP2) still delivers."""
     bus = RedisBus(with_client_name(redis_url, "resp3") + "&protocol=3&decode_responses=true")
     await bus.connect()
     try:

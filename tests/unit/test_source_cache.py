@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from screenpop.cache import SectionCache, cache_from_url
-from screenpop.config import CacheConfig, ConnectorConfig
+from screenpop.cache import CachePolicy, SectionCache, cache_from_url
+from screenpop.config import ConnectorConfig
 from screenpop.models import LookupQuery, SectionStatus
 from screenpop.sources import Source
 from tests.unit.fakes import FakeConnector
@@ -37,7 +37,7 @@ async def cache_and_clock() -> AsyncIterator[tuple[SectionCache, Clock]]:
 
 
 def cached_source(conn: FakeConnector, cache: SectionCache, **policy: float) -> Source:
-    cfg = ConnectorConfig(name=conn.name, kind="fake", cache=CacheConfig(**policy))
+    cfg = ConnectorConfig(name=conn.name, kind="fake", cache=CachePolicy(**policy))
     return Source(config=cfg, connector=conn, cache=cache)
 
 
