@@ -103,7 +103,7 @@ def open_envelope(text: str) -> tuple[list[str], str, str, str]:
     head, _, payload = text.partition("\n")
     to, _, rest = head.partition("\t")
     kind, _, call_id = rest.partition("\t")
-    return [r for r in to.split(",") if r], kind, call_id, payload
+    return (to.split(",") if to else []), kind, call_id, payload  # `envelope` never writes an empty name
 
 
 # -- how a card changes ----------------------------------------------------------------------------------
@@ -123,13 +123,11 @@ def apply_section(card: CardT, settled: Section | dict[str, Any]) -> CardT:
         name, data, title = settled.get("name"), settled.get("data"), settled.get("title")
     if isinstance(card, Card):
         sections: list[Any] = card.sections
-        names = [s.name for s in sections]
     else:
         sections = card.get("sections") or []
         card["sections"] = sections
-        names = [s.get("name") for s in sections]
-    if name in names:
-        i = names.index(name)
+    i = _index(sections, name, isinstance(card, Card))
+    if i >= 0:
         if not title:
             old = sections[i].title if isinstance(card, Card) else sections[i].get("title", "")
             settled = (settled.model_copy(update={"title": old}) if isinstance(settled, Section)
@@ -147,6 +145,14 @@ def apply_section(card: CardT, settled: Section | dict[str, Any]) -> CardT:
             card["customer"] = customer
             card["candidates"] = candidates
     return card
+
+
+def _index(sections: list[Any], name: Any, models: bool) -> int:
+    """Where the section called `name` is in `sections` (Section models, else dicts), or -1."""
+    for i, s in enumerate(sections):
+        if (s.name if models else s.get("name")) == name:
+            return i
+    return -1
 
 
 def apply(card: dict[str, Any] | None, message: dict[str, Any]) -> dict[str, Any] | None:

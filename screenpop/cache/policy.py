@@ -116,7 +116,8 @@ class _Flight:
     cap: float
     deadline: float
     task: asyncio.Task[None] | None = None
-    timeout: asyncio.Timeout | None = None  # the load's bound while it runs (moved by `extend`)
+    timer: asyncio.TimerHandle | None = None  # cancels the load at `deadline` (moved by `extend`)
+    expired: bool = False  # the timer fired: the load's cancellation means TimeoutError
     handed: bool = False  # the loaded object itself went to a waiter; the others get copies
 
     async def wait(self, timeout_s: float | None) -> tuple[Any, str | None]:
@@ -137,8 +138,15 @@ class _Flight:
         new = min(self.cap, max(self.deadline, until))
         if new > self.deadline:
             self.deadline = new
-            if self.timeout is not None:
-                self.timeout.reschedule(new)
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = asyncio.get_running_loop().call_at(new, self.expire)
+
+    def expire(self) -> None:
+        """The deadline passed: cancel the load; it ends with TimeoutError for its waiters."""
+        self.expired = True
+        if self.task is not None:
+            self.task.cancel()
 
 
 class SectionCache:
@@ -263,6 +271,7 @@ class SectionCache:
         self._flights[key] = flight
         flight.task = loop.create_task(self._load(key, policy, loader, flight), name="screenpop.cache load")
         flight.task.add_done_callback(functools.partial(self._forget, key, flight))
+        flight.timer = loop.call_at(flight.deadline, flight.expire)
         return flight
 
     async def _load(self, key: str, policy: CachePolicy, loader: Loader, flight: _Flight) -> None:
@@ -270,10 +279,15 @@ class SectionCache:
         self.stats.loads += 1
         try:
             try:
-                async with asyncio.timeout_at(flight.deadline) as flight.timeout:
-                    value = await loader()
+                value = await loader()
+            except asyncio.CancelledError:
+                if not flight.expired:
+                    raise  # close(), or the process stops
+                raise TimeoutError from None  # the flight's deadline passed (a plain timer: one per load)
             finally:  # the load is over: its bound no longer applies (nor any later extension)
-                flight.timeout = None
+                if flight.timer is not None:
+                    flight.timer.cancel()
+                    flight.timer = None
         except Exception as exc:  # TimeoutError included: the deadline passed
             self.stats.load_errors += 1
             flight.result.set_exception(exc)
@@ -299,10 +313,17 @@ class SectionCache:
 
     def _forget(self, key: str, flight: _Flight, _task: asyncio.Task[None] | None = None) -> None:
         """Drop the flight from the registry (once its result is out); a load stopped before it set its
-        result (cancelled by `close()` or the process stopping) cancels its waiters."""
+        result (cancelled by `close()` or the process stopping) cancels its waiters; one that its deadline
+        stopped before it started fails them with TimeoutError."""
         if self._flights.get(key) is flight:
             del self._flights[key]
-        flight.result.cancel()  # a no-op once the result is set
+        if flight.result.done():
+            return
+        if flight.expired:  # cancelled by its deadline before it even started
+            flight.result.set_exception(TimeoutError())
+            flight.result.exception()  # retrieved: nobody may be waiting any more
+        else:
+            flight.result.cancel()
 
     def _dumps(self, value: Any) -> str | None:
         try:
