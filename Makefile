@@ -38,9 +38,10 @@ bench-quick: $(BENCH_STAMP)  ## every benchmark scenario, shortened (under a min
 bench-count: $(BENCH_STAMP)  ## Python function calls per call, screenpop and floor: a cost measure noise does not move (~1 min)
 	$(BIN)/python -m bench.count
 
-lint: $(STAMP)  ## ruff, then the rooms' import rules and "no import cycle" (import-linter, pyproject.toml)
+lint: $(STAMP)  ## ruff; the rooms' import rules and "no import cycle" (import-linter); mypy --strict
 	$(BIN)/ruff check screenpop connectors telephony tests bench
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix screenpop connectors telephony tests bench

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from screenpop.models import LookupQuery, View
 
+__all__ = ["Connector", "ConnectorError", "ConnectorOptions"]  # what plugins import (pinned by a test)
 
 class ConnectorError(Exception):
     """The source failed or answered something unusable. The message is short and safe to show."""

@@ -148,7 +148,7 @@ class SqlOptions(ConnectorOptions):
 def _reason(err: BaseException) -> str:
     """A short, safe reason: the driver's first line, without SQLAlchemy's SQL echo or links."""
     orig = err.orig if isinstance(err, DBAPIError) and err.orig is not None else err
-    args = getattr(orig, "args", ())
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
     if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):  # MySQL: (code, message)
         return f"database error: {args[1]}"[:200]
     lines = str(orig).strip().splitlines()

@@ -32,8 +32,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        if getattr(record, "call_id", None):
-            out["call_id"] = record.call_id
+        call_id = getattr(record, "call_id", None)
+        if call_id:
+            out["call_id"] = call_id
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False)

@@ -81,7 +81,8 @@ class Buckets:
 
     def export(self) -> tuple[list[tuple[str, float]], float]:
         """Cumulative (le, count) pairs ending with +Inf, and the sum."""
-        out, running = [], 0
+        out: list[tuple[str, float]] = []
+        running = 0
         for le, n in zip([*map(str, LATENCY_BUCKETS), "+Inf"], self.counts, strict=True):
             running += n
             out.append((le, running))

@@ -24,6 +24,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+__all__ = [  # the shared vocabulary: what plugins and every room import (pinned by a test)
+    "CUSTOMER_SECTION", "SETTLED", "CallEvent", "CallState", "Caller", "Card", "Column", "ColumnFormat", "Customer",
+    "EventKind", "LookupQuery", "Section", "SectionStatus", "View", "ViewKind", "format_validation_error",
+]
 
 class EventKind(StrEnum):
     """The four steps of a call that screenpop reacts to."""

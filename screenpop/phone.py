@@ -38,7 +38,7 @@ def normalize(raw: str, region: str = "US") -> Caller:
         if len(_KNOWN) >= _KNOWN_MAX:
             _KNOWN.popitem(last=False)
         _KNOWN[key] = fields
-    return Caller.model_construct(**fields)  # a new model each time: cards may change theirs
+    return Caller.model_construct(None, **fields)  # a new model each time: cards may change theirs
 
 
 def _normalize(raw: str, region: str) -> Caller:
@@ -56,7 +56,7 @@ def _normalize(raw: str, region: str) -> Caller:
     except phonenumbers.NumberParseException:
         return Caller(raw=raw, status="invalid", display=raw)
     region_of_number = phonenumbers.region_code_for_number(num)  # what is_valid_number would look up again
-    if not phonenumbers.is_valid_number_for_region(num, region_of_number):
+    if region_of_number is None or not phonenumbers.is_valid_number_for_region(num, region_of_number):
         return Caller(raw=raw, status="invalid", display=raw)
     e164 = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
     fmt = (

@@ -116,6 +116,8 @@ def apply_section(card: CardT, settled: Section | dict[str, Any]) -> CardT:
     section without a title keeps the one it replaces). The customer section's data (a dict) also sets
     the card's `customer` and `candidates`. Works on a `Card` (the registry) and on a card's JSON form
     with a `card.section` message's fields (the hub, the console); returns the card, changed in place."""
+    name: Any
+    title: Any
     if isinstance(settled, Section):
         name, data, title = settled.name, settled.data, settled.title
     else:

@@ -50,7 +50,8 @@ class MemoryStore(AdminStore):
 
     async def overrides(self) -> dict[str, dict[str, Any] | None]:
         """A copy of the overrides."""
-        return json.loads(json.dumps(self._overrides))
+        copied: dict[str, dict[str, Any] | None] = json.loads(json.dumps(self._overrides))
+        return copied
 
     async def put(self, name: str, body: dict[str, Any] | None, actor: str, detail: dict[str, Any]) -> None:
         """Replace the override and remember who did it."""

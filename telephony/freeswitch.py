@@ -137,7 +137,7 @@ class EslAdapter(CtiConnector):
             if packet.type == "text/disconnect-notice":
                 raise ConnectionLost(f"FreeSWITCH closed the socket instead of replying to {what}")
             if packet.type == "command/reply":
-                return packet.headers.get("reply-text", "")
+                return str(packet.headers.get("reply-text", ""))
 
     async def _session(self, conn: Connection) -> AsyncIterator[CallEvent]:
         first = await conn.receive(self.login_timeout)

@@ -197,8 +197,8 @@ def status_events(params: Mapping[str, str]) -> list[CallEvent]:
     if status not in LEG_STATUS:
         return []
     if not parent:  # the caller's own call
-        kind = EventKind.ENDED if status in FINAL else EventKind.OFFERED
-        return [_event(call_id=sid, event=kind, caller=caller, called=params.get("To") or None)]
+        own = EventKind.ENDED if status in FINAL else EventKind.OFFERED
+        return [_event(call_id=sid, event=own, caller=caller, called=params.get("To") or None)]
     kind = LEG_STATUS[status]
     agent = params.get("To", "").strip()
     if kind is None or not agent:

@@ -272,6 +272,6 @@ class _RedisSubscription(QueueSubscription):
 
 async def _close_quietly(pubsub: PubSub) -> None:
     try:
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
     except Exception:
         logger.debug("bus: error while closing a Redis PubSub", exc_info=True)

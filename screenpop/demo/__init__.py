@@ -61,7 +61,8 @@ OFFERS_QUERY = (
 )
 
 
-def demo_config(db_path: Path, accounting_url: str, credit_url: str, password_hash: str | None = None) -> dict:
+def demo_config(db_path: Path, accounting_url: str, credit_url: str,
+                password_hash: str | None = None) -> dict[str, Any]:
     """The configuration (as data for config.yaml) that wires screenpop to the three demo systems.
 
     Every agent's password is DEMO_PASSWORD, hashed with argon2 (or `password_hash` when given).
@@ -110,7 +111,8 @@ def demo_config(db_path: Path, accounting_url: str, credit_url: str, password_ha
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 class DemoEnvironment:

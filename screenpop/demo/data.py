@@ -244,7 +244,7 @@ def build_sales_db(path: str | Path) -> None:
     tmp.unlink(missing_ok=True)
     con = sqlite3.connect(tmp)
     try:
-        tables = {
+        tables: dict[str, list[tuple[Any, ...]]] = {
             "customers": [(c.id, c.name, c.company, c.phone, c.email, c.city, c.created_at) for c in data.customers],
             "products": [(p.sku, p.name, p.category, p.price) for p in data.products],
             "orders": [(o.id, o.customer_id, o.ordered_at, o.total, o.currency) for o in data.orders],
