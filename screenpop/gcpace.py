@@ -5,9 +5,9 @@ to CPython's defaults, collections walk them again and again and stall the cards
 
 1. `tune_for_serving()`, before the server starts: fewer young collections (`SERVING_THRESHOLDS`), and a
    full collection only rarely.
-2. `settle_from_now(busy)`, once the service has started: what exists now lives as long as the process,
-   so it is frozen out of every later collection (`gc.freeze`); the returned `GcSettler` does the same
-   for the agent sockets that come later.
+2. `GcSettler.start()`, once the service has started: what exists now lives as long as the process, so
+   it is frozen out of every later collection (`gc.freeze`); from then on the settler does the same for
+   the agent sockets that come later. A settler that was never started does nothing (tests, `demo`).
 3. `GcSettler`: an agent socket is a few hundred objects that live for hours. When many agents connect at
    once (a shift starts), those objects wait in the middle generation until its next collection, whenever
    that is, in the middle of calls. The settler runs that collection itself, once a burst of sockets is
@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-__all__ = ["SERVING_THRESHOLDS", "Clock", "GcSettler", "settle_from_now", "tune_for_serving"]
+__all__ = ["SERVING_THRESHOLDS", "Clock", "GcSettler", "tune_for_serving"]
 
 log = logging.getLogger("screenpop.gc")
 
@@ -55,28 +55,26 @@ def tune_for_serving() -> None:
     gc.set_threshold(*SERVING_THRESHOLDS)
 
 
-def settle_from_now(busy: Callable[[], bool], clock: Clock | None = None) -> GcSettler:
-    """Freeze what exists now out of every later collection, and return the settler for later sockets."""
-    gc.freeze()
-    return GcSettler(busy, clock=clock)
-
-
 class GcSettler:
-    """Call `attached()` for every new agent socket; after `burst` of them and `quiet_s` without another,
-    the young and middle generations are collected as soon as `busy()` is false (at most `max_wait_s` later).
+    """Call `attached()` for every new agent socket; once `start()`ed, after `burst` of them and `quiet_s`
+    without another, the young and middle generations are collected as soon as `busy()` is false (at most
+    `max_wait_s` later).
 
-    `clock`: the timers and the time (the running event loop when None); `collect`: `gc.collect`.
+    `clock`: the timers and the time (the running event loop when None); `collect`: `gc.collect`; `active`:
+    settle from now on without `start()` (which also freezes).
     """
 
     RETRY_S = 0.05
     """While `busy()`, how often it looks again."""
 
     def __init__(self, busy: Callable[[], bool], *, burst: int = 50, quiet_s: float = 0.5, max_wait_s: float = 5.0,
-                 clock: Clock | None = None, collect: Callable[[int], object] = gc.collect) -> None:
+                 clock: Clock | None = None, collect: Callable[[int], object] = gc.collect,
+                 active: bool = False) -> None:
         self.busy, self.burst, self.quiet_s, self.max_wait_s = busy, burst, quiet_s, max_wait_s
         self.collect = collect
         self.new = 0  # sockets attached since the last settling
         self.settled = 0  # how many times it ran (for tests and logs)
+        self.active = active  # False until start(): the process does not manage its collections (tests, demo)
         self._clock = clock
         self._timer: Cancellable | None = None
         self._since = 0.0
@@ -86,8 +84,15 @@ class GcSettler:
         """The injected clock, or the running event loop."""
         return self._clock if self._clock is not None else asyncio.get_running_loop()
 
+    def start(self) -> None:
+        """Freeze what exists now out of every later collection, and settle later sockets from now on."""
+        gc.freeze()
+        self.active = True
+
     def attached(self) -> None:
         """A socket was attached: settle once this burst is over (each new socket restarts the wait)."""
+        if not self.active:
+            return
         self.new += 1
         if self.new >= self.burst:
             if self._timer is not None:
@@ -97,7 +102,8 @@ class GcSettler:
             self._timer = clock.call_later(self.quiet_s, self._settle)
 
     def close(self) -> None:
-        """Cancel a pending settling."""
+        """Cancel a pending settling; settle nothing more."""
+        self.active = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -31,7 +31,7 @@ def normalize(raw: str, region: str = "US") -> Caller:
     key = f"{region}:{raw}"
     fields = _KNOWN.get(key)
     if fields is None:
-        # repeat callers skip phonenumbers (pure Python, ~0.1 ms a number). The cache holds only strings,
+        # repeat callers skip phonenumbers (pure Python, slow: bench/RESULTS.md). The cache holds only strings,
         # in dicts the garbage collector does not track: a caller never seen before adds nothing it must
         # walk on every collection (an lru_cache of models added four objects per call).
         fields = _normalize(raw, region).model_dump()

@@ -23,7 +23,7 @@ from screenpop.cache import CacheBackend, CacheError, SectionCache, cache_from_u
 from screenpop.calls import CallRegistry
 from screenpop.config import Config, ConfigError, load_config
 from screenpop.control import ControlChannel
-from screenpop.gcpace import settle_from_now
+from screenpop.gcpace import GcSettler
 from screenpop.hub import AgentHub
 from screenpop.lookup import Lookup
 from screenpop.metrics import Metrics
@@ -58,6 +58,7 @@ class Services:
     metrics: Metrics
     admin: ConnectorAdmin
     control: ControlChannel
+    gc_settler: GcSettler
     cti: list[CtiAdapter] = field(default_factory=list)
     freeze_gc: bool = False  # the CLI sets it: after start, keep the long-lived objects out of collections
 
@@ -102,9 +103,8 @@ class Services:
                 _closing(stack, f"CTI adapter {adapter.name}", adapter.close)
                 _task(stack, supervise_cti(adapter, self.registry.handle), f"cti-{adapter.name}")
             if self.freeze_gc:
-                settler = settle_from_now(self.registry.lookups_running)  # the GC policy: screenpop.gcpace
-                self.hub.on_attach = settler.attached
-                stack.callback(settler.close)
+                self.gc_settler.start()  # the GC policy: screenpop.gcpace
+                stack.callback(self.gc_settler.close)
             yield self
 
 
@@ -170,7 +170,9 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
     secret_value = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     if not secret_value:
         log.warning("SCREENPOP_WEBHOOK_SECRET is not set: every webhook will be refused with 401")
-    hub = AgentHub(bus, channel=f"{settings.bus_prefix}.agents", call_ttl_s=settings.call_ttl_s)
+    gc_settler = GcSettler(registry.lookups_running)  # does nothing until started (`freeze_gc`)
+    hub = AgentHub(bus, channel=f"{settings.bus_prefix}.agents", call_ttl_s=settings.call_ttl_s,
+                   on_attach=gc_settler.attached)
     metrics.watch(lambda: registry.lookup.sources, hub)
     store = store_from_url(settings.state_url)
     control = ControlChannel(bus, f"{settings.bus_prefix}.control", instance=secrets.token_hex(6))
@@ -178,7 +180,7 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
     return Services(
         settings=settings, config=config, directory=directory, tokens=tokens, bus=bus, outbox=outbox, hub=hub,
         registry=registry, webhook=GenericWebhook(secret_value), store=store, cache_backend=cache_backend,
-        cache=cache, metrics=metrics, admin=admin, control=control, cti=build_cti(settings), freeze_gc=False,
+        cache=cache, metrics=metrics, admin=admin, control=control, cti=build_cti(settings), gc_settler=gc_settler,
     )
 
 

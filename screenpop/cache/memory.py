@@ -1,9 +1,8 @@
 """The in-process cache (`memory://`): the default backend, one per instance, nothing shared.
 
 Entries are kept as their JSON text (see `screenpop.cache.base`), which makes every `get` a fresh copy
-and gives an exact size to bound. Measured for a 2 KB section on the 2-core dev machine, one run:
-`json.loads` of the text costs about a third of `copy.deepcopy` of the dict (31 µs against 92 µs), and
-store + get (dumps + loads) less than half of two deep copies (76 µs against 183 µs).
+and gives an exact size to bound; a copy by `json.loads` is cheaper than a deep copy (measured in
+docs/decisions/0002-section-cache.md).
 
 Bounds: at most `max_entries` entries and `max_bytes` characters of JSON text. Past either bound the least
 recently used entries are evicted (`get` and `set` both count as use). An entry larger than `max_bytes`

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from screenpop.gcpace import SERVING_THRESHOLDS, GcSettler, settle_from_now, tune_for_serving
+from screenpop.gcpace import SERVING_THRESHOLDS, GcSettler, tune_for_serving
 
 
 class Timer:
@@ -55,7 +55,7 @@ def clock() -> ManualClock:
 def test_a_burst_is_settled_once_it_is_over_and_nothing_runs(clock: ManualClock) -> None:
     """After `burst` attaches and a quiet spell, one middle-generation collection runs; fewer attaches run none."""
     collected: list[int] = []
-    settler = GcSettler(lambda: False, burst=3, quiet_s=0.5, clock=clock, collect=collected.append)
+    settler = GcSettler(lambda: False, burst=3, quiet_s=0.5, clock=clock, collect=collected.append, active=True)
     settler.attached()
     settler.attached()
     clock.advance(10)
@@ -70,14 +70,16 @@ def test_a_burst_is_settled_once_it_is_over_and_nothing_runs(clock: ManualClock)
 def test_it_waits_while_lookups_run_but_not_forever(clock: ManualClock) -> None:
     """While a lookup runs the settling waits; it runs once nothing runs, or once `max_wait_s` has passed."""
     busy = True
-    settler = GcSettler(lambda: busy, burst=1, quiet_s=0.5, max_wait_s=60, clock=clock, collect=lambda _: None)
+    settler = GcSettler(lambda: busy, burst=1, quiet_s=0.5, max_wait_s=60, clock=clock, collect=lambda _: None,
+                        active=True)
     settler.attached()
     clock.advance(30)
     assert settler.settled == 0
     busy = False
     clock.advance(GcSettler.RETRY_S)
     assert settler.settled == 1
-    stubborn = GcSettler(lambda: True, burst=1, quiet_s=0.5, max_wait_s=5, clock=clock, collect=lambda _: None)
+    stubborn = GcSettler(lambda: True, burst=1, quiet_s=0.5, max_wait_s=5, clock=clock, collect=lambda _: None,
+                         active=True)
     stubborn.attached()
     clock.advance(5.4)
     assert stubborn.settled == 0
@@ -87,7 +89,7 @@ def test_it_waits_while_lookups_run_but_not_forever(clock: ManualClock) -> None:
 
 def test_each_new_socket_restarts_the_wait(clock: ManualClock) -> None:
     """Sockets still arriving keep the settling back until they stop; close() cancels a pending one."""
-    settler = GcSettler(lambda: False, burst=1, quiet_s=0.5, clock=clock, collect=lambda _: None)
+    settler = GcSettler(lambda: False, burst=1, quiet_s=0.5, clock=clock, collect=lambda _: None, active=True)
     for _ in range(5):
         settler.attached()
         clock.advance(0.4)
@@ -111,8 +113,12 @@ def gc_state() -> Iterator[None]:
 
 @pytest.mark.usefixtures("gc_state")
 def test_serving_settings_set_the_thresholds_and_freeze_what_exists(clock: ManualClock) -> None:
-    """tune_for_serving sets the serving thresholds; settle_from_now freezes the objects alive now."""
+    """tune_for_serving sets the serving thresholds; a settler freezes the objects alive when it starts."""
     tune_for_serving()
     assert gc.get_threshold() == SERVING_THRESHOLDS
-    settler = settle_from_now(lambda: False, clock=clock)
-    assert gc.get_freeze_count() > 0 and isinstance(settler, GcSettler)
+    settler = GcSettler(lambda: False, burst=1, clock=clock, collect=lambda _: None)
+    settler.attached()
+    clock.advance(10)
+    assert settler.settled == 0 and gc.get_freeze_count() == 0  # not started: it manages nothing
+    settler.start()
+    assert gc.get_freeze_count() > 0
