@@ -1,6 +1,6 @@
 """Alternating A/B of two source trees on the benchmark's two-instance scenario (scenario 7 of bench/run.py).
 
-    python -m bench.ab --base /path/to/other/tree [--new TREE] [--rounds 4] [--seconds 5] [--rate 200]
+    python -m bench.ab --base /path/to/other/tree [--new TREE] [--rounds 4] [--seconds 5] [--rate 200] [--single]
 
 Starts the stubs, then two pairs of `screenpop serve` on Redis (`BENCH_REDIS_URL`): pair A runs from
 `--base` (e.g. a `git worktree` of the commit to compare against), pair B from `--new` (this tree by
@@ -9,6 +9,7 @@ sockets on its second, idle sockets split, exactly as scenario 7. Then segments 
 alternate A B, B A, A B, ... for `--rounds` rounds, so a slow spell of a shared machine falls on both.
 Every segment is printed (CPU of the pair per call, p50/p99 of card complete, lost), then the medians and
 the best of each side; `--out` writes the lot as JSON. Both trees run with this interpreter and packages.
+`--single`: one instance a side instead of a pair, on the in-process bus, webhooks and sockets on it.
 """
 
 from __future__ import annotations
@@ -27,14 +28,23 @@ from typing import Any
 from bench.run import ACTIVE, FULL, IDLE, Bench, Target, agent_ids, stats
 
 
-def run_ab(bench: Bench, base: Path, new: Path, rounds: int, seconds: float, rate: float) -> dict[str, Any]:
-    """Start both pairs, warm them, run the alternating segments; returns every segment and the summary."""
+def run_ab(bench: Bench, base: Path, new: Path, rounds: int, seconds: float, rate: float,
+           single: bool = False) -> dict[str, Any]:
+    """Start both pairs (or, `single`, one instance a side on the in-process bus), warm them, run the
+    alternating segments; returns every segment and the summary."""
     bench.start_stubs()
     gen = bench.start_loadgen()
     redis = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
     roots = {"A": base.resolve(), "B": new.resolve()}
     pairs: dict[str, Target] = {}
     for side, root in roots.items():
+        if single:  # one instance: webhooks and every socket on it, memory:// bus (scenario 3's shape)
+            proc, port = bench.start_screenpop(f"screenpop-{side}", None, "bench", root)
+            pairs[side] = target = Target(side, [proc], f"http://127.0.0.1:{port}/telephony/webhook")
+            bench.connect(target, port, agent_ids(1, ACTIVE), active=True)
+            bench.connect(target, port, agent_ids(ACTIVE + 1, IDLE), active=False)
+            print(f"ab: {side} = {root}: pid {proc.pid}", flush=True)
+            continue
         tag = f"ab-{side}-{os.getpid()}-{secrets.token_hex(3)}"
         first, first_port = bench.start_screenpop(f"screenpop-{side}1", redis, tag, root)
         second, second_port = bench.start_screenpop(f"screenpop-{side}2", redis, tag, root)
@@ -80,6 +90,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=FULL.rate_s, help="seconds per segment (default 5)")
     p.add_argument("--rate", type=float, default=200, help="calls per second (default 200)")
     p.add_argument("--out", help="write the segments and the summary as JSON here")
+    p.add_argument("--single", action="store_true", help="one instance a side on the in-process bus, not a pair")
     args = p.parse_args()
     bench = Bench(FULL, quick=False)
 
@@ -89,7 +100,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, terminate)
     started = time.monotonic()
     try:
-        result = run_ab(bench, Path(args.base), Path(args.new), args.rounds, args.seconds, args.rate)
+        result = run_ab(bench, Path(args.base), Path(args.new), args.rounds, args.seconds, args.rate, args.single)
     except KeyboardInterrupt:
         print("ab: interrupted; stopping every process", file=sys.stderr)
         return 130
@@ -99,8 +110,9 @@ def main() -> int:
     finally:
         bench.stop_all()
     s = result["summary"]
+    what = "one instance" if args.single else "the pair"
     for side in ("A", "B"):
-        print(f"ab: {side} CPU per call of the pair: median {s[side]['cpu_us_per_call_median']} us, best "
+        print(f"ab: {side} CPU per call ({what}): median {s[side]['cpu_us_per_call_median']} us, best "
               f"{s[side]['cpu_us_per_call_best']} us; p99 median {s[side]['p99_ms_median']} ms")
     print(f"ab: B against A: median {s['B_vs_A_median']:+.1%}, best {s['B_vs_A_best']:+.1%} "
           f"({time.monotonic() - started:.0f} s)")

@@ -28,6 +28,7 @@ A bad file raises ConfigError whose message names the file, the field and the re
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,8 +39,16 @@ from screenpop.cache.policy import CachePolicy
 from screenpop.errors import ConfigError as ConfigError  # re-exported: the errors are defined in one tree
 from screenpop.models import CUSTOMER_SECTION, View
 from screenpop.models import format_validation_error as format_validation_error  # re-exported, one formatter
+from web import WEB_DIR
 
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+@functools.cache
+def view_kinds() -> tuple[str, ...]:
+    """The console's views: each module `web/js/views/<kind>.js` that exports `render` is one."""
+    return tuple(sorted(p.stem for p in (WEB_DIR / "js" / "views").glob("*.js")
+                        if "export function render(" in p.read_text(encoding="utf-8")))
 
 
 class Strict(BaseModel):
@@ -96,9 +105,14 @@ class ConnectorConfig(Strict):
 
     @model_validator(mode="after")
     def _view_fits_role(self) -> ConnectorConfig:
-        """The `customer` view shows the identity match, and the identity roles have no other."""
+        """The view is one the console has; `customer` shows the identity match, and the identity roles
+        have no other."""
         if self.view is None:
             return self
+        kinds = view_kinds()
+        if self.view.kind not in kinds:
+            raise ValueError(f"view {self.view.kind!r}: the console has no such view; expected one of "
+                             + ", ".join(repr(k) for k in kinds))
         identity = self.role in ("identity", "identity_fallback")
         if identity and self.view.kind != "customer":
             raise ValueError(f"view {self.view.kind!r}: the identity roles fill the customer section, "

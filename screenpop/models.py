@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -108,10 +108,11 @@ class LookupQuery(BaseModel):
 CUSTOMER_SECTION = "customer"
 """The name of the card's first section, the identity match (reserved: no connector section may take it)."""
 
-ViewKind = Literal["customer", "fields", "table", "offers"]
-"""The console's renderers (web/js/views/): `customer` the identity match (one customer, none, or a choice
-among several); `fields` one record as labelled values; `table` a list of records as rows; `offers` a list
-of suggestions, each with its reason."""
+ViewKind = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+"""The name of one of the console's renderers, `web/js/views/<kind>.js` (a config naming one that does not
+exist is refused: screenpop.config). Shipped: `customer` the identity match (one customer, none, or a
+choice among several); `fields` one record as labelled values; `table` a list of records as rows;
+`offers` a list of suggestions, each with its reason. Adding a renderer there adds a kind."""
 
 ColumnFormat = Literal["text", "money", "number", "percent", "date", "yesno"]
 """How a value is shown: money takes the currency of its record (`currency` or `currency_code`); percent

@@ -2,7 +2,8 @@
 // is shown by its data's shape: a list of records as `table`, anything else as `fields`. A view module
 // exports render(section, columns, entry, ctx) for the section's data, and may export wide(section) (the
 // panel spans the card), emptyText (shown for `empty`), and state(entry) (what else re-renders it).
-// To add a view: a module here, its name in VIEWS, and its kind in screenpop.models.ViewKind.
+// To add a view: a module here that exports render(), and its name in VIEWS (the server accepts a view
+// kind in a connector's config when web/js/views/<kind>.js exports render: screenpop.config.view_kinds).
 
 import * as customer from "./customer.js";
 import * as fields from "./fields.js";
