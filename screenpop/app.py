@@ -3,7 +3,8 @@
     App (a Starlette Router; the lifespan runs here)
     ├── /telephony/webhook   GenericWebhook   the hot routes: plain ASGI endpoints, no FastAPI stack on the
     ├── /ws/agent            AgentSocket      per-event path (see bench/RESULTS.md)
-    └── Mount("/")           FastAPI          login, admin, Twilio, pages, static files, docs, metrics, health
+    ├── /healthz, /readyz    Probe            polled by balancers several times a second
+    └── Mount("/")           FastAPI          login, admin, Twilio, pages, static files, docs, metrics
 
 Every error, on either side, answers the same JSON `{"error": ...}` (screenpop/api/deps.py).
 """
@@ -28,6 +29,7 @@ from screenpop import __version__
 from screenpop.api import admin, agents, pages, twilio
 from screenpop.api.agents import SOCKET_PATH, AgentSocket
 from screenpop.api.deps import error_answer
+from screenpop.api.health import HEALTH_PATH, READY_PATH, Probe, describe_probes
 from screenpop.api.telephony import WEBHOOK_PATH, GenericWebhook, describe_webhook
 from screenpop.bus import Bus
 from screenpop.config import Config
@@ -56,6 +58,8 @@ def create_app(settings: Settings | None = None, *, bus: Bus | None = None, conf
     routes = [
         Route(WEBHOOK_PATH, GenericWebhook(services)),  # every method: it answers 405 itself, as JSON
         WebSocketRoute(SOCKET_PATH, AgentSocket(services)),
+        Route(HEALTH_PATH, Probe(services, ready=False)),
+        Route(READY_PATH, Probe(services, ready=True)),
         Mount("/", app=build_api(services)),
     ]
     return App(routes, services, lifespan(services, settings))
@@ -78,9 +82,10 @@ class Api(FastAPI):
     """FastAPI, for everything but the hot routes. Its OpenAPI document describes the webhook as well."""
 
     def openapi(self) -> dict[str, Any]:
-        """The document FastAPI builds from its routes, with the generic webhook added once."""
+        """The document FastAPI builds from its routes, with the generic webhook and the probes added once."""
         if self.openapi_schema is None:
             describe_webhook(super().openapi())
+            describe_probes(super().openapi())
         return super().openapi()
 
 
@@ -100,9 +105,5 @@ def build_api(services: Services) -> FastAPI:
     @api.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-    @api.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, Any]:
-        return {"ok": True, "version": __version__, "calls": len(services.registry.calls)}
 
     return api

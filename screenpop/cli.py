@@ -51,7 +51,10 @@ def _variable(loc: tuple[int | str, ...]) -> str:
 
 
 def _port_free(host: str, port: int) -> bool:
+    """True when nothing listens on host:port. SO_REUSEADDR as uvicorn sets it: connections of an earlier
+    run left in TIME_WAIT do not hold the port (a restart on the same port starts at once)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
             return True
@@ -75,14 +78,20 @@ def _run(settings: Settings) -> None:
 
     from screenpop.app import create_app
     from screenpop.gcpace import tune_for_serving
+    from screenpop.serving import DrainingServer
 
     app = create_app(settings)
     asyncio.run(_check_bus(app))
     tune_for_serving()  # the GC policy (screenpop.gcpace): fewer, cheaper collections while serving
     app.state.services.freeze_gc = True
-    uvicorn.run(app, host=settings.host, port=settings.port, ws_max_size=64 * 1024,
-                log_level=settings.log_level.lower(), proxy_headers=True, log_config=None,
-                access_log=settings.log_level.upper() == "DEBUG")
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, ws_max_size=64 * 1024,
+                            log_level=settings.log_level.lower(), proxy_headers=True, log_config=None,
+                            access_log=settings.log_level.upper() == "DEBUG",
+                            timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)))
+    server = DrainingServer(config, app.state.services.drain, settings.drain_s)  # SIGTERM: screenpop/serving.py
+    server.run()
+    if not server.started:
+        raise SystemExit(3)  # uvicorn's own exit code when the start failed (it logged why)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

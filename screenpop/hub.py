@@ -113,13 +113,14 @@ class AgentHub:
             log.exception("could not dispatch an agent message")
 
     async def close(self) -> None:
-        """Stop reading the bus and close every socket."""
+        """Stop reading the bus and close every socket with 1012 (service restart: the console reconnects, to
+        another instance if this one is gone)."""
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         for conns in list(self._conns.values()):
             for c in list(conns):
-                await self._drop(c, 1001, "server shutting down")
+                await self._drop(c, 1012, "server restarting, reconnect")
 
     def dispatch(self, text: str) -> None:
         """Apply one envelope: remember it for the recipients' snapshots and queue it on their sockets.

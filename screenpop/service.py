@@ -3,7 +3,13 @@
 `build_services(settings)` reads and validates everything synchronously (so a bad config stops the start
 with a clear message before anything listens). `Services.run()` is the lifespan: each resource is opened
 and its close registered right after it in one AsyncExitStack, so leaving closes them in reverse order
-(a close that fails is logged; the others still run). `supervise_cti` keeps a CTI adapter's events flowing.
+(a close that fails is logged; the others still run). `supervise_cti` (screenpop/ctilink.py) runs each CTI
+connection while this instance holds its lease.
+
+Shutdown (SIGTERM, screenpop/cli.py): `drain()` first (readiness fails, webhooks answer 503, the CTI
+connections close and their leases are released so another instance takes over at once); then uvicorn stops
+accepting, lets requests in flight finish and closes agent sockets with 1012; then `run()` exits: running
+lookups get up to the lookup deadline, and everything closes in reverse.
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ from screenpop.cache import CacheBackend, CacheError, SectionCache, cache_from_u
 from screenpop.calls import CallRegistry
 from screenpop.config import Config, ConfigError, load_config
 from screenpop.control import ControlChannel
+from screenpop.ctilink import CtiLink, supervise_cti
 from screenpop.gcpace import GcSettler
 from screenpop.hub import AgentHub
+from screenpop.lease import LeaseError, LeaseKeeper, LeaseStore, lease_key, lease_store_from_url, pbx_name
 from screenpop.lookup import Lookup
 from screenpop.metrics import Metrics
-from screenpop.models import CallEvent
 from screenpop.outbox import Outbox
+from screenpop.probes import Probes
 from screenpop.settings import Settings
 from screenpop.sources import Source
 from screenpop.store import AdminStore, store_from_url
@@ -59,8 +67,11 @@ class Services:
     admin: ConnectorAdmin
     control: ControlChannel
     gc_settler: GcSettler
-    cti: list[CtiAdapter] = field(default_factory=list)
+    leases: LeaseStore
+    probes: Probes
+    cti: list[CtiLink] = field(default_factory=list)
     freeze_gc: bool = False  # the CLI sets it: after start, keep the long-lived objects out of collections
+    _cti_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def lookup(self) -> Lookup:
@@ -98,14 +109,31 @@ class Services:
             _closing(stack, "the outbox", self.outbox.close)
             self.registry.start()
             _closing(stack, "the calls", self.registry.close)
+            _closing(stack, "the lookups in flight", self._finish_lookups)
             await stack.enter_async_context(self.control.serving(self.registry, self.admin.reload))
-            for adapter in self.cti:
-                _closing(stack, f"CTI adapter {adapter.name}", adapter.close)
-                _task(stack, supervise_cti(adapter, self.registry.handle), f"cti-{adapter.name}")
+            _closing(stack, "the lease store", self.leases.close)
+            for link in self.cti:
+                self._cti_tasks.append(_task(stack, supervise_cti(link, self.registry.handle), f"cti-{link.name}"))
             if self.freeze_gc:
                 self.gc_settler.start()  # the GC policy: screenpop.gcpace
                 stack.callback(self.gc_settler.close)
             yield self
+
+    def drain(self) -> None:
+        """Begin the shutdown (SIGTERM): fail readiness, refuse webhooks with 503, close the CTI connections and
+        release their leases (another instance takes over at once). Idempotent."""
+        if self.probes.draining:
+            return
+        self.probes.draining = True
+        log.info("draining: /readyz fails, webhooks answer 503, CTI leases released")
+        for task in self._cti_tasks:
+            task.cancel()  # supervise_cti closes its adapter, then releases the lease
+
+    async def _finish_lookups(self, poll_s: float = 0.05) -> None:
+        """Let running lookups settle, up to the lookup deadline (each settles by then)."""
+        deadline = asyncio.get_running_loop().time() + self.lookup.deadline_s + 0.5
+        while self.registry.lookups_running() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(poll_s)
 
 
 def _closing(stack: AsyncExitStack, what: str, close: Callable[[], Awaitable[object]]) -> None:
@@ -120,7 +148,7 @@ def _closing(stack: AsyncExitStack, what: str, close: Callable[[], Awaitable[obj
     stack.push_async_callback(closing)
 
 
-def _task(stack: AsyncExitStack, coro: Coroutine[Any, Any, None], name: str) -> None:
+def _task(stack: AsyncExitStack, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
     """Run `coro` as a task until the stack closes, then cancel it and wait for its end."""
     task = asyncio.create_task(coro, name=name)
 
@@ -129,19 +157,7 @@ def _task(stack: AsyncExitStack, coro: Coroutine[Any, Any, None], name: str) -> 
         await asyncio.gather(task, return_exceptions=True)
 
     stack.push_async_callback(cancel)
-
-
-async def supervise_cti(adapter: CtiAdapter, handle: Callable[[CallEvent], Awaitable[object]], *,
-                        pause_s: float = 1.0, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
-    """Pass each of the adapter's events to `handle` until cancelled. The adapter reconnects by itself;
-    if it fails anyway (a bug) or its events end, it is logged and started again after `pause_s`."""
-    while True:
-        try:
-            async for event in adapter.events():
-                await handle(event)
-        except Exception:
-            log.exception("CTI adapter %s failed; restarting it in %g s", adapter.name, pause_s)
-        await sleep(pause_s)
+    return task
 
 
 def build_services(settings: Settings, *, bus: Bus | None = None, config: Config | None = None) -> Services:
@@ -175,13 +191,45 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
                    on_attach=gc_settler.attached)
     metrics.watch(lambda: registry.lookup.sources, hub)
     store = store_from_url(settings.state_url)
-    control = ControlChannel(bus, f"{settings.bus_prefix}.control", instance=secrets.token_hex(6))
+    instance = secrets.token_hex(6)
+    control = ControlChannel(bus, f"{settings.bus_prefix}.control", instance=instance)
+    leases, cti = _cti_links(settings, instance)
+    probes = Probes(instance, {"bus": leases.ping, "state store": store.overrides},
+                    cti=lambda: {link.name: link.state for link in cti})
     admin = ConnectorAdmin(config, store, sources, registry, announce=control.connectors_changed)
     return Services(
         settings=settings, config=config, directory=directory, tokens=tokens, bus=bus, outbox=outbox, hub=hub,
         registry=registry, webhook=GenericWebhook(secret_value), store=store, cache_backend=cache_backend,
-        cache=cache, metrics=metrics, admin=admin, control=control, cti=build_cti(settings), gc_settler=gc_settler,
+        cache=cache, metrics=metrics, admin=admin, control=control, cti=cti, gc_settler=gc_settler,
+        leases=leases, probes=probes,
     )
+
+
+def _cti_links(settings: Settings, owner: str) -> tuple[LeaseStore, list[CtiLink]]:
+    """The lease store (the bus's Redis, else memory) and one CtiLink per CTI URL, each with its lease. The
+    store's TTL is 0.8 x SCREENPOP_CTI_LEASE_S and a standby tries every 0.1 x: a takeover within the setting."""
+    try:
+        leases = lease_store_from_url(settings.bus_url)
+    except LeaseError as err:
+        raise ConfigError(f"SCREENPOP_BUS_URL: {err}") from None
+    links: list[CtiLink] = []
+    ttl_s = settings.cti_lease_s * 0.8
+    for (_, secret), adapter in zip(settings.cti_connections(), build_cti(settings), strict=True):
+        url = secret.get_secret_value()
+        keeper = LeaseKeeper(leases, lease_key(settings.bus_prefix, url), owner, ttl_s,
+                             retry_s=settings.cti_lease_s * 0.1)
+        links.append(CtiLink(pbx_name(url), _adapters(adapter, url), keeper))
+    return leases, links
+
+
+def _adapters(adapter: CtiAdapter, url: str) -> Callable[[], CtiAdapter]:
+    """`adapter` (built and checked at start) for the first hold, a new one of its kind for each later one."""
+    first = [adapter]
+
+    def make() -> CtiAdapter:
+        return first.pop() if first else type(adapter).from_url(url)
+
+    return make
 
 
 def _cache_backend(url: str) -> CacheBackend:

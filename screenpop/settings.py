@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     cti_urls: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     ami_url: SecretStr | None = None  # older single-connection settings, added after cti_urls
     esl_url: SecretStr | None = None
+    # a cluster runs each CTI connection on one instance at a time (a lease in the bus's Redis): another
+    # instance takes over within this many seconds after the holder dies (screenpop/lease.py)
+    cti_lease_s: float = Field(default=10.0, ge=2, le=3600)
+    # SIGTERM: seconds of failing /readyz and answering webhooks 503 before the port closes (the balancer
+    # takes the instance out meanwhile), then at most shutdown_timeout_s for what is in flight
+    drain_s: float = Field(default=2.0, ge=0, le=120)
+    shutdown_timeout_s: float = Field(default=10.0, gt=0, le=600)
     log_level: str = "INFO"
     log_format: str = Field(default="auto", pattern="^(auto|json|text)$")  # auto: JSON unless on a terminal
 

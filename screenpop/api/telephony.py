@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from screenpop.api.deps import error_answer, read_body
 from screenpop.models import CallEvent
+from screenpop.probes import DRAINING, RETRY_AFTER_S
 from screenpop.service import Services
 from telephony.base import PayloadError, SignatureError
 from telephony.generic import SIGNATURE_HEADER
@@ -45,6 +46,8 @@ class GenericWebhook:
     async def accept(self, request: Request) -> Response:
         """Verify the signature, parse the event, hand it to the registry; the lookup runs on."""
         services = self.services
+        if services.probes.draining:  # shutting down: the balancer or the PBX sends it elsewhere
+            raise HTTPException(503, DRAINING, headers={"Retry-After": str(RETRY_AFTER_S)})
         body = await read_body(request)
         headers = request.headers  # case-insensitive: lower-case keys find their header
         try:
@@ -88,5 +91,7 @@ def describe_webhook(openapi: dict[str, Any]) -> None:
             "401": {"description": "not signed, signed wrongly, or more than 5 minutes off", **error},
             "413": {"description": "the body is larger than 64 KiB", **error},
             "422": {"description": "the body is not a call event; the message names the field", **error},
+            "503": {"description": "the instance is shutting down: send it again (to another instance), "
+                                   "after `Retry-After` seconds at most", **error},
         },
     }}

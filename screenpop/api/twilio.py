@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from screenpop.api.deps import ServicesDep, read_body
 from screenpop.models import CallEvent
 from screenpop.phone import normalize
+from screenpop.probes import DRAINING, RETRY_AFTER_S
 from screenpop.service import Services
 from telephony import twilio
 from telephony.base import PayloadError, SignatureError
@@ -45,7 +46,9 @@ def signed_url(request: Request, services: Services) -> str:
 
 async def _read(request: Request, services: Services,
                 kind: Literal["voice", "status"]) -> tuple[dict[str, str], list[CallEvent]]:
-    """The verified request's parameters and events; 403 unconfigured or badly signed, 413 too big."""
+    """The verified request's parameters and events; 403 unconfigured or badly signed, 413 too big, 503 draining."""
+    if services.probes.draining:  # shutting down: Twilio's retry or fallback URL, or the balancer, goes elsewhere
+        raise HTTPException(503, DRAINING, headers={"Retry-After": str(RETRY_AFTER_S)})
     token = services.settings.twilio_auth_token
     if token is None or not token.get_secret_value():
         raise HTTPException(403, NOT_CONFIGURED)
