@@ -14,9 +14,9 @@ import pytest
 from screenpop.bus.memory import MemoryBus
 from screenpop.config import parse_config
 from screenpop.control import ControlChannel
-from screenpop.models import CallEvent, EventKind
 from screenpop.ctilink import CtiLink, supervise_cti
 from screenpop.lease import LeaseKeeper, MemoryLeaseStore
+from screenpop.models import CallEvent, EventKind
 from screenpop.service import Services, build_services
 from screenpop.settings import Settings
 from telephony.base import CtiAdapter
