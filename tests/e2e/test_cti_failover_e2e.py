@@ -18,7 +18,7 @@ from websockets.asyncio.client import ClientConnection
 from screenpop.demo import DemoEnvironment
 from tests.conftest import free_port
 from tests.e2e.conftest import ServerProcess, start_process
-from tests.e2e.test_cti_e2e import agent_socket, next_of
+from tests.e2e.test_cti_e2e import agent_socket
 from tests.telephony.ami_server import AmiServer
 from tests.telephony.scenarios import ami_scenarios
 
