@@ -100,19 +100,22 @@ class FollowingPool(SentinelConnectionPool):
             logger.debug("redis: error while closing the Sentinel connections", exc_info=True)
 
     async def check_primary(self) -> bool:
-        """Ask the Sentinels where the primary is; if it moved, close every connection. True if it moved."""
-        before = self.master_address
+        """Ask the Sentinels where the primary is and close every connection of the pool to another node (idle
+        or busy). True if there was one: the primary moved."""
         try:
-            now = await self.get_master_address()  # type: ignore[no-untyped-call]  # closes the idle ones
+            now = await self.get_master_address()  # type: ignore[no-untyped-call]  # closes the idle ones if moved
         except MasterNotFoundError:
             logger.warning("redis: no Sentinel names a primary for %r", self.service_name)
             return False
-        if before is None or now == before:
+        stale = [c for c in (*self._available_connections, *self._in_use_connections)
+                 if c.is_connected and _address(c) != now]
+        if not stale:
             return False
         self.switches += 1
-        logger.warning("redis: the primary of %r moved from %s:%s to %s:%s; reconnecting", self.service_name,
-                       *before, *now)
-        await self.disconnect(inuse_connections=True)
+        moved_from = sorted({"{}:{}".format(*_address(c)) for c in stale})
+        logger.warning("redis: the primary of %r is now %s:%s; closing %d connection(s) to %s", self.service_name,
+                       *now, len(stale), ", ".join(moved_from))
+        await asyncio.gather(*(c.disconnect() for c in stale), return_exceptions=True)
         return True
 
     async def _follow(self) -> None:
@@ -156,6 +159,10 @@ class SentinelRedis(Redis):
             closing = self.auto_close_connection_pool if close_connection_pool is None else close_connection_pool
             if closing and isinstance(pool, FollowingPool):
                 await pool.stop()
+
+
+def _address(connection: AbstractConnection) -> tuple[object, object]:
+    return getattr(connection, "host", None), getattr(connection, "port", None)
 
 
 def _names(data: bytes | str, master: str) -> bool:

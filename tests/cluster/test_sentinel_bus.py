@@ -86,7 +86,7 @@ async def test_publish_and_subscribe_survive_a_failover(redis_rig: RedisRig) -> 
 
 async def test_the_client_follows_the_switch_not_only_the_demotion(redis_rig: RedisRig) -> None:
     """A client of the Sentinel URL with an idle connection and a PubSub on the old primary: after SENTINEL
-    FAILOVER its pool counts one switch and every connection it holds is to the new primary."""
+    FAILOVER its pool sees the switch and every connection it holds is to the new primary."""
     client = parse_redis_url(sentinel_url(redis_rig)).client()
     try:
         await client.set("sentinel-follow-test", "1")
@@ -95,7 +95,7 @@ async def test_the_client_follows_the_switch_not_only_the_demotion(redis_rig: Re
         pool = client.connection_pool
         assert isinstance(pool, FollowingPool)
         new = await asyncio.to_thread(redis_rig.failover)
-        await until(lambda: pool.switches == 1, "a switch seen")
+        await until(lambda: pool.switches >= 1, "a switch seen")
         assert pool.master_address == ("127.0.0.1", new.port)
         assert await client.get("sentinel-follow-test") == b"1"  # the replica had it
         assert {(c.host, c.port) for c in pool._available_connections if c.is_connected} <= {("127.0.0.1", new.port)}
