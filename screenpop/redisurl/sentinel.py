@@ -80,20 +80,26 @@ class FollowingPool(SentinelConnectionPool):
         super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
         self.switches = 0
         self._follower: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
         """redis-py's, starting the follower with the first connection (it needs the running loop)."""
-        if self._follower is None:
+        if self._follower is None and not self._stopping:
             self._follower = asyncio.create_task(self._follow(), name=f"screenpop.redis follow {self.service_name!r}")
         connection: AbstractConnection = await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
         return connection
 
     async def stop(self) -> None:
         """Stop the follower and close the Sentinel connections. Idempotent, never raises."""
+        self._stopping = True
         follower, self._follower = self._follower, None
-        if follower is not None:
+        # redis-py's read with a timeout can swallow a cancellation that lands as its timeout fires (Python
+        # 3.11's asyncio.timeout): cancel again until the task is done, the flag ending its loop meanwhile
+        for _ in range(50):
+            if follower is None or follower.done():
+                break
             follower.cancel()
-            await asyncio.wait({follower})
+            await asyncio.wait({follower}, timeout=0.1)
         try:
             await self.sentinel_manager.aclose()
         except Exception:
@@ -120,14 +126,14 @@ class FollowingPool(SentinelConnectionPool):
 
     async def _follow(self) -> None:
         turn = 0
-        while True:
+        while not self._stopping:
             sentinels: list[Redis] = self.sentinel_manager.sentinels
             sentinel = sentinels[turn % len(sentinels)]
             turn += 1
             pubsub = sentinel.pubsub()
             try:
                 await pubsub.subscribe(SWITCH_CHANNEL)
-                while True:
+                while not self._stopping:
                     await self.check_primary()
                     msg = await pubsub.get_message(timeout=FOLLOW_POLL_S)
                     if msg is not None and msg["type"] == "message" and _names(msg["data"], self.service_name):

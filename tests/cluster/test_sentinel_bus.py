@@ -129,3 +129,16 @@ async def test_the_cache_works_across_a_failover(redis_rig: RedisRig) -> None:
         await until(written, "k2 written on the new primary")
     finally:
         await cache.close()
+
+
+async def test_closing_right_after_connecting_never_hangs(redis_rig: RedisRig) -> None:
+    """A bus on the Sentinel URL connected and disconnected 100 times in a row (as `screenpop serve` checks the
+    bus before serving): each disconnect stops the follower and returns, at any point of its work."""
+    url = sentinel_url(redis_rig)
+    for i in range(100):
+        bus = RedisBus(url)
+        async with asyncio.timeout(WAIT_S):
+            await bus.connect()
+            await asyncio.sleep(0.002 * (i % 5))
+            await bus.disconnect()
+    assert not [t for t in asyncio.all_tasks() if "follow" in t.get_name()]
