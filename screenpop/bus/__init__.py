@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from screenpop.bus.base import Bus, BusError, Subscription
+from screenpop.redisurl import SCHEMES as REDIS_SCHEMES
 
 __all__ = ["Bus", "BusError", "Subscription", "bus_from_url"]
 
@@ -16,8 +17,9 @@ def bus_from_url(url: str) -> Bus:
         from screenpop.bus.memory import MemoryBus
 
         return MemoryBus()
-    if scheme in ("redis", "rediss"):
+    if scheme in REDIS_SCHEMES:
         from screenpop.bus.redis import RedisBus
 
         return RedisBus(url)
-    raise BusError(f"unsupported bus URL scheme {scheme!r}; expected memory://, redis:// or rediss://")
+    raise BusError(f"unsupported bus URL scheme {scheme!r}; expected memory:// or one of Redis's: "
+                   + ", ".join(f"{s}://" for s in REDIS_SCHEMES))

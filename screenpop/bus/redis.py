@@ -1,4 +1,5 @@
-"""The Redis bus (`redis://`, `rediss://`): instances of screenpop share messages through Redis PUB/SUB.
+"""The Redis bus (`redis://`, `rediss://`, and behind Sentinel `redis+sentinel://`, `rediss+sentinel://`):
+instances of screenpop share messages through Redis PUB/SUB.
 
 Everything goes through redis-py's public client API, speaking RESP2 (`protocol=2`, the client's option;
 an explicit `?protocol=` in the URL wins, and the bus works with either):
@@ -19,6 +20,9 @@ Failures:
   ends the reader's read with an error. The reader then resubscribes with exponential backoff (0.1 s
   doubling up to 5 s, with jitter) and logs warnings on `screenpop.bus`. Messages published while it was
   disconnected are LOST: Redis PUB/SUB keeps nothing for absent subscribers.
+- Behind Sentinel, the client follows the primary (`screenpop.redisurl.sentinel`): when the Sentinels name
+  another primary it closes its connections, the subscription's too, so the reader resubscribes (on the new
+  primary) as above, and the next publish goes to the new primary. Nothing here depends on the URL's form.
 Iteration ends when the subscribe context exits or the bus disconnects.
 """
 
@@ -50,7 +54,7 @@ _FAILURES = (RedisError, OSError)  # OSError includes TimeoutError (asyncio.time
 
 
 class RedisBus(Bus):
-    """Publish/subscribe through a Redis server; `url` is `redis://[:password@]host[:port][/db]`.
+    """Publish/subscribe through a Redis server; `url` is any form of `screenpop.redisurl` (Sentinel too).
 
     `maxsize`: each subscription's mailbox; `health_check_interval`: quiet seconds before a subscription
     PINGs; `timeout`: seconds for connecting, for a command and for a SUBSCRIBE to be confirmed.

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from screenpop.cache.base import CacheBackend, CacheError, Entry
 from screenpop.cache.policy import Cached, CachePolicy, CacheStats, SectionCache
+from screenpop.redisurl import SCHEMES as REDIS_SCHEMES
 
 __all__ = [
     "CacheBackend",
@@ -23,16 +24,18 @@ __all__ = [
 def cache_from_url(url: str, **options: Any) -> CacheBackend:
     """Build the backend named by the URL scheme; the backend's module is imported only here.
 
-    `memory://` (the default) takes `max_entries`, `max_bytes`; `redis://` and `rediss://` take `prefix`,
-    `timeout`, `retry_after_s`. An unknown option raises TypeError.
+    `memory://` (the default) takes `max_entries`, `max_bytes`; Redis (`redis://`, `rediss://`,
+    `redis+sentinel://`, `rediss+sentinel://`) takes `prefix`, `timeout`, `retry_after_s`.
+    An unknown option raises TypeError.
     """
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         from screenpop.cache.memory import MemoryCache
 
         return MemoryCache(**options)
-    if scheme in ("redis", "rediss"):
+    if scheme in REDIS_SCHEMES:
         from screenpop.cache.redis import RedisCache
 
         return RedisCache(url, **options)
-    raise CacheError(f"unsupported cache URL scheme {scheme!r}; expected memory://, redis:// or rediss://")
+    raise CacheError(f"unsupported cache URL scheme {scheme!r}; expected memory:// or one of Redis's: "
+                     + ", ".join(f"{s}://" for s in REDIS_SCHEMES))
