@@ -48,6 +48,7 @@ class RedisCallStore(CallStore):
         self.address = self._url.address
         self.prefix, self.ttl_s, self.timeout, self.attempts = prefix, ttl_s, timeout, attempts
         self._client: Redis | None = None
+        self.conflicts = 0  # changes that found the call changed meanwhile, and ran again
 
     def __repr__(self) -> str:
         return f"<RedisCallStore {self.address} prefix={self.prefix!r}>"
@@ -117,6 +118,7 @@ class RedisCallStore(CallStore):
                     try:
                         await pipe.execute()
                     except WatchError:
+                        self.conflicts += 1
                         continue
                     return out
         except _FAILURES as exc:
