@@ -168,7 +168,7 @@ class CallRegistry:
 
     def _seen(self, call_id: str, record: CallRecord | None) -> None:
         """Keep this instance's view of its calls (for /healthz) and stop a lookup of an ended call."""
-        if record is None or record.ended:
+        if record is None or record.card.state == "ended":
             self.calls.pop(call_id, None)
             run = self.runs.get(call_id)
             if run is not None:
@@ -181,10 +181,13 @@ class CallRegistry:
 
     async def _send(self, out: Outcome) -> bool:
         """Send the effects of a stored change, in order; True when a card was handed out."""
-        messages = [(e.to, _message(e, out.record)) for e in out.effects]  # built before any wait
+        messages, rang = [], False
+        for e in out.effects:  # every message built before any wait
+            messages.append((e.to, _message(e, out.record)))
+            rang = rang or e.kind == "ringing"
         for to, message in messages:
             await self.outbox.send(to, message)
-        return any(e.kind == "ringing" for e in out.effects)
+        return rang
 
     # -- the lookup ------------------------------------------------------------------------------
     def _run(self, call_id: str, token: str, rest: Callable[[Emit], Awaitable[None]]) -> None:
@@ -212,7 +215,7 @@ class CallRegistry:
         """A section settled: store it on the card and send it to the agents who have the card. When the
         record says this run no longer owns the lookup (taken over, or the call ended), the run stops."""
         try:
-            out = await self.store.apply(call_id, self._apply(call_id, Settle(token, section)))
+            out = await self.store.apply(call_id, functools.partial(self._transition, call_id, Settle(token, section)))
         except CallStoreError as err:
             log.warning("section %s of call %s not stored: %s", section.name, call_id, err)
             return

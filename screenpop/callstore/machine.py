@@ -56,15 +56,18 @@ class CallRecord:
 
     def pending(self) -> list[Section]:
         """The sections still pending (none once the call ended)."""
-        if self.ended:
+        if self.card.state == "ended":
             return []
         return [s for s in self.card.sections if s.status is SectionStatus.PENDING]
 
     def due(self) -> float | None:
         """When a sweep must look at this call (its lookup's lease or deadline), or None: nothing pending."""
-        if self.lookup is None or not self.pending():
+        if self.lookup is None or self.card.state == "ended":
             return None
-        return min(self.lease_until, self.deadline)
+        for s in self.card.sections:  # (a loop, not pending(): this runs on every change)
+            if s.status is SectionStatus.PENDING:
+                return min(self.lease_until, self.deadline)
+        return None
 
     def to_json(self) -> str:
         return json.dumps({"card": self.card.model_dump(mode="json"), "ringing": self.ringing,
@@ -176,7 +179,7 @@ def transition(call_id: str, record: CallRecord | None, change: Change, now: flo
             record = CallRecord(card=Card(call_id=call_id, caller=Caller(raw="", status="invalid"), state="ended"))
             return Outcome(record, changed=True)
         return Outcome(None, refused="no such call")
-    if record.ended:
+    if record.card.state == "ended":
         return Outcome(record, refused="the call ended")
     t = _Turn(call_id, record, now, lease_s, deadline_s)
     if isinstance(change, Event):
@@ -220,8 +223,9 @@ class _Turn:
     # -- events ----------------------------------------------------------------------------------
     def event(self, e: Event) -> None:
         rec = self.rec
-        key = e.key
+        key = None
         if e.at is not None:
+            key = e.key
             if key in rec.seen or (rec.last_at is not None and e.at < rec.last_at and e.kind is not EventKind.ENDED):
                 self.out.refused = "a repeated or older event"
                 return

@@ -55,7 +55,7 @@ class MemoryCallStore(CallStore):
 
     def _store(self, call_id: str, rec: CallRecord, before: list[str], now: float) -> list[Effect]:
         extra: list[Effect] = []
-        if rec.ended:
+        if rec.card.state == "ended":
             self._live.pop(call_id, None)
             self._ended[call_id] = (rec, now)
             self._ended.move_to_end(call_id)
