@@ -62,7 +62,7 @@ async def test_events_of_one_call_spread_over_two_instances(cluster_factory: Cal
     assert once_each(alice.messages) and once_each(bob.messages)
 
 
-async def test_a_socket_on_a_new_instance_gets_the_cards_from_the_store(cluster_factory: Callable[..., Cluster]) -> None:
+async def test_a_socket_on_a_new_instance_gets_the_cards(cluster_factory: Callable[..., Cluster]) -> None:
     """A call rung through instance 0 is in the snapshot of a socket opened on an instance started after it."""
     cluster = cluster_factory(n=1, sentinels=0, replicas=0)
     call_id = new_call_id("late")
