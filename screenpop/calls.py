@@ -1,18 +1,23 @@
-"""Calls: the state of each call, and who gets its card.
+"""Calls: each event applied to the call's shared record, the effects sent, the lookup run once.
 
     offered ──▶ ringing ──▶ answered ──▶ ended
        └──────────┴────────────┴──────────▲
 
-The first event that carries a valid number starts the call's one lookup, shared by every agent the
-call rings for; what the lookup has at hand (an in-process cache) is on the card from the start, so a
-repeat caller's card leaves whole. `ringing` gives the card so far to each newly ringing agent; every
-section that settles later goes to the agents it rings for; `answered` keeps the card with the agent
-who picked up and withdraws it from the others; `ended` closes it for everyone. Repeated events change nothing, and an
-event for a call that has ended is ignored (so an `ended` before `ringing` means no late pop). A call
-nobody ends is dropped after `ttl_s`; at most `max_calls` are kept.
+The rules of a call (who gets the card, dedup, order, retry or transfer, the tombstone) are the state
+machine, `screenpop.callstore.machine`; the call's record lives in the call store, shared by every
+instance on it, so any instance may take any event of any call. This registry turns an event into a change
+of the record (`CallStore.apply`, atomic per call), then sends what the change says to send.
 
-The registry knows nothing of telephony protocols: adapters hand it CallEvents. What it sends the
-agents is built by `screenpop.protocol`.
+The first event that carries a valid number starts the call's one lookup, on the instance that applied it:
+what the lookup has at hand (an in-process cache) is on the card from the start, so a repeat caller's card
+leaves whole; every section that settles later is a change of the record (taken only from the lookup run
+that owns it), then a `card.section` to the agents who have the card. The owner renews its lease while
+the lookup runs; every instance's sweep (each `sweep_s`) takes over a lookup whose owner stopped renewing,
+re-running what is pending if time remains before the card's deadline, and settles as `unavailable`
+whatever is still pending at the deadline. A call nobody ends is dropped after `ttl_s`.
+
+The registry knows nothing of telephony protocols: adapters hand it CallEvents. What it sends the agents
+is built by `screenpop.protocol`.
 """
 
 from __future__ import annotations
@@ -20,55 +25,90 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from screenpop import protocol
 from screenpop.auth import Directory
+from screenpop.callstore import CallStore, CallStoreError, Effect, Outcome
+from screenpop.callstore.machine import (
+    CallRecord,
+    Change,
+    Event,
+    Renew,
+    Select,
+    Settle,
+    Sweep,
+    new_record,
+    settle_at_hand,
+    transition,
+)
+from screenpop.callstore.memory import MemoryCallStore
 from screenpop.logs import call_id_var
-from screenpop.lookup import CUSTOMER_VIEW, Emit, Lookup
-from screenpop.models import CUSTOMER_SECTION, CallEvent, Card, EventKind, LookupQuery, Section, SectionStatus
+from screenpop.lookup import CUSTOMER, Emit, Lookup
+from screenpop.models import CallEvent, Card, EventKind, LookupQuery, Section, SectionStatus
 from screenpop.outbox import Outbox
 from screenpop.phone import normalize
 
 log = logging.getLogger("screenpop.calls")
 
+SWEEP_LIMIT = 100  # calls looked at per sweep (the most overdue first)
 
-@dataclass
-class Call:
-    """One call in progress."""
 
-    card: Card
-    ringing: set[str] = field(default_factory=set)  # agents who currently get this card
-    lookup: asyncio.Task[None] | None = None
-    touched: float = 0.0
+@dataclass(slots=True)
+class Run:
+    """A lookup this instance runs: its token, its task, and its lease as last stored."""
+
+    token: str
+    task: asyncio.Task[None]
+    lease_until: float
 
 
 class CallRegistry:
-    """Every call in progress on this instance."""
+    """Applies calls' events to the call store and runs the lookups this instance owns."""
 
-    def __init__(self, directory: Directory, lookup: Lookup, outbox: Outbox, *, region: str = "US",
-                 ttl_s: float = 4 * 3600, max_calls: int = 20_000,
+    def __init__(self, directory: Directory, lookup: Lookup, outbox: Outbox, *, store: CallStore | None = None,
+                 region: str = "US", ttl_s: float = 4 * 3600, max_calls: int = 20_000, instance: str | None = None,
+                 lease_s: float = 3.0, sweep_s: float = 1.0, clock: Callable[[], float] = time.time,
                  on_event: Callable[[str], None] | None = None,
                  on_pop: Callable[[float], None] | None = None) -> None:
         self.directory = directory
         self.lookup = lookup
         self.outbox = outbox
+        self.store = store if store is not None else MemoryCallStore(ttl_s=ttl_s, max_calls=max_calls, clock=clock)
         self.region = region
         self.ttl_s = ttl_s
         self.max_calls = max_calls
-        self.calls: OrderedDict[str, Call] = OrderedDict()
-        self._ended: OrderedDict[str, float] = OrderedDict()
+        self.instance = instance or secrets.token_hex(6)
+        self.lease_s, self.sweep_s, self.clock = lease_s, sweep_s, clock
+        self.runs: dict[str, Run] = {}  # the lookups running on this instance, by call
+        # the calls this instance applied an event to and has not seen end, with when (for /healthz)
+        self.calls: OrderedDict[str, float] = OrderedDict()
+        self._tokens = 0
         self._sweeper: asyncio.Task[None] | None = None
         self.on_event = on_event  # metrics: an event was received (its kind)
         self.on_pop = on_pop  # metrics: seconds from the event to the card handed out
 
+    def _token(self) -> str:
+        self._tokens += 1
+        return f"{self.instance}/{self._tokens}"
+
+    def _apply(self, call_id: str, change: Change) -> Callable[[CallRecord | None], Outcome]:
+        """The step for `change` (a plain transition)."""
+        return functools.partial(self._transition, call_id, change)
+
+    def _transition(self, call_id: str, change: Change, record: CallRecord | None) -> Outcome:
+        return transition(call_id, record, change, self.clock(), lease_s=self.lease_s,
+                          deadline_s=self.lookup.deadline_s)
+
     # -- events ----------------------------------------------------------------------------------
     async def handle(self, event: CallEvent) -> None:
-        """Apply one event. Never raises for a call's content; unknown agents are logged and skipped."""
+        """Apply one event. Never raises for a call's content; unknown agents are logged and skipped.
+        Raises CallStoreError when the call store cannot be reached (the webhook then answers 503)."""
         token = call_id_var.set(event.call_id)
         try:
             await self._handle(event)
@@ -80,31 +120,36 @@ class CallRegistry:
         cid = event.call_id
         if self.on_event is not None:
             self.on_event(event.event.value)
-        if cid in self._ended:
-            log.debug("call %s already ended; %s ignored", cid, event.event)
-            return
-        call = self.calls.get(cid)
-        if event.event is EventKind.ENDED:
-            await self._end(cid, "the call ended")
-            return
-        if call is None:
-            call = await self._create(event)
-        elif call.lookup is None and event.caller and call.card.caller.status != "ok":
-            caller = normalize(event.caller, self.region)
-            if caller.status == "ok":  # a later event brought the number
-                call.card.caller = caller
-                call.card.sections = self.lookup.initial_sections(caller)
-                self._start_lookup(call)
-        call.touched = time.monotonic()
-        self.calls.move_to_end(cid)
-        agents = self._agents(event)
-        if event.event is EventKind.RINGING:
-            if await self._ring(call, agents) and self.on_pop is not None:
-                self.on_pop(time.perf_counter() - t0)
-        elif event.event is EventKind.ANSWERED:
-            await self._answer(call, agents[0] if agents else None)
-        elif event.event is EventKind.WITHDRAWN:
-            await self._withdraw(call, agents, "stopped ringing")
+        change = Event(event.event, tuple(self._agents(event)),
+                       at=event.at.timestamp() if event.at is not None else None, token=self._token())
+        rest: list[Callable[[Emit], Awaitable[None]] | None] = [None]
+
+        def step(record: CallRecord | None) -> Outcome:
+            created = record is None and event.event is not EventKind.ENDED
+            if created:
+                record = new_record(self._new_card(event))
+            elif (record is not None and record.lookup is None and event.caller and not record.ended
+                  and record.card.caller.status != "ok"):
+                caller = normalize(event.caller, self.region)
+                if caller.status == "ok":  # a later event brought the number (the lookup starts: a change)
+                    record.card.caller = caller
+                    record.card.sections = self.lookup.initial_sections(caller)
+            out = self._transition(cid, change, record)
+            out.changed = out.changed or created
+            if out.start == "fresh":  # what is at hand goes on the card in this same change
+                assert out.record is not None
+                begun = self.lookup.begin(out.record.card.caller, out.record.card.called)
+                settle_at_hand(cid, out, begun.settled)
+                rest[0] = begun.rest
+            return out
+
+        out = await self.store.apply(cid, step)
+        if out.start == "fresh" and rest[0] is not None:
+            self._run(cid, change.token, rest[0])
+        popped = await self._send(out)
+        if popped and self.on_pop is not None:
+            self.on_pop(time.perf_counter() - t0)
+        self._seen(cid, out.record)
 
     def _agents(self, event: CallEvent) -> list[str]:
         out: list[str] = []
@@ -116,150 +161,192 @@ class CallRegistry:
                 out.append(agent_id)
         return out
 
-    async def _create(self, event: CallEvent) -> Call:
-        while len(self.calls) >= self.max_calls:
-            oldest = next(iter(self.calls))
-            log.warning("too many calls in progress; dropping the oldest, %s", oldest)
-            await self._end(oldest, "dropped: too many calls in progress")
+    def _new_card(self, event: CallEvent) -> Card:
         caller = normalize(event.caller, self.region)
-        card = Card(call_id=event.call_id, caller=caller, called=event.called,
-                    sections=self.lookup.initial_sections(caller),
-                    started_at=event.at or datetime.now(UTC))
-        call = Call(card=card, touched=time.monotonic())
-        self.calls[event.call_id] = call
-        if caller.status == "ok":
-            self._start_lookup(call)
-        return call
+        return Card(call_id=event.call_id, caller=caller, called=event.called,
+                    sections=self.lookup.initial_sections(caller), started_at=event.at or datetime.now(UTC))
 
-    def _start_lookup(self, call: Call) -> None:
-        """Put what the lookup has at hand on the card now; fetch the rest in a task."""
-        card = call.card
-        begun = self.lookup.begin(card.caller, card.called)
-        for section in begun.settled:
-            protocol.apply_section(card, section)
-        if begun.rest is not None:
-            call.lookup = asyncio.get_running_loop().create_task(self._run_lookup(call, begun.rest),
-                                                                 name=f"lookup-{card.call_id}")
+    def _seen(self, call_id: str, record: CallRecord | None) -> None:
+        """Keep this instance's view of its calls (for /healthz) and stop a lookup of an ended call."""
+        if record is None or record.card.state == "ended":
+            self.calls.pop(call_id, None)
+            run = self.runs.get(call_id)
+            if run is not None:
+                run.task.cancel()
+            return
+        self.calls[call_id] = time.monotonic()
+        self.calls.move_to_end(call_id)
+        while len(self.calls) > self.max_calls:
+            self.calls.popitem(last=False)
 
-    async def _run_lookup(self, call: Call, rest: Callable[[Emit], Awaitable[None]]) -> None:
+    async def _send(self, out: Outcome) -> bool:
+        """Send the effects of a stored change, in order; True when a card was handed out."""
+        messages, rang = [], False
+        for e in out.effects:  # every message built before any wait
+            messages.append((e.to, _message(e, out.record)))
+            rang = rang or e.kind == "ringing"
+        for to, message in messages:
+            await self.outbox.send(to, message)
+        return rang
+
+    # -- the lookup ------------------------------------------------------------------------------
+    def _run(self, call_id: str, token: str, rest: Callable[[Emit], Awaitable[None]]) -> None:
+        old = self.runs.get(call_id)
+        if old is not None:
+            old.task.cancel()
+        task = asyncio.get_running_loop().create_task(self._lookup(call_id, token, rest), name=f"lookup-{call_id}")
+        task.add_done_callback(functools.partial(self._ran, call_id, token))  # also when cancelled before it ran
+        self.runs[call_id] = Run(token, task, self.clock() + self.lease_s)
+
+    def _ran(self, call_id: str, token: str, task: asyncio.Task[None]) -> None:
+        run = self.runs.get(call_id)
+        if run is not None and run.token == token:
+            del self.runs[call_id]
+
+    async def _lookup(self, call_id: str, token: str, rest: Callable[[Emit], Awaitable[None]]) -> None:
         try:  # (a partial, not a closure: fewer objects per call in flight for the garbage collector)
-            await rest(functools.partial(self._settle, call))
+            await rest(functools.partial(self._settle, call_id, token))
         except asyncio.CancelledError:
             raise
         except Exception:  # one call's failure never touches another call
-            log.exception("lookup for call %s failed", call.card.call_id)
+            log.exception("lookup for call %s failed", call_id)
 
-    async def _ring(self, call: Call, agents: list[str]) -> bool:
-        """Give the card to agents it does not ring for yet; True when someone new got it."""
-        new = [a for a in agents if a not in call.ringing]
-        if not new:
-            return False
-        card = call.card
-        if card.state == "answered" and card.answered_by:  # rings again elsewhere: a transfer, same card
-            card.transferred_from = card.answered_by
-        card.state = "ringing"
-        call.ringing.update(new)
-        await self.outbox.send(new, protocol.ringing(card))
-        return True
-
-    async def _answer(self, call: Call, agent: str | None) -> None:
-        card = call.card
-        if card.state == "answered" and card.answered_by == agent:
+    async def _settle(self, call_id: str, token: str, section: Section) -> None:
+        """A section settled: store it on the card and send it to the agents who have the card. When the
+        record says this run no longer owns the lookup (taken over, or the call ended), the run stops."""
+        try:
+            out = await self.store.apply(call_id, functools.partial(self._transition, call_id, Settle(token, section)))
+        except CallStoreError as err:
+            log.warning("section %s of call %s not stored: %s", section.name, call_id, err)
             return
-        if agent is not None and agent not in call.ringing:
-            await self._ring(call, [agent])
-        if card.state == "answered" and card.answered_by and agent and card.answered_by != agent:
-            card.transferred_from = card.answered_by  # answered elsewhere without ringing first
-        card.state, card.answered_by = "answered", agent
-        others = call.ringing - {agent} if agent else set()
-        keep = call.ringing - others
-        await self.outbox.send(keep, protocol.answered(card.call_id, agent))
-        if card.transferred_from in others:
-            await self._withdraw(call, [card.transferred_from], f"transferred to {agent}")
-        await self._withdraw(call, list(others), "answered by another agent")
-        call.ringing = keep
-
-    async def _withdraw(self, call: Call, agents: list[str], reason: str) -> None:
-        """Take the card away from `agents` (never from the agent who has the call answered)."""
-        gone = [a for a in agents if a in call.ringing and not (call.card.state == "answered"
-                                                                  and a == call.card.answered_by)]
-        if not gone:
+        run = self.runs.get(call_id)
+        if out.refused:
+            if run is not None and run.token == token:
+                run.task.cancel()
             return
-        call.ringing.difference_update(gone)
-        await self.outbox.send(gone, protocol.withdrawn(call.card.call_id, reason))
+        if run is not None and run.token == token:
+            run.lease_until = self.clock() + self.lease_s
+        await self._send(out)
 
-    async def _end(self, call_id: str, reason: str) -> None:
-        call = self.calls.pop(call_id, None)
-        self._ended[call_id] = time.monotonic()
-        self._ended.move_to_end(call_id)
-        while len(self._ended) > self.max_calls:
-            self._ended.popitem(last=False)
-        if call is None:
-            return
-        call.card.state = "ended"
-        if call.lookup and not call.lookup.done():
-            call.lookup.cancel()
-        await self.outbox.send(call.ringing, protocol.ended(call_id, reason))
-
-    async def _settle(self, call: Call, section: Section) -> None:
-        """A section settled: put it on the card and send it to the agents who have the card."""
-        protocol.apply_section(call.card, section)
-        await self.outbox.send(call.ringing, protocol.section(call.card.call_id, section))
+    def _resume(self, call_id: str, token: str, record: CallRecord) -> None:
+        """Run again what is pending of a lookup taken over, within what is left before its deadline."""
+        card, left = record.card, max(0.0, record.deadline - self.clock())
+        customer = card.section(CUSTOMER)
+        if customer is None or customer.status is SectionStatus.PENDING:
+            rest: Callable[[Emit], Awaitable[None]] = functools.partial(self.lookup.run, card.caller, card.called,
+                                                                         deadline_s=left)
+        elif card.customer is None:  # settled as no match or several: nothing to fetch for the rest
+            pending = {s.name for s in record.pending()}
+            settled = [s for s in self.lookup.unmatched(customer, card.candidates) if s.name in pending]
+            rest = functools.partial(_emit_all, settled)
+        else:
+            pending = {s.name for s in record.pending()}
+            query = LookupQuery(phone=card.caller.e164 or "", raw=card.caller.raw, called=card.called,
+                                customer_id=card.customer.id)
+            rest = functools.partial(self.lookup.run_sections, query, deadline=time.monotonic() + left,
+                                     sources=[s for s in self.lookup.sections if s.name in pending])
+        log.info("call %s: taking over its lookup (%d section(s) pending, %.1f s left)", call_id,
+                 len(record.pending()), left)
+        self._run(call_id, token, rest)
 
     # -- agent requests --------------------------------------------------------------------------
     async def select(self, agent_id: str, call_id: str, customer_id: str) -> str | None:
-        """The agent picked one of several matching customers; fill the sections for that one.
-        Returns None when done, else why it was refused."""
-        call = self.calls.get(call_id)
-        if call is None or agent_id not in call.ringing:
+        """The agent picked one of several matching customers; fill the sections for that one, on this
+        instance whichever instance holds the agent's socket. Returns None when done, else why refused."""
+        token = self._token()
+        out = await self.store.apply(call_id, self._apply(call_id, Select(agent_id, customer_id, token)))
+        if out.record is None:
             return "no such call for this agent"
-        chosen = next((c for c in call.card.candidates if c.id == customer_id), None)
-        if chosen is None:
-            return "that customer is not among the candidates"
-        if call.lookup and not call.lookup.done():
-            return "the lookup is still running"
-        card = call.card
-        customer = card.section(CUSTOMER_SECTION)
-        data = {"match": "selected", "customer": chosen.model_dump(mode="json"),
-                "candidates": [c.model_dump(mode="json") for c in card.candidates]}
-        await self._settle(call, Section(name=CUSTOMER_SECTION, title="Customer", status=SectionStatus.OK, data=data,
-                                         source=customer.source if customer else "", view=CUSTOMER_VIEW))
-        for s in card.sections[1:]:
-            await self._settle(call, s.model_copy(update={"status": SectionStatus.PENDING, "data": None,
-                                                          "reason": None, "latency_ms": None}))
+        if out.refused:
+            return out.refused
+        await self._send(out)
+        card = out.record.card
         query = LookupQuery(phone=card.caller.e164 or "", raw=card.caller.raw, called=card.called,
-                            customer_id=chosen.id)
-        call.lookup = asyncio.get_running_loop().create_task(
-            self.lookup.run_sections(query, functools.partial(self._settle, call)))
+                            customer_id=customer_id)
+        self._run(call_id, token, functools.partial(self.lookup.run_sections, query))
         return None
 
     def lookups_running(self) -> bool:
-        """True while any call's lookup is still running."""
-        return any(c.lookup is not None and not c.lookup.done() for c in self.calls.values())
+        """True while any call's lookup is running on this instance."""
+        return bool(self.runs)
 
     # -- housekeeping ----------------------------------------------------------------------------
-    def start(self, every_s: float = 30.0) -> None:
-        """Start dropping calls nobody ended."""
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(every_s))
+    def start(self) -> None:
+        """Start the sweep (each `sweep_s`): leases, takeovers, deadlines, calls nobody ended."""
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(), name="screenpop-sweep")
 
-    async def _sweep_forever(self, every_s: float) -> None:
+    async def _sweep_forever(self) -> None:
         while True:
-            await asyncio.sleep(every_s)
-            await self.sweep()
+            await asyncio.sleep(self.sweep_s)
+            try:
+                await self.sweep()
+            except CallStoreError as err:
+                log.warning("sweep skipped: %s", err)
+            except Exception:
+                log.exception("sweep failed")
 
     async def sweep(self, now: float | None = None) -> int:
-        """Drop calls untouched for ttl_s and forget old tombstones; returns how many calls it dropped."""
-        now = time.monotonic() if now is None else now
-        stale = [cid for cid, c in self.calls.items() if now - c.touched > self.ttl_s]
-        for cid in stale:
-            await self._end(cid, "dropped: no end reported in time")
-        for cid in [cid for cid, t in self._ended.items() if now - t > self.ttl_s]:
-            del self._ended[cid]
-        return len(stale)
+        """Renew the leases of this instance's lookups that run long; take over or close the lookups that
+        are due (a stopped owner, or the deadline); drop calls nobody ended in `ttl_s`. Returns how many
+        calls it changed (taken over, closed or dropped)."""
+        now = self.clock() if now is None else now
+        for call_id, run in list(self.runs.items()):
+            if run.lease_until - now < 2 * self.sweep_s:
+                out = await self.store.apply(call_id, functools.partial(
+                    _at, call_id, Renew(run.token), now, self.lease_s, self.lookup.deadline_s))
+                if out.refused:
+                    run.task.cancel()
+                else:
+                    run.lease_until = now + self.lease_s
+        changed = 0
+        for call_id in await self.store.due(now, SWEEP_LIMIT):
+            token = self._token()
+            out = await self.store.apply(call_id, functools.partial(
+                _at, call_id, Sweep(token), now, self.lease_s, self.lookup.deadline_s))
+            if not out.changed:
+                continue
+            changed += 1
+            await self._send(out)
+            if out.start == "resume" and out.record is not None:
+                self._resume(call_id, token, out.record)
+            elif (late := self.runs.get(call_id)) is not None:
+                late.task.cancel()  # settled at the deadline: the run was late
+        effects = await self.store.expire(now)
+        for e in effects:
+            await self.outbox.send(e.to, _message(e, None))
+            self.calls.pop(e.call_id, None)
+        for call_id in [c for c, t in self.calls.items() if time.monotonic() - t > self.ttl_s]:
+            del self.calls[call_id]
+        return changed + sum(1 for e in effects if e.kind == "ended")
 
     async def close(self) -> None:
-        """Cancel the sweeper and every running lookup."""
-        tasks = [c.lookup for c in self.calls.values() if c.lookup] + ([self._sweeper] if self._sweeper else [])
+        """Cancel the sweep and every running lookup."""
+        tasks = [r.task for r in self.runs.values()] + ([self._sweeper] if self._sweeper else [])
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _at(call_id: str, change: Change, now: float, lease_s: float, deadline_s: float,
+        record: CallRecord | None) -> Outcome:
+    """A transition at a given time (the sweep's)."""
+    return transition(call_id, record, change, now, lease_s=lease_s, deadline_s=deadline_s)
+
+
+async def _emit_all(sections: list[Section], emit: Emit) -> None:
+    for s in sections:
+        await emit(s)
+
+
+def _message(e: Effect, record: CallRecord | None) -> protocol.Message:
+    """The agent message of an effect (`ringing` sends the card as stored)."""
+    if e.kind == "ringing":
+        assert record is not None
+        return protocol.ringing(record.card)
+    if e.kind == "section":
+        return protocol.section(e.call_id, e.detail)
+    if e.kind == "answered":
+        return protocol.answered(e.call_id, e.detail)
+    if e.kind == "withdrawn":
+        return protocol.withdrawn(e.call_id, e.detail)
+    return protocol.ended(e.call_id, e.detail)

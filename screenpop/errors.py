@@ -5,10 +5,13 @@
     ├── BusError            the bus cannot be used: a bad URL, not connected, the connection lost
     ├── CacheError          the cache cannot be used at all: a bad URL, not connected (never a server fault:
     │                       a cache that is down behaves as an empty cache)
-    └── StoreError          the administrators' state store cannot be opened, read or written
+    ├── StoreError          the administrators' state store cannot be opened, read or written
+    └── CallStoreError      the call store cannot be used: a bad URL, not reachable, one call changed too
+                            often while a change was applied (a webhook then answers 503)
 
 Each is raised where it happens and importable from where it always was (`screenpop.config.ConfigError`,
-`screenpop.bus.BusError`, `screenpop.cache.CacheError`, `screenpop.store.StoreError`); this module is their
+`screenpop.bus.BusError`, `screenpop.cache.CacheError`, `screenpop.store.StoreError`,
+`screenpop.callstore.CallStoreError`); this module is their
 one definition. `screenpop.cli` catches the root and prints one line, no stack trace.
 
 The rooms below the call flow may import only `screenpop.models`, so their errors have roots of their own,
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-__all__ = ["BusError", "CacheError", "ConfigError", "ScreenpopError", "StoreError"]
+__all__ = ["BusError", "CacheError", "CallStoreError", "ConfigError", "ScreenpopError", "StoreError"]
 
 
 class ScreenpopError(Exception):
@@ -61,3 +64,9 @@ class StoreError(ScreenpopError):
     """The store cannot be read or written."""
 
     area = "state store"
+
+
+class CallStoreError(ScreenpopError):
+    """The call store cannot be used (bad URL, not reachable, too much contention on one call)."""
+
+    area = "call store"

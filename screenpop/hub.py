@@ -1,19 +1,21 @@
 """The agent hub: delivers bus messages to the sockets of their recipients on this instance.
 
-Every instance reads every agent message from the bus, and keeps a small view of each agent's active
-calls (the cards as they fill), so an agent who connects or reloads on any instance gets a `snapshot` at
-once. Each socket has a bounded send queue; a socket that cannot keep up is closed (the browser
+Every instance reads every agent message from the bus and writes it to its recipients' sockets here. A
+socket's first message is a `snapshot` of the agent's active cards, read from the call store (shared by
+the instances), so a socket on any instance, started a second ago or not, gets the right cards. When the
+bus subscription comes back after a lost connection (messages published meanwhile are lost), every socket
+gets a fresh snapshot from the store: the console takes a snapshot as the truth (a call missing from it is
+closed). Each socket has a bounded send queue; a socket that cannot keep up is closed (the browser
 reconnects and gets a fresh snapshot), so one slow browser never holds up the others.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from screenpop import protocol
@@ -22,8 +24,12 @@ from screenpop.outbox import CHANNEL
 
 log = logging.getLogger("screenpop.hub")
 
-MAX_CALLS_PER_AGENT = 50
-MAX_MESSAGES_PER_CALL = 200
+Snapshots = Callable[[str], Awaitable[list[Any]]]
+"""An agent's active cards (Card models or their JSON form), oldest first: `CallStore.active`."""
+
+
+async def _no_cards(agent_id: str) -> list[Any]:
+    return []
 
 
 class Peer(Protocol):
@@ -44,6 +50,7 @@ class Connection:
         self.pending: deque[str] = deque()
         self.task: asyncio.Task[None] | None = None
         self.dead = False
+        self.held = False  # while its snapshot is read: messages queue, nothing is written
 
     def push(self, text: str) -> bool:
         """Queue a message; False when the socket is too far behind (the caller closes it)."""
@@ -52,9 +59,17 @@ class Connection:
         if self.dead:
             return True
         self.pending.append(text)
-        if self.task is None:
+        if self.task is None and not self.held:
             self.task = asyncio.get_running_loop().create_task(self._write())
         return True
+
+    def release(self, first: str | None) -> None:
+        """Put `first` (a snapshot) before what queued while held, and start writing."""
+        self.held = False
+        if first is not None and not self.dead:
+            self.pending.appendleft(first)
+        if self.pending and self.task is None and not self.dead:
+            self.task = asyncio.get_running_loop().create_task(self._write())
 
     async def _write(self) -> None:
         """Send what waits, in order, then end."""
@@ -73,14 +88,14 @@ class Connection:
 class AgentHub:
     """Routes agent messages from the bus to connected sockets, and remembers active cards."""
 
-    def __init__(self, bus: Bus, channel: str = CHANNEL, call_ttl_s: float = 4 * 3600, *,
+    def __init__(self, bus: Bus, channel: str = CHANNEL, *, snapshots: Snapshots = _no_cards,
                  on_attach: Callable[[], None] | None = None) -> None:
         self.bus = bus
         self.channel = channel
-        self.call_ttl_s = call_ttl_s
+        self.snapshots = snapshots
         self._conns: dict[str, set[Connection]] = {}
-        # per agent, per active call: when it rang, and its messages as sent (replayed for a snapshot)
-        self._cards: dict[str, OrderedDict[str, tuple[float, list[str]]]] = {}
+        self._resync: asyncio.Task[None] | None = None
+        self.resyncs = 0
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.delivered = 0
@@ -101,6 +116,7 @@ class AgentHub:
 
     async def _run(self) -> None:
         async with self.bus.subscribe(self.channel) as sub:
+            sub.on_reconnect(self._reconnected)
             sub.listen(self._dispatch)  # where supported, each message is dispatched as it arrives: no hop
             self._ready.set()
             async for text in sub:
@@ -112,19 +128,40 @@ class AgentHub:
         except Exception:
             log.exception("could not dispatch an agent message")
 
+    def _reconnected(self) -> None:
+        """The subscription came back: what was published meanwhile is lost; resync every socket."""
+        if self._resync is None or self._resync.done():
+            self._resync = asyncio.get_running_loop().create_task(self.resync(), name="screenpop-hub-resync")
+
+    async def resync(self) -> None:
+        """Send every socket on this instance a fresh snapshot from the store."""
+        self.resyncs += 1
+        for agent_id, conns in list(self._conns.items()):
+            try:
+                text = protocol.snapshot(await self.snapshots(agent_id))
+            except Exception as err:
+                log.warning("resync of %s failed (%s); closing its sockets (they reconnect)", agent_id, err)
+                for conn in list(conns):
+                    await self._drop(conn, 1013, "try again")
+                continue
+            for conn in list(self._conns.get(agent_id, ())):
+                if not conn.push(text):
+                    await self._drop(conn, 1013, "too slow, reconnect")
+
     async def close(self) -> None:
         """Stop reading the bus and close every socket with 1012 (service restart: the console reconnects, to
         another instance if this one is gone)."""
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._resync):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         for conns in list(self._conns.values()):
             for c in list(conns):
                 await self._drop(c, 1012, "server restarting, reconnect")
 
     def dispatch(self, text: str) -> None:
-        """Apply one envelope: remember it for the recipients' snapshots and queue it on their sockets.
-        Reads only the envelope's header: the JSON is never parsed here."""
+        """Queue one envelope's message on its recipients' sockets. Reads only the envelope's header: the
+        JSON is never parsed here."""
         recipients, kind, call_id, payload = protocol.open_envelope(text)
         self.delivered_by_type[kind] = self.delivered_by_type.get(kind, 0) + len(recipients)
         now = time.monotonic()
@@ -134,7 +171,6 @@ class AgentHub:
             while len(self._ringing_sent) > 10_000:
                 self._ringing_sent.popitem(last=False)
         for agent_id in recipients:
-            self._remember(agent_id, kind, call_id, payload, now)
             for conn in list(self._conns.get(agent_id, ())):
                 if conn.push(payload):
                     self.delivered += 1
@@ -142,41 +178,26 @@ class AgentHub:
                     log.warning("socket of %s is too slow; closing it (it will resync)", agent_id)
                     asyncio.get_running_loop().create_task(self._drop(conn, 1013, "too slow, reconnect"))
 
-    def _remember(self, agent_id: str, kind: str, call_id: str, payload: str, now: float) -> None:
-        cards = self._cards.setdefault(agent_id, OrderedDict())
-        if kind == "call.ringing":
-            cards.pop(call_id, None)
-            cards[call_id] = (now, [payload])
-            while len(cards) > MAX_CALLS_PER_AGENT:
-                cards.popitem(last=False)
-        elif kind in ("call.withdrawn", "call.ended"):
-            cards.pop(call_id, None)
-        elif (entry := cards.get(call_id)) is not None and len(entry[1]) < MAX_MESSAGES_PER_CALL:
-            entry[1].append(payload)
-        for old in [cid for cid, (t, _) in cards.items() if now - t > self.call_ttl_s]:
-            del cards[old]
-        if not cards:
-            self._cards.pop(agent_id, None)
-
-    @staticmethod
-    def _replay(messages: list[str]) -> dict[str, Any] | None:
-        """The card as the agent's browser has it after these messages (the first is its `call.ringing`)."""
-        card = None
-        for raw in messages:
-            card = protocol.apply(card, json.loads(raw))
-        return card
-
     # -- socket side -----------------------------------------------------------------------------
-    def snapshot(self, agent_id: str) -> str:
-        """The `snapshot` message for an agent: every active call, oldest first."""
-        cards = [self._replay(messages) for _, messages in self._cards.get(agent_id, {}).values()]
-        return protocol.snapshot([c for c in cards if c is not None])
+    async def snapshot(self, agent_id: str) -> str:
+        """The `snapshot` message for an agent: every active call as stored, oldest first."""
+        return protocol.snapshot(await self.snapshots(agent_id))
 
-    def attach(self, agent_id: str, peer: Peer) -> Connection:
-        """Register a socket; its first queued message is the snapshot (atomic with registration)."""
+    async def attach(self, agent_id: str, peer: Peer) -> Connection:
+        """Register a socket; its first message is the snapshot. The socket is registered before the store
+        is read, and what arrives meanwhile is written after the snapshot, so nothing falls in between (a
+        message the snapshot already reflects may come once more: applying it again changes nothing).
+        When the store cannot be read, the socket is closed with 1013 (the browser reconnects)."""
         conn = Connection(agent_id, peer)
-        conn.push(self.snapshot(agent_id))
+        conn.held = True
         self._conns.setdefault(agent_id, set()).add(conn)
+        try:
+            text = await self.snapshot(agent_id)
+        except Exception as err:
+            log.warning("snapshot of %s failed (%s); closing the socket (it reconnects)", agent_id, err)
+            await self._drop(conn, 1013, "try again")
+            return conn
+        conn.release(text)
         if self.on_attach is not None:
             self.on_attach()
         return conn

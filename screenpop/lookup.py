@@ -93,13 +93,14 @@ class Lookup:
         source = self.identity.config.name if self.identity else ""
         return [_customer_section(source=source), *(s.pending() for s in self.sections)]
 
-    def begin(self, caller: Caller, called: str | None) -> Begun:
+    def begin(self, caller: Caller, called: str | None, deadline_s: float | None = None) -> Begun:
         """Start a lookup: settle now what the sources have at hand (`Source.at_hand`: an in-process cache,
-        no I/O), and say what is left to fetch. Nothing here waits."""
+        no I/O), and say what is left to fetch, all of it within `deadline_s` (default: the configured
+        deadline). Nothing here waits."""
         if caller.status != "ok":
             return Begun([], None)  # `initial_sections` are settled already
         assert caller.e164 is not None
-        deadline = time.monotonic() + self.deadline_s
+        deadline = time.monotonic() + (self.deadline_s if deadline_s is None else deadline_s)
         query = LookupQuery(phone=caller.e164, raw=caller.raw, called=called)
         if self.identity is None:
             customer = _customer_section(status=SectionStatus.UNAVAILABLE, reason="no identity source configured",
@@ -119,11 +120,11 @@ class Lookup:
         if len(customers) == 1:
             query = query.model_copy(update={"customer_id": customers[0].id})
             return self._sections_at_hand(query, customer, deadline)
-        return Begun([customer, *self._unmatched(customer, customers)], None)
+        return Begun([customer, *self.unmatched(customer, customers)], None)
 
-    async def run(self, caller: Caller, called: str | None, emit: Emit) -> None:
+    async def run(self, caller: Caller, called: str | None, emit: Emit, deadline_s: float | None = None) -> None:
         """Identify the caller, then fill every section; each settled section goes to `emit`."""
-        begun = self.begin(caller, called)
+        begun = self.begin(caller, called, deadline_s)
         for section in begun.settled:
             await emit(section)
         if begun.rest is not None:
@@ -148,10 +149,10 @@ class Lookup:
             query = query.model_copy(update={"customer_id": customers[0].id})
             await self.run_sections(query, emit, deadline)
             return
-        for s in self._unmatched(section, customers):
+        for s in self.unmatched(section, customers):
             await emit(s)
 
-    def _unmatched(self, customer: Section, customers: list[Customer]) -> list[Section]:
+    def unmatched(self, customer: Section, customers: list[Customer]) -> list[Section]:
         """Every section when there is not exactly one customer: nothing to look up for them."""
         if customer.status in (SectionStatus.OK, SectionStatus.EMPTY):
             status = SectionStatus.EMPTY

@@ -15,6 +15,7 @@ lookups get up to the lookup deadline, and everything closes in reverse.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -27,6 +28,7 @@ from screenpop.auth import Directory, Tokens
 from screenpop.bus import Bus, bus_from_url
 from screenpop.cache import CacheBackend, CacheError, SectionCache, cache_from_url
 from screenpop.calls import CallRegistry
+from screenpop.callstore import CallStore, CallStoreError, callstore_from_url
 from screenpop.config import Config, ConfigError, load_config
 from screenpop.control import ControlChannel
 from screenpop.ctilink import CtiLink, supervise_cti
@@ -61,6 +63,7 @@ class Services:
     registry: CallRegistry
     webhook: GenericWebhook
     store: AdminStore
+    calls: CallStore
     cache_backend: CacheBackend
     cache: SectionCache
     metrics: Metrics
@@ -82,10 +85,6 @@ class Services:
     def sources(self) -> list[Source]:
         return self.lookup.sources
 
-    async def request(self, message: dict[str, object]) -> None:
-        """Pass an agent's request (select) to whichever instance holds the call."""
-        await self.control.request(message)
-
     @asynccontextmanager
     async def run(self) -> AsyncIterator[Services]:
         """Open everything in order (bus, cache, store, connectors, hub, outbox, calls, control channel,
@@ -96,6 +95,8 @@ class Services:
             await self.cache_backend.connect()
             _closing(stack, "the cache backend", self.cache_backend.close)
             _closing(stack, "the section cache", self.cache.close)
+            await self.calls.connect()
+            _closing(stack, "the call store", self.calls.close)
             await self.store.start()
             _closing(stack, "the state store", self.store.close)
             if not self.store.durable:
@@ -110,7 +111,7 @@ class Services:
             self.registry.start()
             _closing(stack, "the calls", self.registry.close)
             _closing(stack, "the lookups in flight", self._finish_lookups)
-            await stack.enter_async_context(self.control.serving(self.registry, self.admin.reload))
+            await stack.enter_async_context(self.control.serving(self.admin.reload))
             _closing(stack, "the lease store", self.leases.close)
             for link in self.cti:
                 self._cti_tasks.append(_task(stack, supervise_cti(link, self.registry.handle), f"cti-{link.name}"))
@@ -178,28 +179,31 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
     tokens = Tokens(secret, settings.session_ttl_s)
     bus = bus or bus_from_url(settings.bus_url)
     outbox = Outbox(bus, channel=f"{settings.bus_prefix}.agents")
+    calls = _call_store(settings)
     # metrics, all here: sections through the sources' observer (above), events and pops from the calls,
     # sources and sockets read at scrape time
-    registry = CallRegistry(directory, lookup, outbox, region=settings.default_region,
+    registry = CallRegistry(directory, lookup, outbox, store=calls, region=settings.default_region,
                             ttl_s=settings.call_ttl_s, max_calls=settings.max_calls,
                             on_event=metrics.count_event, on_pop=metrics.observe_pop)
     secret_value = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     if not secret_value:
         log.warning("SCREENPOP_WEBHOOK_SECRET is not set: every webhook will be refused with 401")
     gc_settler = GcSettler(registry.lookups_running)  # does nothing until started (`freeze_gc`)
-    hub = AgentHub(bus, channel=f"{settings.bus_prefix}.agents", call_ttl_s=settings.call_ttl_s,
+    hub = AgentHub(bus, channel=f"{settings.bus_prefix}.agents", snapshots=calls.active,
                    on_attach=gc_settler.attached)
     metrics.watch(lambda: registry.lookup.sources, hub)
     store = store_from_url(settings.state_url)
     instance = secrets.token_hex(6)
     control = ControlChannel(bus, f"{settings.bus_prefix}.control", instance=instance)
     leases, cti = _cti_links(settings, instance)
-    probes = Probes(instance, {"bus": leases.ping, "state store": store.overrides},
+    probes = Probes(instance, {"bus": leases.ping, "state store": store.overrides,
+                               "call store": functools.partial(calls.get, "readyz-probe")},
                     cti=lambda: {link.name: link.state for link in cti})
     admin = ConnectorAdmin(config, store, sources, registry, announce=control.connectors_changed)
     return Services(
         settings=settings, config=config, directory=directory, tokens=tokens, bus=bus, outbox=outbox, hub=hub,
-        registry=registry, webhook=GenericWebhook(secret_value), store=store, cache_backend=cache_backend,
+        registry=registry, webhook=GenericWebhook(secret_value), store=store, calls=calls,
+        cache_backend=cache_backend,
         cache=cache, metrics=metrics, admin=admin, control=control, cti=cti, gc_settler=gc_settler,
         leases=leases, probes=probes,
     )
@@ -230,6 +234,16 @@ def _adapters(adapter: CtiAdapter, url: str) -> Callable[[], CtiAdapter]:
         return first.pop() if first else type(adapter).from_url(url)
 
     return make
+
+
+def _call_store(settings: Settings) -> CallStore:
+    url = settings.calls_store_url()
+    try:
+        if url.startswith("memory:"):
+            return callstore_from_url(url, ttl_s=settings.call_ttl_s, max_calls=settings.max_calls)
+        return callstore_from_url(url, ttl_s=settings.call_ttl_s, prefix=settings.bus_prefix)
+    except CallStoreError as err:
+        raise ConfigError(f"SCREENPOP_CALLS_URL: {err}") from None
 
 
 def _cache_backend(url: str) -> CacheBackend:

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     bus_url: str = "memory://"
     state_url: str | None = None  # admin changes: sqlite:////path/state.db or postgresql://... (memory if unset)
     cache_url: str = "memory://"  # section cache: memory:// (per instance) or redis://... (shared)
+    # the calls' shared state: memory:// (one instance) or redis://...; unset: the bus URL if it is Redis
+    calls_url: str | None = None
     bus_prefix: str = Field(default="screenpop", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")  # channel names on the bus
     webhook_secret: SecretStr | None = None
     session_secret: SecretStr | None = None  # signs login tokens; set the same value on every instance
@@ -50,6 +52,12 @@ class Settings(BaseSettings):
     shutdown_timeout_s: float = Field(default=10.0, gt=0, le=600)
     log_level: str = "INFO"
     log_format: str = Field(default="auto", pattern="^(auto|json|text)$")  # auto: JSON unless on a terminal
+
+    def calls_store_url(self) -> str:
+        """SCREENPOP_CALLS_URL, else the bus URL when the bus is Redis (the instances share calls), else memory://."""
+        if self.calls_url:
+            return self.calls_url
+        return self.bus_url if self.bus_url.startswith(("redis://", "rediss://")) else "memory://"
 
     @field_validator("default_region")
     @classmethod

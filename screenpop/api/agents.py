@@ -18,6 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from screenpop.api.deps import AgentDep, ServicesDep, read_model, session_token
 from screenpop.auth import COOKIE_NAME
+from screenpop.callstore import CallStoreError
 from screenpop.models import CallEvent, EventKind
 from screenpop.service import Services
 
@@ -112,7 +113,7 @@ async def agent_socket(services: Services, ws: WebSocket) -> None:
         log.warning("socket of %s refused: origin %r not allowed", agent.id, ws.headers.get("origin"))
         await ws.close(code=1008, reason="origin not allowed")
         return
-    conn = services.hub.attach(agent.id, ws)
+    conn = await services.hub.attach(agent.id, ws)
     try:
         while True:
             text = await ws.receive_text()
@@ -138,7 +139,12 @@ async def _agent_message(services: Services, agent_id: str, text: str) -> None:
         if waited is not None:
             services.metrics.display_latency.observe(waited)
     elif kind == "select" and isinstance(m.get("call_id"), str) and m.get("customer_id") is not None:
-        await services.request({"type": "select", "agent": agent_id, "call_id": m["call_id"][:200],
-                                "customer_id": str(m["customer_id"])[:200]})
+        call_id = m["call_id"][:200]
+        try:
+            refused = await services.registry.select(agent_id, call_id, str(m["customer_id"])[:200])
+        except CallStoreError as err:
+            refused = str(err)
+        if refused:
+            log.info("select on %s by %s refused: %s", call_id, agent_id, refused)
     else:
         log.info("agent %s sent an unknown message type %r", agent_id, str(kind)[:50])

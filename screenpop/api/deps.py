@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 
 from screenpop.auth import COOKIE_NAME, Agent
+from screenpop.callstore import CallStoreError
 from screenpop.models import format_validation_error
 from screenpop.service import Services
 
@@ -36,11 +37,14 @@ def error_response(status: int, message: object, headers: Mapping[str, str] | No
 
 async def error_answer(request: HTTPConnection, exc: Exception) -> JSONResponse:
     """The answer to an exception: an HTTPException's status and detail; a request FastAPI could not read,
-    422 naming the field; anything else 500 `internal error`, logged with its stack."""
+    422 naming the field; the call store unreachable, 503; anything else 500 `internal error`, logged with its stack."""
     if isinstance(exc, StarletteHTTPException):
         return error_response(exc.status_code, exc.detail, exc.headers)
     if isinstance(exc, RequestValidationError):
         return error_response(422, format_validation_error(exc.errors(), root="request"))
+    if isinstance(exc, CallStoreError):  # Redis away: the sender may retry (its message holds no secret)
+        log.warning("%s: %s", request.url.path, exc)
+        return error_response(503, "the call store cannot be reached; try again")
     log.error("unhandled error on %s", request.url.path, exc_info=exc)
     return error_response(500, "internal error")
 

@@ -32,6 +32,18 @@ class Subscription(abc.ABC):
         does not. `callback` must not block; what it raises is logged and the next message still comes."""
         return False
 
+    _reconnect: Callable[[], None] | None = None
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """Call `callback` each time the subscription is active again after a lost connection (what was
+        published meanwhile is lost: the subscriber resyncs). An in-process bus never calls it."""
+        self._reconnect = callback
+
+    def reconnected(self) -> None:
+        """For backends: the subscription is active again; tell the `on_reconnect` callback."""
+        if self._reconnect is not None:
+            self._reconnect()
+
 
 class Bus(abc.ABC):
     """Publish/subscribe between instances."""

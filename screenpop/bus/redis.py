@@ -268,6 +268,7 @@ class _RedisSubscription(QueueSubscription):
                 self._warn("resubscribe attempt %d failed (%s); next try within %.1f s", attempt, why, delay)
                 continue
             self._warn("resubscribed after %d attempt(s); messages published meanwhile were lost", attempt)
+            self.reconnected()
             return pubsub
 
     def _warn(self, text: str, *args: object) -> None:

@@ -46,8 +46,8 @@ def test_readyz_is_200_when_bus_and_store_answer(client: TestClient) -> None:
     """/readyz over the memory backends: ready, every check ok, no CTI connection."""
     r = client.get("/readyz")
     assert r.status_code == 200, r.text
-    assert r.json() == {"ready": True, "instance": r.json()["instance"], "checks": {"bus": "ok", "state store": "ok"},
-                        "cti": {}}
+    checks = {"bus": "ok", "state store": "ok", "call store": "ok"}
+    assert r.json() == {"ready": True, "instance": r.json()["instance"], "checks": checks, "cti": {}}
 
 
 def test_draining_fails_readiness_and_refuses_webhooks_with_503(client: TestClient) -> None:

@@ -1,6 +1,7 @@
 """The call state machine: who gets which card, when."""
 
 import asyncio
+import time
 
 import pytest
 
@@ -32,9 +33,9 @@ def setup():
 
 
 async def settle(registry: CallRegistry) -> None:
-    tasks = [c.lookup for c in registry.calls.values() if c.lookup]
     async with asyncio.timeout(5):
-        await asyncio.gather(*tasks)
+        while registry.runs:
+            await asyncio.gather(*[r.task for r in registry.runs.values()], return_exceptions=True)
 
 
 async def test_offered_then_ringing_gives_the_prefetched_card(setup) -> None:
@@ -92,7 +93,7 @@ async def test_answers_at_hand_leave_with_the_card() -> None:
                                                                           "credit": "ok"}
     assert all(s["cached"] for s in msg["call"]["sections"])
     assert msg["call"]["customer"]["name"] == "Dana Whitfield"
-    assert len(fakes["customers"].calls) == 1 and registry.calls["again"].lookup is None
+    assert len(fakes["customers"].calls) == 1 and "again" not in registry.runs
 
 
 async def test_a_cold_section_does_not_hold_the_card(setup) -> None:
@@ -151,7 +152,7 @@ async def test_end_closes_the_card_and_later_events_are_ignored(setup) -> None:
     assert outbox.types("alice")[-1] == "call.ended"
     await registry.handle(ev("ringing", ["1002"]))
     assert outbox.to("bob") == []
-    assert registry.calls == {}
+    assert registry.calls == {} and await registry.store.active("alice") == []
 
 
 async def test_ended_before_ringing_means_no_late_pop(setup) -> None:
@@ -183,9 +184,9 @@ async def test_calls_without_end_are_swept(setup) -> None:
     registry, outbox, _ = setup
     await registry.handle(ev("ringing", ["1001"]))
     await settle(registry)
-    assert await registry.sweep(now=registry.calls["c1"].touched + 61) == 1
+    assert await registry.sweep(now=time.time() + 61) == 1
     assert outbox.types("alice")[-1] == "call.ended"
-    assert registry.calls == {}
+    assert registry.calls == {} and await registry.store.active("alice") == []
 
 
 async def test_memory_is_bounded(setup) -> None:
@@ -193,8 +194,7 @@ async def test_memory_is_bounded(setup) -> None:
     registry, outbox, _ = setup
     for i in range(5):
         await registry.handle(ev("ringing", ["1001"], cid=f"c{i}"))
-    assert len(registry.calls) == 3
-    assert list(registry.calls) == ["c2", "c3", "c4"]
+    assert [c.call_id for c in await registry.store.active("alice")] == ["c2", "c3", "c4"]
     assert sum(1 for t in outbox.types("alice") if t == "call.ended") == 2
     await registry.close()
 
@@ -211,7 +211,8 @@ async def test_select_fills_sections_for_the_chosen_customer(setup) -> None:
     last = {m["name"]: m for m in outbox.to("alice") if m["type"] == "card.section"}
     assert last["balance"]["status"] == "ok" and last["balance"]["data"] == {"balance": 3}
     assert last["customer"]["data"]["customer"]["id"] == "C3"
-    assert registry.calls["c1"].card.customer.id == "C3"
+    stored = await registry.store.get("c1")
+    assert stored is not None and stored.card.customer is not None and stored.card.customer.id == "C3"
 
 
 async def test_a_crashing_lookup_affects_no_other_call(setup) -> None:
@@ -268,3 +269,41 @@ async def test_withdrawn_never_takes_the_answered_call(setup) -> None:
     await registry.handle(ev("answered", ["1001"]))
     await registry.handle(ev("withdrawn", ["1001"]))
     assert outbox.types("alice") == ["call.ringing", "call.answered"]
+
+
+async def test_a_retried_ringing_after_answer_is_not_a_transfer(setup) -> None:
+    """After alice answered, a repeated ringing for 1001 and 1002 (a PBX retry) shows bob nothing and leaves
+    alice's card answered; bob's snapshot stays empty."""
+    registry, outbox, _ = setup
+    await registry.handle(ev("ringing", ["1001", "1002"]))
+    await registry.handle(ev("answered", ["1001"]))
+    await registry.handle(ev("ringing", ["1001", "1002"]))
+    assert outbox.types("bob") == ["call.ringing", "call.withdrawn"]
+    assert outbox.types("alice") == ["call.ringing", "call.answered"]
+    assert await registry.store.active("bob") == []
+    (card,) = await registry.store.active("alice")
+    assert card.state == "answered" and card.transferred_from is None
+    await settle(registry)
+
+
+async def test_an_owner_that_stops_renewing_is_taken_over_and_the_deadline_holds(setup) -> None:
+    """A lookup whose lease ran out is run again by the sweep; past the deadline whatever is pending is
+    settled as unavailable, and the late run's sections are not taken."""
+    registry, outbox, fakes = setup
+    fakes["customers"].hang = True
+    await registry.handle(ev("ringing", ["1001"]))
+    (run,) = registry.runs.values()
+    run.lease_until = float("inf")  # this instance will not renew: as if it had stopped
+    record = await registry.store.get("c1")
+    assert record is not None and record.lookup == run.token
+    assert await registry.sweep(now=record.lease_until + 0.01) == 1  # taken over: a new run
+    (again,) = registry.runs.values()
+    assert again.token != run.token and (run.task.cancelled() or run.task.cancelling() > 0)
+    assert await registry.sweep(now=record.deadline + 0.01) == 1  # the deadline: settled, the run stopped
+    sections = {m["name"]: m for m in outbox.to("alice") if m["type"] == "card.section"}
+    assert {n: m["status"] for n, m in sections.items()} == {"customer": "unavailable", "balance": "unavailable",
+                                                                "credit": "unavailable"}
+    assert sections["balance"]["reason"] == "the instance looking it up stopped"
+    await settle(registry)
+    stored = await registry.store.get("c1")
+    assert stored is not None and stored.pending() == [] and stored.due() is None

@@ -1,4 +1,4 @@
-"""The agent hub: routing envelopes to sockets, the snapshot mirror, slow sockets."""
+"""The agent hub: routing envelopes to sockets, snapshots from the store, resyncs, slow sockets."""
 
 from __future__ import annotations
 
@@ -51,36 +51,62 @@ async def test_only_recipients_receive() -> None:
     hub = AgentHub(MemoryBus())
     a1, a2, b = Peer(), Peer(), Peer()
     for agent, peer in (("alice", a1), ("alice", a2), ("bob", b)):
-        hub.attach(agent, peer)
+        await hub.attach(agent, peer)
     hub.dispatch(msg(["alice"], {"type": "call.ringing", "call": CARD}))
     await drain()
     assert [m["type"] for m in a1.sent] == ["snapshot", "call.ringing"] == [m["type"] for m in a2.sent]
     assert [m["type"] for m in b.sent] == ["snapshot"]
 
 
-async def test_snapshot_reflects_sections_and_answer_and_forgets_withdrawn() -> None:
-    """The mirror applies sections and answers; withdrawn and ended calls leave the snapshot."""
-    hub = AgentHub(MemoryBus())
-    hub.dispatch(msg(["alice", "bob"], {"type": "call.ringing", "call": dict(CARD)}))
-    hub.dispatch(msg(["alice", "bob"], {"type": "card.section", "call_id": "c1", "name": "customer",
-                                        "status": "ok", "data": {"customer": {"id": "C1", "name": "D"},
-                                                                 "candidates": []}}))
-    hub.dispatch(msg(["alice"], {"type": "call.answered", "call_id": "c1", "agent": "alice"}))
-    hub.dispatch(msg(["bob"], {"type": "call.withdrawn", "call_id": "c1", "reason": "x"}))
-    (card,) = json.loads(hub.snapshot("alice"))["calls"]
-    assert card["state"] == "answered" and card["customer"]["id"] == "C1"
-    assert card["sections"][0]["status"] == "ok" and card["sections"][1]["status"] == "pending"
-    assert json.loads(hub.snapshot("bob"))["calls"] == []
+async def test_snapshot_comes_from_the_store_before_anything_sent_meanwhile() -> None:
+    """A socket's first message is the agent's cards from the snapshot source; a message dispatched while the
+    store is read is written after the snapshot, not lost."""
+    gate = asyncio.Event()
+
+    async def cards(agent_id: str) -> list[dict]:
+        await gate.wait()
+        return [dict(CARD)] if agent_id == "alice" else []
+
+    hub = AgentHub(MemoryBus(), snapshots=cards)
+    peer = Peer()
+    attaching = asyncio.create_task(hub.attach("alice", peer))
+    await drain()
     hub.dispatch(msg(["alice"], {"type": "call.ended", "call_id": "c1"}))
-    assert json.loads(hub.snapshot("alice"))["calls"] == []
+    gate.set()
+    await attaching
+    await drain()
+    assert [m["type"] for m in peer.sent] == ["snapshot", "call.ended"]
+    assert [c["call_id"] for c in peer.sent[0]["calls"]] == ["c1"]
+
+
+async def test_a_store_that_fails_closes_the_socket_and_a_resync_sends_fresh_snapshots() -> None:
+    """When the snapshot cannot be read the socket is closed with 1013; `resync` sends every socket a new
+    snapshot (what the hub does when the bus subscription comes back)."""
+    fail = True
+
+    async def cards(agent_id: str) -> list[dict]:
+        if fail:
+            raise OSError("store away")
+        return []
+
+    hub = AgentHub(MemoryBus(), snapshots=cards)
+    lost = Peer()
+    await hub.attach("alice", lost)
+    assert lost.closed_with == 1013 and hub.connected("alice") == 0
+    fail = False
+    peer = Peer()
+    await hub.attach("alice", peer)
+    await hub.resync()
+    await drain()
+    assert [m["type"] for m in peer.sent] == ["snapshot", "snapshot"]
 
 
 async def test_slow_socket_is_closed_and_others_keep_receiving() -> None:
     """A socket that stops reading is closed with 1013 once its queue fills; a healthy one is unaffected."""
     hub = AgentHub(MemoryBus())
     slow, fast = Peer(stuck=True), Peer()
-    hub.attach("alice", slow)
-    hub.attach("alice", fast)
+    await hub.attach("alice", slow)
+    await hub.attach("alice", fast)
     for i in range(300):
         hub.dispatch(msg(["alice"], {"type": "call.ended", "call_id": f"x{i}"}))
         await asyncio.sleep(0)
@@ -99,7 +125,7 @@ async def flow(bus: MemoryBus) -> AsyncIterator[tuple[Outbox, Peer]]:
     outbox = Outbox(bus)
     outbox.start()
     peer = Peer()
-    hub.attach("alice", peer)
+    await hub.attach("alice", peer)
     try:
         yield outbox, peer
     finally:
@@ -128,7 +154,7 @@ async def test_a_writable_socket_gets_its_messages_and_keeps_no_task() -> None:
     """Messages reach a socket that can take them, in order, and no writer task stays once all is sent."""
     hub = AgentHub(MemoryBus())
     peer = Peer()
-    conn = hub.attach("alice", peer)
+    conn = await hub.attach("alice", peer)
     hub.dispatch(msg(["alice"], {"type": "call.ended", "call_id": "x"}))
     hub.dispatch(msg(["alice"], {"type": "call.ended", "call_id": "y"}))
     await drain()
@@ -158,7 +184,7 @@ async def test_a_send_that_waits_holds_the_next_ones_and_order_is_kept() -> None
     """While a send waits (a flow-controlled socket), later messages wait behind it and follow in order."""
     hub = AgentHub(MemoryBus())
     peer = GatedPeer()
-    conn = hub.attach("alice", peer)  # the snapshot's send waits at the gate
+    conn = await hub.attach("alice", peer)  # the snapshot's send waits at the gate
     for i in range(3):
         hub.dispatch(msg(["alice"], {"type": "call.ended", "call_id": str(i)}))
     await drain()
@@ -174,7 +200,7 @@ async def test_detach_cancels_a_send_that_waits() -> None:
     """Detaching a socket whose send is suspended cancels that send inside the socket's own coroutine."""
     hub = AgentHub(MemoryBus())
     peer = GatedPeer()
-    conn = hub.attach("alice", peer)
+    conn = await hub.attach("alice", peer)
     await drain()
     await hub.detach(conn)
     assert peer.cancelled and peer.sent == []

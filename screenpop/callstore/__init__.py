@@ -1,0 +1,28 @@
+"""Pick a call-store backend by URL; see `screenpop.callstore.base` for the contract, `machine` for the rules."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from screenpop.callstore.base import CallStore, CallStoreError, Step
+from screenpop.callstore.machine import CallRecord, Effect, Outcome
+
+__all__ = ["CallRecord", "CallStore", "CallStoreError", "Effect", "Outcome", "Step", "callstore_from_url"]
+
+
+def callstore_from_url(url: str, **options: Any) -> CallStore:
+    """Build the backend named by the URL scheme; its module is imported only here.
+
+    Both take `ttl_s`; `memory://` also `max_calls`, `clock`; `redis://` and `rediss://` also `prefix`,
+    `timeout`, `attempts`."""
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        from screenpop.callstore.memory import MemoryCallStore
+
+        return MemoryCallStore(**options)
+    if scheme in ("redis", "rediss"):
+        from screenpop.callstore.redis import RedisCallStore
+
+        return RedisCallStore(url, **options)
+    raise CallStoreError(f"unsupported call store URL scheme {scheme!r}; expected memory://, redis:// or rediss://")

@@ -1,0 +1,69 @@
+"""The call-store seam: where every call's state lives, shared by the instances that use one store.
+
+A call is one `CallRecord` (screenpop.callstore.machine). The store applies a step, a function from the
+record as stored (None for a call not seen yet) to an `Outcome`, atomically per call: two steps of one
+call applied at once, on one instance or two, give the result of one after the other. The step is the
+state machine (`machine.transition`, wrapped by the call registry), written once for every backend.
+
+Besides the records the store keeps two indexes, so that the periodic work is cheap: per agent, the calls
+whose card the agent has (`active`, the agent's snapshot); and the calls whose lookup has pending
+sections, by when they are due for a sweep (`due`). Every record and index lives at most `ttl_s` after
+its last change; an ended call stays as a tombstone that long, so a late event for it is ignored.
+
+A backend is chosen by URL scheme (`memory://`, `redis://`, `rediss://`), imported lazily.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+
+from screenpop.callstore.machine import CallRecord, Effect, Outcome
+from screenpop.errors import CallStoreError as CallStoreError  # re-exported: the errors are defined in one tree
+from screenpop.models import Card
+
+Step = Callable[[CallRecord | None], Outcome]
+
+
+class CallStore(abc.ABC):
+    """Every call's state, with the per-agent and due-lookup indexes."""
+
+    ttl_s: float
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open the store. Called once before anything else. Raises CallStoreError if it cannot."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the store. Idempotent; must not raise."""
+
+    @abc.abstractmethod
+    async def apply(self, call_id: str, step: Step) -> Outcome:
+        """Run `step` on the call's record and store what it returns, atomically for this call.
+
+        `step` gets the stored record (None for a call not seen yet), may change it in place, and must
+        depend on nothing else: a backend may run it more than once (the outcome of the run that was
+        stored is returned). Nothing is written when `outcome.changed` is false. A write refreshes the
+        record's TTL and brings the indexes up to date (the agents of `record.ringing`, `record.due()`).
+        Raises CallStoreError when the store cannot be reached (nothing is then applied)."""
+
+    @abc.abstractmethod
+    async def get(self, call_id: str) -> CallRecord | None:
+        """The call's record as stored (a copy: changing it changes nothing), or None."""
+
+    @abc.abstractmethod
+    async def active(self, agent_id: str) -> list[Card]:
+        """The cards the agent has now (calls not ended whose `ringing` names the agent), in the order the
+        agent got them. Raises CallStoreError when the store cannot be reached."""
+
+    @abc.abstractmethod
+    async def due(self, now: float, limit: int) -> list[str]:
+        """Up to `limit` call ids whose `record.due()` is at or before `now` (unix seconds), most overdue
+        first. Raises CallStoreError when the store cannot be reached."""
+
+    async def expire(self, now: float) -> list[Effect]:
+        """Drop the calls nobody changed for `ttl_s` and return the effects of closing them (their agents
+        are told). A backend whose keys expire by themselves returns [] (the default): the agents' next
+        snapshot no longer has them."""
+        return []

@@ -1,0 +1,286 @@
+"""Contract suite for the call-store seam: the same tests run on every backend (memory://, redis://)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from screenpop.callstore import CallStore, CallStoreError, callstore_from_url
+from screenpop.callstore.machine import (
+    CallRecord,
+    Change,
+    Event,
+    Outcome,
+    Settle,
+    Sweep,
+    new_record,
+    transition,
+)
+from screenpop.models import Caller, Card, EventKind, Section, SectionStatus
+
+NOW = 1_700_000_000.0
+TTL = 120
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """The URL of each backend; the redis one skips (or fails in CI) without a server."""
+    return "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+
+
+@pytest.fixture
+async def make_store(store_url: str) -> AsyncIterator[Callable[[], Any]]:
+    """Connected stores of one backend on one shared space (a fresh key prefix): each is one "instance"
+    (the memory backend, being one process's, hands out the same store every time)."""
+    prefix = f"test-calls-{uuid.uuid4().hex[:10]}"
+    opened: list[CallStore] = []
+
+    async def make() -> CallStore:
+        if store_url.startswith("memory") and opened:
+            return opened[0]
+        options: dict[str, Any] = {"ttl_s": TTL} if store_url.startswith("memory") else {"ttl_s": TTL,
+                                                                                         "prefix": prefix}
+        store = callstore_from_url(store_url, **options)
+        await store.connect()
+        opened.append(store)
+        return store
+
+    yield make
+    for s in opened:
+        await s.close()
+
+
+@pytest.fixture
+async def store(make_store: Callable[[], Any]) -> CallStore:
+    """One connected store."""
+    return await make_store()
+
+
+def card(call_id: str, sections: tuple[str, ...] = ("customer", "balance")) -> Card:
+    return Card(call_id=call_id, caller=Caller(raw="+14155550100", e164="+14155550100"),
+                sections=[Section(name=n) for n in sections])
+
+
+def step(call_id: str, change: Change, now: float = NOW) -> Callable[[CallRecord | None], Outcome]:
+    """The registry's step, reduced: a new call's record from `card`, then the transition."""
+
+    def run(record: CallRecord | None) -> Outcome:
+        created = record is None and not (isinstance(change, Event) and change.kind is EventKind.ENDED)
+        if created:
+            record = new_record(card(call_id))
+        out = transition(call_id, record, change, now)
+        out.changed = out.changed or created
+        return out
+
+    return run
+
+
+def ev(kind: str, *agents: str, at: float | None = None, token: str = "t1") -> Event:
+    return Event(EventKind(kind), agents, at=at, token=token)
+
+
+async def do(store: CallStore, call_id: str, change: Change, now: float = NOW) -> Outcome:
+    return await store.apply(call_id, step(call_id, change, now))
+
+
+def kinds(out: Outcome) -> list[tuple[str, tuple[str, ...]]]:
+    return [(e.kind, e.to) for e in out.effects]
+
+
+async def test_a_new_call_is_stored_with_its_ringing_agents_and_their_index(store: CallStore) -> None:
+    """ringing stores the record, says to ring both agents, and each agent's active cards list it, in order."""
+    out = await do(store, "c1", ev("ringing", "alice", "bob"))
+    assert kinds(out) == [("ringing", ("alice", "bob"))] and out.start == "fresh"
+    await do(store, "c2", ev("ringing", "alice"), NOW + 1)
+    assert [c.call_id for c in await store.active("alice")] == ["c1", "c2"]
+    assert [c.call_id for c in await store.active("bob")] == ["c1"]
+    stored = await store.get("c1")
+    assert stored is not None and stored.ringing == ["alice", "bob"] and stored.lookup == "t1"
+
+
+async def test_the_same_event_twice_changes_nothing(store: CallStore) -> None:
+    """A repeated event with `at` (and a repeated ringing without) is not applied again."""
+    assert kinds(await do(store, "c1", ev("ringing", "alice", at=NOW))) == [("ringing", ("alice",))]
+    again = await do(store, "c1", ev("ringing", "alice", at=NOW))
+    assert not again.changed and again.effects == []
+    assert (await do(store, "c1", ev("withdrawn", "alice", at=NOW + 1))).changed
+    late_copy = await do(store, "c1", ev("ringing", "alice", at=NOW))  # the first one, delivered once more
+    assert not late_copy.changed and await store.active("alice") == []
+
+
+async def test_an_event_older_than_the_last_transition_changes_nothing(store: CallStore) -> None:
+    """answered at t=10 then a ringing at t=5 for bob: bob gets nothing; an older ended still ends."""
+    await do(store, "c1", ev("ringing", "alice", at=NOW + 1))
+    await do(store, "c1", ev("answered", "alice", at=NOW + 10))
+    old = await do(store, "c1", ev("ringing", "bob", at=NOW + 5))
+    assert not old.changed and await store.active("bob") == []
+    ended = await do(store, "c1", ev("ended", at=NOW + 2))
+    assert kinds(ended) == [("ended", ("alice",))]
+
+
+async def test_a_ringing_naming_who_answered_is_a_retry_not_a_transfer(store: CallStore) -> None:
+    """After alice answered, ringing alice+bob changes nothing; ringing bob alone is a transfer."""
+    await do(store, "c1", ev("ringing", "alice", "bob"))
+    answered = await do(store, "c1", ev("answered", "alice"))
+    assert kinds(answered) == [("answered", ("alice",)), ("withdrawn", ("bob",))]
+    retry = await do(store, "c1", ev("ringing", "alice", "bob"))
+    assert not retry.changed and await store.active("bob") == []
+    transfer = await do(store, "c1", ev("ringing", "bob"))
+    assert kinds(transfer) == [("ringing", ("bob",))]
+    stored = await store.get("c1")
+    assert stored is not None and stored.card.transferred_from == "alice"
+
+
+async def test_ended_is_a_tombstone(store: CallStore) -> None:
+    """ended closes the card for its agents; any later event, even a new ringing, is ignored."""
+    await do(store, "c1", ev("ringing", "alice"))
+    assert kinds(await do(store, "c1", ev("ended"))) == [("ended", ("alice",))]
+    late = await do(store, "c1", ev("ringing", "bob"))
+    assert not late.changed and late.refused == "the call ended"
+    assert await store.active("alice") == [] == await store.active("bob")
+    first = await do(store, "c2", ev("ended"))  # ended before anything: no late pop either
+    assert first.changed and not (await do(store, "c2", ev("ringing", "alice"))).changed
+    stored = await store.get("c2")
+    assert stored is not None and stored.ended
+
+
+async def test_the_due_index_follows_the_lookup(store: CallStore) -> None:
+    """A started lookup is due at its lease; settled sections take it off; a sweep past the deadline settles
+    what is pending as unavailable."""
+    await do(store, "c1", ev("offered"))
+    stored = await store.get("c1")
+    assert stored is not None
+    assert await store.due(stored.lease_until - 1, 10) == []
+    assert await store.due(stored.lease_until, 10) == ["c1"]
+    await do(store, "c1", Settle("t1", Section(name="customer", status=SectionStatus.OK)))
+    assert (await do(store, "c1", Settle("stale", Section(name="balance", status=SectionStatus.OK)))).refused
+    swept = await do(store, "c1", Sweep("t2"), stored.deadline)
+    assert [(e.kind, e.detail.name, e.detail.status) for e in swept.effects] == []  # nobody has the card
+    after = await store.get("c1")
+    assert after is not None and after.pending() == [] and after.card.sections[1].status == "unavailable"
+    assert await store.due(stored.deadline + 100, 10) == []
+
+
+async def test_two_instances_changing_one_call_at_once_give_a_serial_result(make_store: Callable[[], Any]) -> None:
+    """Many calls, each answered by alice on one store and by bob on another at the same moment: each
+    stored result is that of one order or the other, and exactly one agent keeps the card."""
+    a, b = await make_store(), await make_store()
+    ids = [f"race-{i}" for i in range(40)]
+    for cid in ids:
+        await do(a, cid, ev("ringing", "alice", "bob"))
+    results = await asyncio.gather(*(asyncio.gather(do(a, cid, ev("answered", "alice")),
+                                                    do(b, cid, ev("answered", "bob"))) for cid in ids))
+    for cid, (by_a, by_b) in zip(ids, results, strict=True):
+        stored = await a.get(cid)
+        assert stored is not None
+        serial = []  # per order: the stored record, and what each answer said to send
+        for first, second in (("alice", "bob"), ("bob", "alice")):
+            rec = step(cid, ev("ringing", "alice", "bob"))(None).record
+            said = {}
+            for agent in (first, second):
+                out = step(cid, ev("answered", agent))(rec)
+                rec, said[agent] = out.record, kinds(out)
+            assert rec is not None
+            serial.append((rec.to_json(), said))
+        assert (stored.to_json(), {"alice": kinds(by_a), "bob": kinds(by_b)}) in serial
+        assert stored.ringing == [stored.card.answered_by]
+    if hasattr(a, "conflicts"):  # Redis: the two stores did collide, and retried
+        assert a.conflicts + b.conflicts > 0
+    kept = {x: [cid for cid in ids if (r := await b.get(cid)) is not None and r.card.answered_by == x]
+            for x in ("alice", "bob")}
+    for x in ("alice", "bob"):
+        assert sorted(c.call_id for c in await b.active(x)) == sorted(kept[x])
+
+
+async def test_concurrent_settles_and_events_lose_nothing(make_store: Callable[[], Any]) -> None:
+    """Sections settled on one store while events land on another, interleaved at random: every section and
+    every ringing agent is in the stored record at the end."""
+    a, b = await make_store(), await make_store()
+    names = tuple(f"s{i}" for i in range(8))
+    rng = random.Random(7)
+
+    def card8(call_id: str) -> Card:
+        return card(call_id, names)
+
+    async def settle(name: str) -> None:
+        await a.apply("c1", lambda r: transition("c1", r, Settle("t1", Section(name=name, status="ok")), NOW))
+
+    async def ring(agent: str) -> None:
+        await b.apply("c1", lambda r: transition("c1", r, ev("ringing", agent), NOW))
+
+    await a.apply("c1", lambda r: _created(transition("c1", new_record(card8("c1")), ev("offered"), NOW)))
+    jobs = [settle(n) for n in names] + [ring(f"agent{i}") for i in range(8)]
+    rng.shuffle(jobs)
+    await asyncio.gather(*jobs)
+    stored = await a.get("c1")
+    assert stored is not None
+    assert {s.name: s.status for s in stored.card.sections} == dict.fromkeys(names, "ok")
+    assert sorted(stored.ringing) == sorted(f"agent{i}" for i in range(8))
+
+
+def _created(out: Outcome) -> Outcome:
+    out.changed = True
+    return out
+
+
+async def test_records_and_indexes_have_a_ttl(store: CallStore, store_url: str) -> None:
+    """Every key written lives at most ttl_s (Redis: a TTL on each; memory: `expire` closes the call)."""
+    await do(store, "c1", ev("ringing", "alice"))
+    if store_url.startswith("memory"):
+        assert await store.expire(time.time()) == []
+        (effect,) = await store.expire(time.time() + TTL + 1)
+        assert (effect.kind, effect.to, effect.call_id) == ("ended", ("alice",), "c1")
+        assert await store.active("alice") == []
+        return
+    client = store._require()  # type: ignore[attr-defined]
+    for key in (store._key("c1"), store._agent_key("alice"), store._due_key):  # type: ignore[attr-defined]
+        ttl = await client.ttl(key)
+        assert 0 < ttl <= TTL, (key, ttl)
+
+
+async def test_an_unreachable_redis_raises_its_error() -> None:
+    """Redis: a server that does not answer raises CallStoreError naming host:port, never the password."""
+    bad = callstore_from_url("redis://:s3cret@127.0.0.1:1/0", timeout=0.5)
+    with pytest.raises(CallStoreError) as caught:
+        await bad.connect()
+    assert "127.0.0.1:1" in str(caught.value) and "s3cret" not in str(caught.value)
+
+
+async def test_round_trips_per_change(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis: a change costs three round trips (WATCH, GET, MULTI..EXEC); one that changes nothing, three
+    (with the UNWATCH). A call of ringing, 4 sections and ended: 18."""
+    store_url = redis_url
+    from redis.asyncio.connection import AbstractConnection
+
+    sent = 0
+    original = AbstractConnection.send_packed_command
+
+    async def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        nonlocal sent
+        sent += 1
+        await original(self, command, check_health)
+
+    store = callstore_from_url(store_url, ttl_s=TTL, prefix=f"test-rt-{uuid.uuid4().hex[:8]}")
+    await store.connect()
+    try:
+        monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+        names = ("customer", "balance", "orders", "credit")
+        await store.apply("c1", lambda r: _created(transition("c1", new_record(card("c1", names)),
+                                                              ev("ringing", "alice"), NOW)))
+        per_change = sent
+        for n in names:
+            await store.apply("c1", lambda r, n=n: transition("c1", r, Settle("t1", Section(name=n, status="ok")),
+                                                              NOW))
+        await store.apply("c1", lambda r: transition("c1", r, ev("ended"), NOW))
+        call = sent
+        await store.apply("c1", lambda r: transition("c1", r, ev("ended"), NOW))
+        unchanged = sent - call
+    finally:
+        await store.close()
+    assert (per_change, call, unchanged) == (3, 18, 3)
