@@ -105,7 +105,8 @@ def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     merged = results.get("merged")
     note = (f" Re-run with `--only {','.join(merged['only'])}`; the other scenarios are from the run of "
-            f"{merged['others_from']} ({merged['others_mode']} mode), and latency.png too." if merged else "")
+            f"{merged['others_from']} ({merged['others_mode']} mode, {merged.get('others_cpu')}), and latency.png too."
+            if merged else "")
     cluster = _find(results, "cluster")
     lines = [
         START,
@@ -190,7 +191,8 @@ def merge(previous: dict[str, Any], new: dict[str, Any], only: list[str]) -> dic
     memory.update(new.get("memory_per_idle_socket", {}))
     out["memory_per_idle_socket"] = memory
     out["merged"] = {"only": only, "others_from": previous.get("merged", {}).get("others_from", previous.get("date")),
-                     "others_mode": previous.get("merged", {}).get("others_mode", previous.get("mode"))}
+                     "others_mode": previous.get("merged", {}).get("others_mode", previous.get("mode")),
+                     "others_cpu": previous.get("merged", {}).get("others_cpu", previous.get("machine", {}).get("cpu"))}
     out["targets"] = targets(out)
     return out
 
