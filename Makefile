@@ -29,7 +29,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)  ## screenpop against the floor, every scenario (~5 min): bench/results.json, RESULTS.md, latency.png
+bench: $(BENCH_STAMP)  ## screenpop against the floor, every scenario (~6 min): bench/results.json, RESULTS.md, latency.png
 	$(BIN)/python -m bench.run
 
 bench-quick: $(BENCH_STAMP)  ## every benchmark scenario, shortened (about 1.5 minutes); writes to /tmp/screenpop-bench-quick

@@ -1,6 +1,6 @@
 """The benchmark: screenpop against the floor (bench/floor.py), same stubs, same load generator, same run.
 
-    python -m bench.run            the full run (about 5 minutes on 2 cores; always under 10)
+    python -m bench.run            the full run (about 6 minutes on 2 cores; always under 10)
     python -m bench.run --quick    every scenario, shortened (under two minutes)
     python -m bench.run --only cluster,two-instances    only these scenarios (see SCENARIOS); merged into
                                    the results.json already in --out, other scenarios kept
