@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo serve test test-fast bench bench-quick bench-count lint fmt clean
+.PHONY: demo serve test test-fast bench bench-quick bench-cluster bench-count lint fmt clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,11 +29,14 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)  ## screenpop against the floor, every scenario (~5 min): bench/results.json, RESULTS.md, latency.png
+bench: $(BENCH_STAMP)  ## screenpop against the floor, every scenario (~6 min): bench/results.json, RESULTS.md, latency.png
 	$(BIN)/python -m bench.run
 
-bench-quick: $(BENCH_STAMP)  ## every benchmark scenario, shortened (under a minute); writes to /tmp/screenpop-bench-quick
+bench-quick: $(BENCH_STAMP)  ## every benchmark scenario, shortened (about 1.5 minutes); writes to /tmp/screenpop-bench-quick
 	$(BIN)/python -m bench.run --quick --out /tmp/screenpop-bench-quick
+
+bench-cluster: $(BENCH_STAMP)  ## the cluster scenario alone (~1 min): two instances behind HAProxy; merged into bench/results.json
+	$(BIN)/python -m bench.run --only cluster
 
 bench-count: $(BENCH_STAMP)  ## Python function calls per call, screenpop and floor: a cost measure noise does not move (~1 min)
 	$(BIN)/python -m bench.count

@@ -4,6 +4,7 @@
                              number: identity GET, then the three section GETs in parallel (aiohttp, keep-alive),
                              then ONE websocket message with the whole card to each ringing agent's sockets
     GET  /ws/agent           bearer token (screenpop's own token format), then the agent's messages
+    GET  /healthz            200, for HAProxy's health check (the cluster scenario)
 
 The same logical work as screenpop's bench config (identity first, then three sections), with none of the rest:
 no state machine, no per-section pushes, no snapshot memory. With `--bus redis://...` the card goes through
@@ -137,6 +138,7 @@ def main() -> None:
     app = web.Application()
     app.router.add_post("/telephony/webhook", floor.webhook)
     app.router.add_get("/ws/agent", floor.agent_socket)
+    app.router.add_get("/healthz", lambda request: web.json_response({"ok": True}))  # HAProxy's health check
     app.on_startup.append(floor.start)
     app.on_cleanup.append(floor.stop)
     try:

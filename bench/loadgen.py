@@ -14,7 +14,9 @@ call is ONE signed `ringing` webhook carrying the caller and the ringing agent's
 the lookup at the first event with a number; the floor gets the identical request), then an unmeasured
 `ended` once the card is complete or lost. Per call: webhook answer, first message (`call.ringing`) and card
 complete (every section settled, applying `card.section` messages to the card from `call.ringing`). A call
-not complete within `bound_s` is LOST: counted, and kept in the statistics at the bound.
+not complete within `bound_s` is LOST: counted, and kept in the statistics at the bound. Behind HAProxy
+(the cluster scenario) each answer names the instance that gave it (`X-Bench-Server`): a run reports the
+ringing webhooks per instance and how many calls had their two webhooks answered by different instances.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class Pending:
     waiting: set[str] | None = None  # sections not settled yet, known from call.ringing
     early: dict[str, str] = field(default_factory=dict)  # sections seen before call.ringing
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    ringing_on: str | None = None  # the instance that answered each webhook, behind HAProxy
+    ended_on: str | None = None
 
 
 class LoadGen:
@@ -137,19 +141,20 @@ class LoadGen:
             return f"+1650234{i % 40:04d}"  # 40 callers who call again and again
         return f"+1415{2_000_000 + next(self.numbers):07d}"  # a caller never seen before
 
-    async def post(self, url: str, body: dict[str, Any]) -> int:
+    async def post(self, url: str, body: dict[str, Any]) -> tuple[int, str | None]:
+        """POST a signed event; its status and the instance that answered (HAProxy's X-Bench-Server, if any)."""
         assert self.http is not None
         raw = json.dumps(body).encode()
         async with self.http.post(url, data=raw, headers={"Content-Type": "application/json",
                                                           "X-Screenpop-Signature": sign(raw, self.secret)}) as r:
             await r.read()
-            return r.status
+            return r.status, r.headers.get("X-Bench-Server")
 
     async def one_call(self, webhook: str, call_id: str, caller: str, agent_ext: str, p: Pending,
                        bound_s: float, errors: list[str]) -> None:
         try:
-            status = await self.post(webhook, {"call_id": call_id, "event": "ringing", "caller": caller,
-                                               "agents": [agent_ext]})
+            status, p.ringing_on = await self.post(webhook, {"call_id": call_id, "event": "ringing",
+                                                             "caller": caller, "agents": [agent_ext]})
             p.answer = time.perf_counter()
             if status != 202:
                 errors.append(f"webhook answered {status}")
@@ -159,7 +164,7 @@ class LoadGen:
                     await p.done.wait()
             except TimeoutError:
                 pass
-            await self.post(webhook, {"call_id": call_id, "event": "ended", "caller": caller})
+            _, p.ended_on = await self.post(webhook, {"call_id": call_id, "event": "ended", "caller": caller})
         except (aiohttp.ClientError, OSError) as err:
             errors.append(f"webhook failed: {type(err).__name__}")
 
@@ -202,6 +207,11 @@ class LoadGen:
             return None if t is None or t - due > bound_s else round((t - due) * 1000, 3)
 
         lag.sort()
+        ringing_on: dict[str, int] = {}
+        for p in records:
+            if p.ringing_on is not None:
+                ringing_on[p.ringing_on] = ringing_on.get(p.ringing_on, 0) + 1
+        routed = [p for p in records if p.ringing_on is not None and p.ended_on is not None]
         return {
             "calls": calls,
             "answer_ms": [ms(p.answer, p.due) for p in records],
@@ -209,6 +219,9 @@ class LoadGen:
             "complete_ms": [ms(p.complete, p.due) for p in records],
             "errors": errors[:5],
             "error_count": len(errors),
+            "ringing_on": ringing_on,  # behind HAProxy: ringing webhooks by instance
+            "split_calls": sum(p.ringing_on != p.ended_on for p in routed),  # ringing and ended on different ones
+            "routed_calls": len(routed),
             "lag_p99_ms": round(lag[min(len(lag) - 1, int(len(lag) * 0.99))] * 1000, 3) if lag else 0.0,
         }
 

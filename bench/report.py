@@ -48,6 +48,15 @@ def targets(results: dict[str, Any], _by: object = None) -> list[dict[str, Any]]
         add("two instances on Redis, 200 calls/s: p99", "<= 1.5 x floor p99 with a Redis hop",
             f"{sp['p99_ms']} ms vs floor {fl['p99_ms']} ms = {s['ratio_p99']} x, lost {sp['lost']}",
             s["ratio_p99"] <= 1.5 and sp["lost"] == 0)
+    if s := _find(results, "cluster"):
+        sp, one = s["screenpop"], s["one_instance"]
+        v1, vf = s["ratios"]["vs_one_instance"], s["ratios"]["vs_floor"]
+        add("cluster, 100 calls/s, events round-robin: lost cards", "0",
+            f"{sp['lost']} (one instance {one['lost']}, floor {s['floor']['lost']})", sp["lost"] == 0)
+        add("cluster: CPU per call of the pair", "<= 1.5 x one instance's",
+            f"{sp['cpu_us_per_call']} us vs {one['cpu_us_per_call']} us = {v1['cpu_per_call']} x "
+            f"(floor pair: {vf['cpu_per_call']} x; HAProxy {sp['haproxy_cpu_us_per_call']} us apart)",
+            v1["cpu_per_call"] <= 1.5)
     if m := results.get("memory_per_idle_socket", {}).get("screenpop"):
         fl = results["memory_per_idle_socket"].get("floor", {})
         add("idle agent socket, resident memory", "<= 30 KiB each",
@@ -66,13 +75,44 @@ def _row(s: dict[str, Any]) -> str:
     return f"| {name} | {cells(s['screenpop'])} | {cells(s['floor'])} | {s['ratio_p99']} |"
 
 
+def cluster_table(s: dict[str, Any]) -> list[str]:
+    """The cluster scenario's three sides, with the pair's ratios to the other two."""
+    v1, vf = s["ratios"]["vs_one_instance"], s["ratios"]["vs_floor"]
+    rows = [("two instances behind HAProxy", s["screenpop"]), ("one instance (scenario 3's shape)", s["one_instance"]),
+            ("floor: two processes, Redis hop, HAProxy", s["floor"])]
+    lines = [
+        "",
+        f"Cluster scenario ({s['rate']} calls/s, 1,000 idle agents, {s['rounds']} rounds of {s['seconds_per_segment']}"
+        " s a side; every webhook through HAProxy; agent sockets through HAProxy too, sockets per instance "
+        f"{s['screenpop'].get('sockets_per_instance')}):",
+        "",
+        "| side | p50 / p90 / p99 / max (ms) | lost | CPU per call (µs) | HAProxy CPU per call (µs) | calls whose "
+        "ringing and ended hit different instances | calls held after (per instance) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, x in rows:
+        split = f"{x['calls_split']} of {x['calls_routed']}" if "calls_split" in x else ""
+        lines.append(f"| {name} | {x['p50_ms']} / {x['p90_ms']} / {x['p99_ms']} / {x['max_ms']} | {x['lost']} | "
+                     f"{x['cpu_us_per_call']} | {x.get('haproxy_cpu_us_per_call', '')} | {split} | "
+                     f"{x.get('live_calls_after', '')} |")
+    lines += ["", f"Pair against one instance: p50 {v1['p50']} x, p99 {v1['p99']} x, CPU per call "
+              f"{v1['cpu_per_call']} x. Pair against the floor pair: p50 {vf['p50']} x, p99 {vf['p99']} x, "
+              f"CPU per call {vf['cpu_per_call']} x."]
+    return lines
+
+
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
+    merged = results.get("merged")
+    note = (f" Re-run with `--only {','.join(merged['only'])}`; the other scenarios are from the run of "
+            f"{merged['others_from']} ({merged['others_mode']} mode, {merged.get('others_cpu')}), and latency.png too."
+            if merged else "")
+    cluster = _find(results, "cluster")
     lines = [
         START,
         f"Run of {results['date']} ({results['mode']} mode, {results['seconds']} s) on {m['cores']} cores "
         f"({m['cpu']}), Python {m['python']}; load average {m['loadavg_start'][0]} at the start, "
-        f"{m['loadavg_end'][0]} at the end.",
+        f"{m['loadavg_end'][0]} at the end.{note}",
         "",
         "Card complete, in ms from each call's scheduled send time: p50 / p90 / p99 / max; lost cards count at "
         f"the bound ({results['method']['bound_s']:.0f} s); cpu_s = CPU seconds of the server process(es).",
@@ -86,6 +126,7 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---|---|---|",
         *(f"| {t['measure']} | {t['target']} | {t['value']} | {'met' if t['met'] else t['note'] or 'NOT met'} |"
           for t in results["targets"]),
+        *(cluster_table(cluster) if cluster else []),
         "",
         "![latency distributions](latency.png)",
         END,
@@ -140,10 +181,29 @@ def plot(samples: dict[str, dict[str, list[float]]], path: Path) -> None:
     plt.close(fig)
 
 
-def write_all(results: dict[str, Any], samples: dict[str, dict[str, list[float]]], out: Path) -> None:
+def merge(previous: dict[str, Any], new: dict[str, Any], only: list[str]) -> dict[str, Any]:
+    """The results of an `--only` run merged into an earlier run's: each scenario run now replaces its namesake
+    (or is added), the others are kept; `merged` says which were re-run, and when the rest was."""
+    ran = {s["name"] for s in new["scenarios"]}
+    kept = [s for s in previous.get("scenarios", []) if s["name"] not in ran]
+    out = {**new, "scenarios": kept + new["scenarios"]}
+    memory = dict(previous.get("memory_per_idle_socket", {}))
+    memory.update(new.get("memory_per_idle_socket", {}))
+    out["memory_per_idle_socket"] = memory
+    out["merged"] = {"only": only, "others_from": previous.get("merged", {}).get("others_from", previous.get("date")),
+                     "others_mode": previous.get("merged", {}).get("others_mode", previous.get("mode")),
+                     "others_cpu": previous.get("merged", {}).get("others_cpu", previous.get("machine", {}).get("cpu"))}
+    out["targets"] = targets(out)
+    return out
+
+
+def write_all(results: dict[str, Any], samples: dict[str, dict[str, list[float]]], out: Path,
+              plot_it: bool = True) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     write_markdown(results, out / "RESULTS.md")
+    if not plot_it:
+        return
     try:
         plot(samples, out / "latency.png")
     except ImportError:

@@ -1,9 +1,12 @@
 """The benchmark: screenpop against the floor (bench/floor.py), same stubs, same load generator, same run.
 
-    python -m bench.run            the full run (about 5 minutes on 2 cores; always under 10)
-    python -m bench.run --quick    every scenario, shortened (under a minute)
+    python -m bench.run            the full run (about 6 minutes on 2 cores; always under 10)
+    python -m bench.run --quick    every scenario, shortened (under two minutes)
+    python -m bench.run --only cluster,two-instances    only these scenarios (see SCENARIOS); merged into
+                                   the results.json already in --out, other scenarios kept
 
-Writes bench/results.json, the table in bench/RESULTS.md and bench/latency.png. Every server is a separate
+Writes bench/results.json, the table in bench/RESULTS.md and bench/latency.png (with `--only`: the
+scenarios run replace their namesakes in --out's results.json; latency.png is left as it is). Every server is a separate
 process on 127.0.0.1 and is stopped at the end, also on Ctrl-C or an error. See bench/README.md.
 """
 
@@ -42,11 +45,17 @@ class Plan:
     ramp: list[int]
     ramp_s: float
     short_s: float  # the other scenarios, per round
+    cluster_rounds: int  # the cluster scenario: floor, one instance, pair, then the other way round ...
+    cluster_s: float  # ... each segment this long at 100 calls/s
 
 
 FULL = Plan(seq_calls=300, rate_s=5, rounds=4, ramp=[200, 300, 400, 500, 600, 700, 800, 1000, 1200], ramp_s=4,
-            short_s=3)
-QUICK = Plan(seq_calls=50, rate_s=3, rounds=1, ramp=[200, 400, 600], ramp_s=1.5, short_s=2)
+            short_s=3, cluster_rounds=4, cluster_s=4)
+QUICK = Plan(seq_calls=50, rate_s=3, rounds=1, ramp=[200, 400, 600], ramp_s=1.5, short_s=2, cluster_rounds=1,
+             cluster_s=2)
+# what `--only` takes; the first six share one instance and one floor (their idle sockets stay connected)
+SINGLE = ("sequential", "memory", "200-calls", "ramp", "slow-stubs", "repeat")
+SCENARIOS = (*SINGLE, "two-instances", "cluster")
 
 
 @dataclass
@@ -54,6 +63,7 @@ class Target:
     name: str  # the load generator's group
     procs: list[Proc]
     webhook: str
+    balancer: Proc | None = None  # HAProxy in front, if any: its CPU is counted apart
 
     def cpu_s(self) -> float:
         return sum(p.cpu_s() for p in self.procs)
@@ -191,12 +201,15 @@ class Bench:
         for p in target.procs:
             p.check_alive()
         cpu0, stub0, gen0 = target.cpu_s(), self.stubs.cpu_s(), self.loadgen.cpu_s()
+        bal0 = target.balancer.cpu_s() if target.balancer is not None else 0.0
         limit = calls / rate + BOUND_S + 60 if not opts.get("sequential") else calls * BOUND_S + 60
         result = self.loadgen.ask(limit, cmd="run", group=target.name, webhook=target.webhook, rate=rate,
                                   calls=calls, bound_s=BOUND_S, record=record, **opts)
         result["cpu_s"] = target.cpu_s() - cpu0
         result["cpu_s_stubs"] = self.stubs.cpu_s() - stub0
         result["cpu_s_loadgen"] = self.loadgen.cpu_s() - gen0
+        if target.balancer is not None:
+            result["cpu_s_balancer"] = target.balancer.cpu_s() - bal0
         time.sleep(0.3)  # the `ended` webhooks and the last messages settle
         return result
 
@@ -274,50 +287,79 @@ class Bench:
         return out
 
     # -- the run ---------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
-        plan = self.plan
+    def run(self, only: frozenset[str] = frozenset(SCENARIOS)) -> dict[str, Any]:
         load_start = os.getloadavg()
         started = time.monotonic()
         print(f"bench: logs in {self.log_dir}", flush=True)
         self.start_stubs()
+        gen = self.start_loadgen()
+        print(f"bench: stubs pid {self.stubs.pid if self.stubs else '?'}, loadgen pid {gen.pid}", flush=True)
+        if only & set(SINGLE):
+            self.run_single(only)
+        if "two-instances" in only:
+            self.run_two_instances()
+        if "cluster" in only:
+            from bench.cluster import run_cluster
+
+            self.stop_servers()
+            run_cluster(self, self.plan.cluster_rounds, self.plan.cluster_s)
+        return self.results(load_start, time.monotonic() - started)
+
+    def stop_servers(self) -> None:
+        """Close the load generator's sockets and stop every server (not the stubs, not the generator)."""
+        assert self.loadgen is not None
+        for group in ("screenpop", "floor"):
+            self.loadgen.ask(60, cmd="close", group=group)
+        for proc in [p for p in self.procs if p is not self.stubs and p is not self.loadgen]:
+            self.stop(proc)
+
+    def run_single(self, only: frozenset[str]) -> None:
+        """Scenarios 1-6: one screenpop and one floor, webhooks and sockets on each."""
+        plan, gen = self.plan, self.loadgen
+        assert gen is not None
         sp, sp_port = self.start_screenpop("screenpop")
         fl, fl_port = self.start_floor("floor")
-        gen = self.start_loadgen()
         targets = {"screenpop": Target("screenpop", [sp], f"http://127.0.0.1:{sp_port}/telephony/webhook"),
                    "floor": Target("floor", [fl], f"http://127.0.0.1:{fl_port}/telephony/webhook")}
         ports = {"screenpop": sp_port, "floor": fl_port}
-        print(f"bench: screenpop pid {sp.pid}, floor pid {fl.pid}, stubs pid {self.stubs.pid}, loadgen pid "
-              f"{gen.pid}", flush=True)
+        print(f"bench: screenpop pid {sp.pid}, floor pid {fl.pid}", flush=True)
         for key, t in targets.items():
             self.connect(t, ports[key], agent_ids(1, ACTIVE), active=True)
             self.segment(t, 100, calls=200, record=False)  # warm up: pools, imports, caches of code
-        self.scenario("sequential (one call at a time)", targets, 1, "reference only", rate=1,
-                      calls=plan.seq_calls, sequential=True)
+        if "sequential" in only:
+            self.scenario("sequential (one call at a time)", targets, 1, "reference only", rate=1,
+                          calls=plan.seq_calls, sequential=True)
+        if not only & set(SINGLE[1:]):
+            return
         for key, t in targets.items():  # memory per idle socket: RSS before and after 1,000 idle sockets
             proc = t.procs[0]
             before = proc.rss_kib()
             self.connect(t, ports[key], agent_ids(ACTIVE + 1, IDLE), active=False)
             time.sleep(1.0)
-            self.memory[key] = {"rss_before_kib": before, "rss_after_kib": proc.rss_kib(),
-                                "kib_per_socket": round((proc.rss_kib() - before) / IDLE, 2), "sockets": IDLE}
-            print(f"  memory {key}: {self.memory[key]['kib_per_socket']} KiB per idle socket", flush=True)
-        self.scenario(f"200 calls/s, {IDLE} idle agents", targets, plan.rounds,
-                      "screenpop p99 <= 1.5 x floor p99, 0 lost", rate=200, seconds=plan.rate_s)
-        self.ramp(targets)
-        self.set_latency(**SLOW)
-        self.scenario("stubs 50/100/200 ms: card complete minus 200 ms", targets, plan.rounds,
-                      "screenpop p99 <= 5 ms", minus=200.0, rate=200, seconds=plan.short_s)
-        self.set_latency(balance=0, orders=0, credit=0)
-        for t in targets.values():  # the 40 repeat callers once, so a cache is warm
-            self.segment(t, 100, calls=80, record=False, numbers="repeat")
-        self.scenario("repeat callers, cache warm" + ("" if self.cache else " (no cache in screenpop yet)"),
-                      targets, plan.rounds, "screenpop p99 <= 3 ms", rate=200, seconds=plan.short_s,
-                      numbers="repeat")
-        # two instances on Redis: webhooks to A, the active agents' sockets on B, idle sockets on both
-        for key in ("screenpop", "floor"):
-            gen.ask(60, cmd="close", group=key)
-        self.stop(sp)
-        self.stop(fl)
+            if "memory" in only:
+                self.memory[key] = {"rss_before_kib": before, "rss_after_kib": proc.rss_kib(),
+                                    "kib_per_socket": round((proc.rss_kib() - before) / IDLE, 2), "sockets": IDLE}
+                print(f"  memory {key}: {self.memory[key]['kib_per_socket']} KiB per idle socket", flush=True)
+        if "200-calls" in only:
+            self.scenario(f"200 calls/s, {IDLE} idle agents", targets, plan.rounds,
+                          "screenpop p99 <= 1.5 x floor p99, 0 lost", rate=200, seconds=plan.rate_s)
+        if "ramp" in only:
+            self.ramp(targets)
+        if "slow-stubs" in only:
+            self.set_latency(**SLOW)
+            self.scenario("stubs 50/100/200 ms: card complete minus 200 ms", targets, plan.rounds,
+                          "screenpop p99 <= 5 ms", minus=200.0, rate=200, seconds=plan.short_s)
+            self.set_latency(balance=0, orders=0, credit=0)
+        if "repeat" in only:
+            for t in targets.values():  # the 40 repeat callers once, so a cache is warm
+                self.segment(t, 100, calls=80, record=False, numbers="repeat")
+            self.scenario("repeat callers, cache warm" + ("" if self.cache else " (no cache in screenpop yet)"),
+                          targets, plan.rounds, "screenpop p99 <= 3 ms", rate=200, seconds=plan.short_s,
+                          numbers="repeat")
+
+    def run_two_instances(self) -> None:
+        """Scenario 7: two instances on Redis, webhooks to A, the active sockets on B, idle sockets on both."""
+        self.stop_servers()
         tag = f"bench-{os.getpid()}-{secrets.token_hex(3)}"
         redis = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
         sa, sa_port = self.start_screenpop("screenpop-a", redis, tag)
@@ -331,9 +373,9 @@ class Bench:
             self.connect(pair[key], a_port, agent_ids(ACTIVE + 1, IDLE // 2), active=False)
             self.connect(pair[key], b_port, agent_ids(ACTIVE + 1 + IDLE // 2, IDLE // 2), active=False)
             self.segment(pair[key], 100, calls=200, record=False)
-        self.scenario("two instances on Redis, 200 calls/s", pair, plan.rounds,
-                      "screenpop p99 <= 1.5 x floor p99 (with a Redis hop), 0 lost", rate=200, seconds=plan.rate_s)
-        return self.results(load_start, time.monotonic() - started)
+        self.scenario("two instances on Redis, 200 calls/s", pair, self.plan.rounds,
+                      "screenpop p99 <= 1.5 x floor p99 (with a Redis hop), 0 lost", rate=200,
+                      seconds=self.plan.rate_s)
 
     def results(self, load_start: tuple[float, float, float], seconds: float) -> dict[str, Any]:
         cpu = "unknown"
@@ -367,9 +409,16 @@ class Bench:
 
 def main() -> int:
     p = argparse.ArgumentParser(description="screenpop against the floor, in one run")
-    p.add_argument("--quick", action="store_true", help="every scenario, shortened (under a minute)")
+    p.add_argument("--quick", action="store_true", help="every scenario, shortened (under two minutes)")
     p.add_argument("--out", default=str(HERE), help="where results.json, RESULTS.md and latency.png go")
+    p.add_argument("--only", help=f"comma-separated scenarios, of: {', '.join(SCENARIOS)}; the results are merged "
+                                  "into the results.json in --out (the other scenarios kept, latency.png not redrawn)")
     args = p.parse_args()
+    only = frozenset(SCENARIOS)
+    if args.only:
+        only = frozenset(x.strip() for x in args.only.split(",") if x.strip())
+        if unknown := only - set(SCENARIOS):
+            p.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; known: {', '.join(SCENARIOS)}")
     bench = Bench(QUICK if args.quick else FULL, args.quick)
 
     def terminate(signum: int, frame: object) -> None:
@@ -377,7 +426,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, terminate)
     try:
-        results = bench.run()
+        results = bench.run(only)
     except KeyboardInterrupt:
         print("bench: interrupted; stopping every process", file=sys.stderr)
         return 130
@@ -386,12 +435,14 @@ def main() -> int:
         return 1
     finally:
         bench.stop_all()
-    from bench.report import write_all
+    from bench.report import merge, write_all
 
     out = Path(args.out)
-    write_all(results, bench.samples, out)
-    print(f"bench: wrote {out / 'results.json'}, {out / 'RESULTS.md'}, {out / 'latency.png'} "
-          f"in {results['seconds']} s", flush=True)
+    if only != set(SCENARIOS) and (out / "results.json").exists():
+        results = merge(json.loads((out / "results.json").read_text()), results, sorted(only))
+    write_all(results, bench.samples, out, plot_it=only == set(SCENARIOS))
+    drawn = f", {out / 'latency.png'}" if only == set(SCENARIOS) else ""
+    print(f"bench: wrote {out / 'results.json'}, {out / 'RESULTS.md'}{drawn} in {results['seconds']} s", flush=True)
     for t in results["targets"]:
         print(f"  {'MET    ' if t['met'] else 'NOT MET'} {t['measure']}: {t['value']} (target {t['target']})")
     return 0
