@@ -143,7 +143,7 @@ class CallRegistry:
                 rest[0] = begun.rest
             return out
 
-        out = await self.store.apply(cid, step)
+        out = await self.store.apply(cid, step, self._render)
         if out.start == "fresh" and rest[0] is not None:
             self._run(cid, change.token, rest[0])
         popped = await self._send(out)
@@ -180,14 +180,25 @@ class CallRegistry:
             self.calls.popitem(last=False)
 
     async def _send(self, out: Outcome) -> bool:
-        """Send the effects of a stored change, in order; True when a card was handed out."""
-        messages, rang = [], False
-        for e in out.effects:  # every message built before any wait
-            messages.append((e.to, _message(e, out.record)))
-            rang = rang or e.kind == "ringing"
+        """Send the effects of a stored change, in order, unless the store published them with the change;
+        True when a card was handed out."""
+        rang = any(e.kind == "ringing" for e in out.effects)
+        if self.store.publishes:
+            return rang
+        messages = [(e.to, _message(e, out.record)) for e in out.effects]  # every message built before any wait
         for to, message in messages:
             await self.outbox.send(to, message)
         return rang
+
+    @staticmethod
+    def _render(out: Outcome) -> list[str]:
+        """The bus texts of a change's effects, for a store that publishes them with the change."""
+        texts = []
+        for e in out.effects:
+            to = sorted(set(e.to))
+            if to:
+                texts.append(protocol.envelope(to, _message(e, out.record)))
+        return texts
 
     # -- the lookup ------------------------------------------------------------------------------
     def _run(self, call_id: str, token: str, rest: Callable[[Emit], Awaitable[None]]) -> None:
@@ -215,7 +226,8 @@ class CallRegistry:
         """A section settled: store it on the card and send it to the agents who have the card. When the
         record says this run no longer owns the lookup (taken over, or the call ended), the run stops."""
         try:
-            out = await self.store.apply(call_id, functools.partial(self._transition, call_id, Settle(token, section)))
+            out = await self.store.apply(call_id, functools.partial(self._transition, call_id, Settle(token, section)),
+                                         self._render)
         except CallStoreError as err:
             log.warning("section %s of call %s not stored: %s", section.name, call_id, err)
             return
@@ -254,7 +266,8 @@ class CallRegistry:
         """The agent picked one of several matching customers; fill the sections for that one, on this
         instance whichever instance holds the agent's socket. Returns None when done, else why refused."""
         token = self._token()
-        out = await self.store.apply(call_id, self._apply(call_id, Select(agent_id, customer_id, token)))
+        out = await self.store.apply(call_id, self._apply(call_id, Select(agent_id, customer_id, token)),
+                                     self._render)
         if out.record is None:
             return "no such call for this agent"
         if out.refused:
@@ -293,7 +306,7 @@ class CallRegistry:
         for call_id, run in list(self.runs.items()):
             if run.lease_until - now < 2 * self.sweep_s:
                 out = await self.store.apply(call_id, functools.partial(
-                    _at, call_id, Renew(run.token), now, self.lease_s, self.lookup.deadline_s))
+                    _at, call_id, Renew(run.token), now, self.lease_s, self.lookup.deadline_s), self._render)
                 if out.refused:
                     run.task.cancel()
                 else:
@@ -302,7 +315,7 @@ class CallRegistry:
         for call_id in await self.store.due(now, SWEEP_LIMIT):
             token = self._token()
             out = await self.store.apply(call_id, functools.partial(
-                _at, call_id, Sweep(token), now, self.lease_s, self.lookup.deadline_s))
+                _at, call_id, Sweep(token), now, self.lease_s, self.lookup.deadline_s), self._render)
             if not out.changed:
                 continue
             changed += 1

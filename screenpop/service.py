@@ -241,7 +241,9 @@ def _call_store(settings: Settings) -> CallStore:
     try:
         if url.startswith("memory:"):
             return callstore_from_url(url, ttl_s=settings.call_ttl_s, max_calls=settings.max_calls)
-        return callstore_from_url(url, ttl_s=settings.call_ttl_s, prefix=settings.bus_prefix)
+        # on the bus's own Redis, a change's messages are published with it, in the order of the changes
+        channel = f"{settings.bus_prefix}.agents" if url == settings.bus_url else None
+        return callstore_from_url(url, ttl_s=settings.call_ttl_s, prefix=settings.bus_prefix, channel=channel)
     except CallStoreError as err:
         raise ConfigError(f"SCREENPOP_CALLS_URL: {err}") from None
 

@@ -6,9 +6,12 @@ Built by the CLI or by the caller of `create_app(settings)`; never at import tim
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from screenpop.redisurl import SCHEMES as REDIS_SCHEMES
 
 
 class Settings(BaseSettings):
@@ -57,7 +60,7 @@ class Settings(BaseSettings):
         """SCREENPOP_CALLS_URL, else the bus URL when the bus is Redis (the instances share calls), else memory://."""
         if self.calls_url:
             return self.calls_url
-        return self.bus_url if self.bus_url.startswith(("redis://", "rediss://")) else "memory://"
+        return self.bus_url if urlsplit(self.bus_url).scheme in REDIS_SCHEMES else "memory://"
 
     @field_validator("default_region")
     @classmethod

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from screenpop.callstore.base import CallStore, CallStoreError, Step
 from screenpop.callstore.machine import CallRecord, Effect, Outcome
+from screenpop.redisurl import SCHEMES as REDIS_SCHEMES
 
 __all__ = ["CallRecord", "CallStore", "CallStoreError", "Effect", "Outcome", "Step", "callstore_from_url"]
 
@@ -14,15 +15,16 @@ __all__ = ["CallRecord", "CallStore", "CallStoreError", "Effect", "Outcome", "St
 def callstore_from_url(url: str, **options: Any) -> CallStore:
     """Build the backend named by the URL scheme; its module is imported only here.
 
-    Both take `ttl_s`; `memory://` also `max_calls`, `clock`; `redis://` and `rediss://` also `prefix`,
-    `timeout`, `attempts`."""
+    Both take `ttl_s`; `memory://` also `max_calls`, `clock`; the Redis forms (`redis://`, `rediss://`,
+    `redis+sentinel://`: screenpop.redisurl) also `prefix`, `timeout`, `attempts`, `channel`."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         from screenpop.callstore.memory import MemoryCallStore
 
         return MemoryCallStore(**options)
-    if scheme in ("redis", "rediss"):
+    if scheme in REDIS_SCHEMES:
         from screenpop.callstore.redis import RedisCallStore
 
         return RedisCallStore(url, **options)
-    raise CallStoreError(f"unsupported call store URL scheme {scheme!r}; expected memory://, redis:// or rediss://")
+    raise CallStoreError(f"unsupported call store URL scheme {scheme!r}; expected memory:// or "
+                         + ", ".join(f"{s}://" for s in REDIS_SCHEMES))

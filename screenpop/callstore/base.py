@@ -23,12 +23,17 @@ from screenpop.errors import CallStoreError as CallStoreError  # re-exported: th
 from screenpop.models import Card
 
 Step = Callable[[CallRecord | None], Outcome]
+Render = Callable[[Outcome], list[str]]
+"""The bus texts (agent message envelopes) of a stored change, for a store that publishes them itself."""
 
 
 class CallStore(abc.ABC):
     """Every call's state, with the per-agent and due-lookup indexes."""
 
     ttl_s: float
+    publishes: bool = False
+    """True when `apply` publishes a change's messages itself, in the same atomic step as the write (so every
+    instance receives one call's messages in the order of its changes); else the caller sends them."""
 
     @abc.abstractmethod
     async def connect(self) -> None:
@@ -39,13 +44,15 @@ class CallStore(abc.ABC):
         """Close the store. Idempotent; must not raise."""
 
     @abc.abstractmethod
-    async def apply(self, call_id: str, step: Step) -> Outcome:
+    async def apply(self, call_id: str, step: Step, render: Render | None = None) -> Outcome:
         """Run `step` on the call's record and store what it returns, atomically for this call.
 
         `step` gets the stored record (None for a call not seen yet), may change it in place, and must
         depend on nothing else: a backend may run it more than once (the outcome of the run that was
         stored is returned). Nothing is written when `outcome.changed` is false. A write refreshes the
         record's TTL and brings the indexes up to date (the agents of `record.ringing`, `record.due()`).
+        When `publishes` is true and `render` is given, the texts `render(outcome)` returns for the stored
+        outcome are published with the write, atomically and in order; otherwise `render` is not called.
         Raises CallStoreError when the store cannot be reached (nothing is then applied)."""
 
     @abc.abstractmethod

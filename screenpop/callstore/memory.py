@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from screenpop.callstore.base import CallStore, Step
+from screenpop.callstore.base import CallStore, Render, Step
 from screenpop.callstore.machine import CallRecord, Drop, Effect, Outcome, transition
 from screenpop.models import Card
 
@@ -40,8 +40,9 @@ class MemoryCallStore(CallStore):
     async def close(self) -> None:
         """Nothing to close."""
 
-    async def apply(self, call_id: str, step: Step) -> Outcome:
-        """See `CallStore.apply`: the step runs once, and its record is stored before anything else runs."""
+    async def apply(self, call_id: str, step: Step, render: Render | None = None) -> Outcome:
+        """See `CallStore.apply`: the step runs once, and its record is stored before anything else runs.
+        It publishes nothing: the caller sends the messages (one process: nothing runs in between)."""
         held = self._live.get(call_id) or self._ended.get(call_id)
         old = held[0] if held is not None else None
         before = list(old.ringing) if old is not None else []

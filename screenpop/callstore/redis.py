@@ -1,5 +1,9 @@
 """The Redis call store (`redis://`, `rediss://`): every instance on one Redis shares every call.
 
+With `channel` (the bus's agent channel, when the store and the bus share one Redis), a change's agent
+messages are published inside its MULTI/EXEC, so one call's messages arrive everywhere in the order of
+its changes (two instances publishing on their own could be overtaken: a section before its card).
+
 Keys (`<prefix>` is SCREENPOP_BUS_PREFIX; each written with a TTL of `ttl_s`, refreshed on every write):
 
     <prefix>:call:<call id>     the call's record, JSON (`CallRecord.to_json`)
@@ -26,7 +30,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import WatchError
 
-from screenpop.callstore.base import CallStore, CallStoreError, Step
+from screenpop.callstore.base import CallStore, CallStoreError, Render, Step
 from screenpop.callstore.machine import CallRecord, Outcome
 from screenpop.models import Card
 from screenpop.redisurl import RedisURLError, parse_redis_url
@@ -40,7 +44,7 @@ class RedisCallStore(CallStore):
     """Calls in Redis under `prefix`; `timeout` bounds connecting and each command."""
 
     def __init__(self, url: str, *, prefix: str = "screenpop", ttl_s: float = 4 * 3600, timeout: float = 2.0,
-                 attempts: int = 20) -> None:
+                 attempts: int = 20, channel: str | None = None) -> None:
         try:
             self._url = parse_redis_url(url)
         except RedisURLError as exc:
@@ -49,6 +53,8 @@ class RedisCallStore(CallStore):
         self.prefix, self.ttl_s, self.timeout, self.attempts = prefix, ttl_s, timeout, attempts
         self._client: Redis | None = None
         self.conflicts = 0  # changes that found the call changed meanwhile, and ran again
+        self.channel = channel  # where a change's messages are published with it (the bus's agent channel)
+        self.publishes = channel is not None
 
     def __repr__(self) -> str:
         return f"<RedisCallStore {self.address} prefix={self.prefix!r}>"
@@ -97,8 +103,12 @@ class RedisCallStore(CallStore):
         return CallStoreError(f"cannot {action} (Redis at {self.address}): "
                               f"{self._url.scrub(f'{type(exc).__name__}: {exc}')}")
 
-    async def apply(self, call_id: str, step: Step) -> Outcome:
-        """See `CallStore.apply`: WATCH, GET, step, MULTI/EXEC; again on a conflict."""
+    async def apply(self, call_id: str, step: Step, render: Render | None = None) -> Outcome:
+        """See `CallStore.apply`: WATCH, GET, step, MULTI/EXEC; again on a conflict. With a `channel`, the
+        change's messages are PUBLISHed inside the same MULTI/EXEC: Redis runs transactions one at a time,
+        so the messages of one call reach every subscriber in the order its changes were stored, whichever
+        instance made them (and a change is never stored without its messages, nor sent without being
+        stored)."""
         client, key = self._require(), self._key(call_id)
         ttl = max(1, int(self.ttl_s))
         try:
@@ -115,6 +125,9 @@ class RedisCallStore(CallStore):
                     pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
                     pipe.set(key, rec.to_json(), ex=ttl)
                     self._index(pipe, call_id, rec, before, ttl)
+                    if self.channel is not None and render is not None:
+                        for text in render(out):
+                            pipe.publish(self.channel, text)
                     try:
                         await pipe.execute()
                     except WatchError:

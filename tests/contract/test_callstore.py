@@ -23,6 +23,7 @@ from screenpop.callstore.machine import (
     transition,
 )
 from screenpop.models import Caller, Card, EventKind, Section, SectionStatus
+from screenpop.redisurl import parse_redis_url
 
 NOW = 1_700_000_000.0
 TTL = 120
@@ -284,3 +285,47 @@ async def test_round_trips_per_change(redis_url: str, monkeypatch: pytest.Monkey
     finally:
         await store.close()
     assert (per_change, call, unchanged) == (3, 18, 3)
+
+
+async def test_a_store_on_the_bus_publishes_each_change_with_it_in_order(redis_url: str) -> None:
+    """Two Redis stores ("instances") with the bus's channel, changing one call at once: every stored change's
+    messages reach a subscriber once, in the order of the record's changes (no section before its card)."""
+    prefix, channel = f"test-calls-{uuid.uuid4().hex[:10]}", f"test-pub-{uuid.uuid4().hex[:10]}"
+    a, b = (callstore_from_url(redis_url, ttl_s=TTL, prefix=prefix, channel=channel) for _ in range(2))
+    listener = callstore_from_url(redis_url, ttl_s=TTL, prefix=prefix)
+    assert a.publishes and not listener.publishes
+    for s in (a, b):
+        await s.connect()
+    client = parse_redis_url(redis_url).client()
+    pubsub = client.pubsub()
+    await pubsub.subscribe(channel)
+    try:
+        names = tuple(f"s{i}" for i in range(6))
+        await a.apply("c1", lambda r: _created(transition("c1", new_record(card("c1", names)), ev("offered"), NOW)),
+                      lambda out: [f"change {len(out.effects)}"])
+
+        def render(out: Outcome) -> list[str]:
+            assert out.record is not None
+            done = sum(1 for s in out.record.card.sections if s.status == "ok")
+            return [f"{done}:{e.kind}:{','.join(e.to)}" for e in out.effects]
+
+        async def settle(store: CallStore, name: str) -> None:
+            await store.apply("c1", lambda r: transition("c1", r, Settle("t1", Section(name=name, status="ok")), NOW),
+                              render)
+
+        await a.apply("c1", lambda r: transition("c1", r, ev("ringing", "alice"), NOW), render)
+        await asyncio.gather(*(settle(a if i % 2 else b, n) for i, n in enumerate(names)))
+        got: list[str] = []
+        async with asyncio.timeout(5):
+            while len(got) < 1 + 1 + len(names):
+                m = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                if m is not None:
+                    got.append(m["data"].decode())
+        assert got[0] == "change 0" and got[1].startswith("0:ringing:")
+        settled = [int(t.split(":")[0]) for t in got[2:]]
+        assert settled == sorted(settled) == list(range(1, len(names) + 1))  # each after the one stored before it
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await client.aclose()
+        for s in (a, b):
+            await s.close()
