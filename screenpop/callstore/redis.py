@@ -1,20 +1,22 @@
 """The Redis call store (`redis://`, `rediss://`): every instance on one Redis shares every call.
 
 With `channel` (the bus's agent channel, when the store and the bus share one Redis), a change's agent
-messages are published inside its MULTI/EXEC, so one call's messages arrive everywhere in the order of
-its changes (two instances publishing on their own could be overtaken: a section before its card).
+messages are published by the script that stores it, so one call's messages arrive everywhere in the order
+of its changes (two instances publishing on their own could be overtaken: a section before its card).
 
 Keys (`<prefix>` is SCREENPOP_BUS_PREFIX; each written with a TTL of `ttl_s`, refreshed on every write):
 
     <prefix>:call:<call id>     the call's record, JSON (`CallRecord.to_json`)
+    <prefix>:call:<call id>:v   its version: how many changes were stored
     <prefix>:agent:<agent id>   sorted set: the calls whose card the agent has, scored by when it got it
     <prefix>:due                sorted set: the calls whose lookup has pending sections, scored by `due()`
 
-`apply` is optimistic: WATCH the call's key, GET it, run the step, then MULTI / SET + index updates / EXEC.
-If another instance changed the call in between, EXEC fails and the step runs again on the new record (at
-most `attempts` times), so one call's transitions are linearizable across instances while the state
-machine stays in Python (docs/decisions/0005-shared-call-state.md). Three round trips per change; a step
-that changes nothing costs two (WATCH, GET) and the UNWATCH. Index entries whose record expired are
+`apply` is optimistic: MGET the record and its version, run the step, then a script stores the new record,
+its version + 1 and the index updates only if the version is still the one read (compare-and-set). If
+another instance changed the call in between, the script stores nothing and the step runs again on the new
+record (at most `attempts` times), so one call's transitions are linearizable across instances while the
+state machine stays in Python (docs/decisions/0005-shared-call-state.md). Two round trips per change; a
+step that changes nothing costs one. Index entries whose record expired are
 skipped and removed when read.
 """
 
@@ -23,12 +25,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
 
 from redis.asyncio import Redis, RedisError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import WatchError
 
 from screenpop.callstore.base import CallStore, CallStoreError, Render, Step
 from screenpop.callstore.machine import CallRecord, Outcome
@@ -38,6 +38,31 @@ from screenpop.redisurl import RedisURLError, parse_redis_url
 logger = logging.getLogger("screenpop.callstore")
 
 _FAILURES = (RedisError, OSError)
+
+# Store a change if the call's version is still the one read (compare-and-set), with its index updates and
+# messages. KEYS: the record, its version, the due index, then the agent indexes the call leaves, then those
+# it enters. ARGV: the version read, the record's JSON, the TTL (s), now (unix s), the due score ('' = not
+# due), the call id, how many agents leave, how many enter, the channel ('' = none), then the messages.
+_STORE = """
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
+local ttl, now, call = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[6]
+local leaving, entering = tonumber(ARGV[7]), tonumber(ARGV[8])
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ttl)
+redis.call('SET', KEYS[2], tostring(tonumber(ARGV[1]) + 1), 'EX', ttl)
+for i = 1, leaving do redis.call('ZREM', KEYS[3 + i], call) end
+for i = 1, entering do
+  local agent = KEYS[3 + leaving + i]
+  redis.call('ZADD', agent, now, call)
+  redis.call('ZREMRANGEBYSCORE', agent, '-inf', now - ttl)
+  redis.call('EXPIRE', agent, ttl)
+end
+if ARGV[5] == '' then redis.call('ZREM', KEYS[3], call)
+else redis.call('ZADD', KEYS[3], ARGV[5], call); redis.call('EXPIRE', KEYS[3], ttl) end
+if ARGV[9] ~= '' then
+  for i = 10, #ARGV do redis.call('PUBLISH', ARGV[9], ARGV[i]) end
+end
+return 1
+"""
 
 
 class RedisCallStore(CallStore):
@@ -62,6 +87,9 @@ class RedisCallStore(CallStore):
     def _key(self, call_id: str) -> str:
         return f"{self.prefix}:call:{call_id}"
 
+    def _version_key(self, call_id: str) -> str:
+        return f"{self.prefix}:call:{call_id}:v"
+
     def _agent_key(self, agent_id: str) -> str:
         return f"{self.prefix}:agent:{agent_id}"
 
@@ -80,10 +108,12 @@ class RedisCallStore(CallStore):
             raise CallStoreError(str(exc)) from None
         try:
             await client.ping()
+            await client.script_load(_STORE)  # so the first change needs no extra round trip (EVALSHA reloads it)
         except _FAILURES as exc:
             await client.aclose()
             raise self._error("connect", exc) from None
         self._client = client
+        self._script = client.register_script(_STORE)
 
     async def close(self) -> None:
         """Close the client. Idempotent, never raises."""
@@ -104,57 +134,37 @@ class RedisCallStore(CallStore):
                               f"{self._url.scrub(f'{type(exc).__name__}: {exc}')}")
 
     async def apply(self, call_id: str, step: Step, render: Render | None = None) -> Outcome:
-        """See `CallStore.apply`: WATCH, GET, step, MULTI/EXEC; again on a conflict. With a `channel`, the
-        change's messages are PUBLISHed inside the same MULTI/EXEC: Redis runs transactions one at a time,
-        so the messages of one call reach every subscriber in the order its changes were stored, whichever
-        instance made them (and a change is never stored without its messages, nor sent without being
-        stored)."""
+        """See `CallStore.apply`: MGET the record and its version, run the step, then one script stores the
+        new record only if the version is still the one read (a compare-and-set), with the index updates and,
+        with a `channel`, the change's messages; again on a conflict. Redis runs a script at once, so the
+        messages of one call reach every subscriber in the order its changes were stored, whichever instance
+        made them, and a change is never stored without its messages, nor sent without being stored."""
         client, key = self._require(), self._key(call_id)
         ttl = max(1, int(self.ttl_s))
         try:
             for _ in range(self.attempts):
-                async with client.pipeline(transaction=True) as pipe:
-                    await pipe.watch(key)
-                    raw = await pipe.get(key)
-                    old = CallRecord.from_json(raw) if raw is not None else None
-                    before = set(old.ringing) if old is not None else set()
-                    out = step(old)
-                    rec = out.record
-                    if not out.changed or rec is None:
-                        return out
-                    pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-                    pipe.set(key, rec.to_json(), ex=ttl)
-                    self._index(pipe, call_id, rec, before, ttl)
-                    if self.channel is not None and render is not None:
-                        for text in render(out):
-                            pipe.publish(self.channel, text)
-                    try:
-                        await pipe.execute()
-                    except WatchError:
-                        self.conflicts += 1
-                        continue
+                raw, version = await client.mget(key, self._version_key(call_id))
+                old = CallRecord.from_json(raw) if raw is not None else None
+                before = set(old.ringing) if old is not None else set()
+                out = step(old)
+                rec = out.record
+                if not out.changed or rec is None:
                     return out
+                leaving = sorted(before.difference(rec.ringing))
+                entering = sorted(a for a in rec.ringing if a not in before)
+                due = rec.due()
+                texts = render(out) if self.channel is not None and render is not None else []
+                keys = [key, self._version_key(call_id), self._due_key,
+                        *(self._agent_key(a) for a in leaving), *(self._agent_key(a) for a in entering)]
+                read = version.decode() if isinstance(version, bytes) else str(version or "0")
+                args: list[str | int | float] = [read, rec.to_json(), ttl, time.time(), "" if due is None else due,
+                                                 call_id, len(leaving), len(entering), self.channel or "", *texts]
+                if await self._script(keys=keys, args=args):
+                    return out
+                self.conflicts += 1
         except _FAILURES as exc:
             raise self._error(f"apply a change to call {call_id!r}", exc) from None
         raise CallStoreError(f"call {call_id!r} changed {self.attempts} times while a change was applied; gave up")
-
-    def _index(self, pipe: Any, call_id: str, rec: CallRecord, before: set[str], ttl: int) -> None:
-        """Queue the index updates for the record as it will be stored."""
-        now = time.time()
-        for agent in before.difference(rec.ringing):
-            pipe.zrem(self._agent_key(agent), call_id)
-        for agent in rec.ringing:
-            if agent not in before:
-                akey = self._agent_key(agent)
-                pipe.zadd(akey, {call_id: now})
-                pipe.zremrangebyscore(akey, "-inf", now - ttl)  # entries whose record expired long ago
-                pipe.expire(akey, ttl)
-        due = rec.due()
-        if due is None:
-            pipe.zrem(self._due_key, call_id)
-        else:
-            pipe.zadd(self._due_key, {call_id: due})
-            pipe.expire(self._due_key, ttl)
 
     async def get(self, call_id: str) -> CallRecord | None:
         """See `CallStore.get`."""

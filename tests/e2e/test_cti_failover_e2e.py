@@ -1,6 +1,7 @@
-"""CTI failover with real processes: two `screenpop serve` given the same AMI URL on one Redis; only one holds
-the manager connection (a lease); SIGKILL it and the other takes over within the lease time, resyncs from the
-PBX (a call that rang meanwhile pops, once) and pops the calls that ring after, once."""
+"""CTI failover with real processes: two `screenpop serve` given the same AMI (or ESL) URL on one Redis; only
+one holds the manager (event socket) connection (a lease); SIGKILL it and the other takes over within the
+lease time, resyncs from the PBX (a call that rang meanwhile pops, once) and pops the calls that ring after,
+once."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import asyncio
 import json
 import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +23,8 @@ from tests.conftest import free_port
 from tests.e2e.conftest import ServerProcess, start_process
 from tests.e2e.test_cti_e2e import agent_socket
 from tests.telephony.ami_server import AmiServer
-from tests.telephony.scenarios import ami_scenarios
+from tests.telephony.esl_server import EslServer
+from tests.telephony.scenarios import Scenario, ami_scenarios, esl_scenarios
 
 pytestmark = pytest.mark.e2e
 
@@ -77,24 +81,44 @@ class Seen:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
+@dataclass(frozen=True)
+class Pbx:
+    """One CTI protocol's stand-in server, its setting, scenarios, and how it counts logins and listings."""
+
+    server: Callable[[], AmiServer | EslServer]
+    setting: str
+    scenarios: Callable[[], dict[str, Scenario]]
+    logins: Callable[[Any], int]
+    listing: str
+
+
+PBXS = {
+    "asterisk": Pbx(AmiServer, "SCREENPOP_AMI_URL", ami_scenarios, lambda s: s.logins, "CoreShowChannels"),
+    "freeswitch": Pbx(EslServer, "SCREENPOP_ESL_URL", esl_scenarios, lambda s: s.auth_attempts,
+                      "api show channels"),
+}
+
+
+@pytest.mark.parametrize("pbx", list(PBXS))
 async def test_one_holder_then_a_takeover_with_resync_and_no_duplicate_pop(
-        tmp_path: Path, pair: tuple[list[ServerProcess], dict[str, str]]) -> None:
-    """Only one instance connects; SIGKILL it: the other connects within the lease time, the call that rang
-    in between pops once (resync), and a call rung after the takeover pops once."""
+        tmp_path: Path, pair: tuple[list[ServerProcess], dict[str, str]], pbx: str) -> None:
+    """Only one instance connects (AMI or ESL); SIGKILL it: the other connects within the lease time, the call
+    that rang in between pops once (resync), and a call rung after the takeover pops once."""
     servers, env = pair
-    scenarios = ami_scenarios()
+    kind = PBXS[pbx]
+    scenarios = kind.scenarios()
     before, across, after = scenarios["ringall"], scenarios["drop"], scenarios["direct"]
-    async with AmiServer() as ami:
-        env = {**env, "SCREENPOP_AMI_URL": ami.url}
+    async with kind.server() as ami:
+        env = {**env, kind.setting: ami.url}
         for name in ("a", "b"):
             port = free_port()
             servers.append(start_process(["serve", "--port", str(port)], tmp_path, port=port, name=name, env=env))
         for server in servers:
             await asyncio.to_thread(server.wait_ready)
-        await ami.wait_for(lambda: ami.count("CoreShowChannels") == 1, within=30)
+        await ami.wait_for(lambda: ami.count(kind.listing) == 1, within=30)
         await asyncio.sleep(LEASE_S / 2)  # the standby tries several times meanwhile (every LEASE_S / 10)
         states = [await asyncio.to_thread(cti_state, s) for s in servers]
-        assert sorted(states) == ["held", "standby"] and ami.connections == ami.logins == 1
+        assert sorted(states) == ["held", "standby"] and ami.connections == kind.logins(ami) == 1
         holder, survivor = servers[states.index("held")], servers[states.index("standby")]
 
         alice = Seen(await agent_socket(survivor, "alice"))  # on the survivor: the cards come through the bus
@@ -105,8 +129,8 @@ async def test_one_holder_then_a_takeover_with_resync_and_no_duplicate_pop(
             holder.proc.send_signal(signal.SIGKILL)
             await asyncio.to_thread(holder.proc.wait, 10)
             ami.channels = across.channels  # a call rings while nobody holds the connection
-            await ami.wait_for(lambda: ami.logins == 2, within=LEASE_S + 10)  # the lease bound, plus a start
-            await ami.wait_for(lambda: ami.count("CoreShowChannels") == 2, within=10)
+            await ami.wait_for(lambda: kind.logins(ami) == 2, within=LEASE_S + 10)  # the lease bound, plus a start
+            await ami.wait_for(lambda: ami.count(kind.listing) == 2, within=10)
             await alice.wait("call.ringing", across.call_id)
             assert await asyncio.to_thread(cti_state, survivor) == "held"
 
