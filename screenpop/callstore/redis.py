@@ -16,8 +16,9 @@ its version + 1 and the index updates only if the version is still the one read 
 another instance changed the call in between, the script stores nothing and the step runs again on the new
 record (at most `attempts` times), so one call's transitions are linearizable across instances while the
 state machine stays in Python (docs/decisions/0005-shared-call-state.md). Two round trips per change; a
-step that changes nothing costs one. Index entries whose record expired are
-skipped and removed when read.
+step that changes nothing costs one; a change that follows this store's own last change of the call tries
+the set on what it wrote, without reading first (one round trip, unless another instance changed it).
+Index entries whose record expired are skipped and removed when read.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import OrderedDict
 
 from redis.asyncio import Redis, RedisError
 from redis.asyncio.retry import Retry
@@ -38,6 +40,7 @@ from screenpop.redisurl import RedisURLError, parse_redis_url
 logger = logging.getLogger("screenpop.callstore")
 
 _FAILURES = (RedisError, OSError)
+_KNOWN_MAX = 10_000  # calls whose last change this store remembers
 
 # Store a change if the call's version is still the one read (compare-and-set), with its index updates and
 # messages. KEYS: the record, its version, the due index, then the agent indexes the call leaves, then those
@@ -78,6 +81,10 @@ class RedisCallStore(CallStore):
         self.prefix, self.ttl_s, self.timeout, self.attempts = prefix, ttl_s, timeout, attempts
         self._client: Redis | None = None
         self.conflicts = 0  # changes that found the call changed meanwhile, and ran again
+        # the version and JSON of the last change this store made to each call: the next change of that call
+        # here (a lookup settling its sections) tries the compare-and-set on it without reading first; if
+        # another instance changed the call meanwhile, the set fails and the record is read (bounded, LRU)
+        self._last: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self.channel = channel  # where a change's messages are published with it (the bus's agent channel)
         self.publishes = channel is not None
 
@@ -143,7 +150,13 @@ class RedisCallStore(CallStore):
         ttl = max(1, int(self.ttl_s))
         try:
             for _ in range(self.attempts):
-                raw, version = await client.mget(key, self._version_key(call_id))
+                known = self._last.pop(call_id, None)
+                raw: str | bytes | None
+                if known is not None:
+                    read, raw = known
+                else:
+                    raw, version = await client.mget(key, self._version_key(call_id))
+                    read = version.decode() if isinstance(version, bytes) else str(version or "0")
                 old = CallRecord.from_json(raw) if raw is not None else None
                 before = set(old.ringing) if old is not None else set()
                 out = step(old)
@@ -156,12 +169,17 @@ class RedisCallStore(CallStore):
                 texts = render(out) if self.channel is not None and render is not None else []
                 keys = [key, self._version_key(call_id), self._due_key,
                         *(self._agent_key(a) for a in leaving), *(self._agent_key(a) for a in entering)]
-                read = version.decode() if isinstance(version, bytes) else str(version or "0")
-                args: list[str | int | float] = [read, rec.to_json(), ttl, time.time(), "" if due is None else due,
+                text = rec.to_json()
+                args: list[str | int | float] = [read, text, ttl, time.time(), "" if due is None else due,
                                                  call_id, len(leaving), len(entering), self.channel or "", *texts]
                 if await self._script(keys=keys, args=args):
+                    if not rec.ended:
+                        self._last[call_id] = (str(int(read) + 1), text)
+                        while len(self._last) > _KNOWN_MAX:
+                            self._last.popitem(last=False)
                     return out
-                self.conflicts += 1
+                if known is None:
+                    self.conflicts += 1  # (a change made elsewhere since this store's last one is no conflict)
         except _FAILURES as exc:
             raise self._error(f"apply a change to call {call_id!r}", exc) from None
         raise CallStoreError(f"call {call_id!r} changed {self.attempts} times while a change was applied; gave up")
