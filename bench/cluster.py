@@ -35,10 +35,10 @@ SIDES = ("floor", "one_instance", "screenpop")  # screenpop = the pair behind HA
 
 
 def live_calls(port: int) -> int | None:
-    """The calls an instance holds, as its /healthz says (None when it does not say)."""
+    """The lookups an instance still runs, as its /healthz says (None when it does not say): 0 once idle."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-            calls = json.loads(r.read()).get("calls")
+            calls = json.loads(r.read()).get("lookups")
     except OSError:
         return None
     return calls if isinstance(calls, int) else None
@@ -154,6 +154,6 @@ def run_cluster(bench: Bench, rounds: int, seconds: float) -> dict[str, Any]:
           f"lost {fl['lost']} {fl['cpu_us_per_call']} us/call", flush=True)
     print(f"  cluster: vs one instance p50 {v1['p50']} p99 {v1['p99']} cpu {v1['cpu_per_call']} | vs floor p50 "
           f"{vf['p50']} p99 {vf['p99']} cpu {vf['cpu_per_call']} | split calls {sp['calls_split']}/"
-          f"{sp['calls_routed']}, ringing on {sp['ringing_on']}, live calls after {sp['live_calls_after']}",
+          f"{sp['calls_routed']}, ringing on {sp['ringing_on']}, lookups running after {sp['live_calls_after']}",
           flush=True)
     return out

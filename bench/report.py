@@ -87,7 +87,7 @@ def cluster_table(s: dict[str, Any]) -> list[str]:
         f"{s['screenpop'].get('sockets_per_instance')}):",
         "",
         "| side | p50 / p90 / p99 / max (ms) | lost | CPU per call (µs) | HAProxy CPU per call (µs) | calls whose "
-        "ringing and ended hit different instances | calls held after (per instance) |",
+        "ringing and ended hit different instances | lookups running after (per instance) |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, x in rows:

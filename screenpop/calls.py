@@ -87,6 +87,7 @@ class CallRegistry:
         self.lease_s, self.sweep_s, self.clock = lease_s, sweep_s, clock
         self.runs: dict[str, Run] = {}  # the lookups running on this instance, by call
         # the calls this instance applied an event to and has not seen end, with when (for /healthz)
+        self.events = 0  # telephony events this instance took (/healthz)
         self.calls: OrderedDict[str, float] = OrderedDict()
         self._tokens = 0
         self._sweeper: asyncio.Task[None] | None = None
@@ -118,6 +119,7 @@ class CallRegistry:
     async def _handle(self, event: CallEvent) -> None:
         t0 = time.perf_counter()
         cid = event.call_id
+        self.events += 1
         if self.on_event is not None:
             self.on_event(event.event.value)
         change = Event(event.event, tuple(self._agents(event)),

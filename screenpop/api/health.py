@@ -42,7 +42,8 @@ class Probe:
             status, body = await services.probes.ready()
         else:
             status, body = 200, json.dumps({"ok": True, "instance": services.probes.instance, "version": __version__,
-                                            "calls": len(services.registry.calls),
+                                            "events": services.registry.events,
+                                            "lookups": len(services.registry.runs),
                                             "draining": services.probes.draining}).encode()
         await _answer(send, status, body, method == "HEAD")
 

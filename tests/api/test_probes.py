@@ -32,12 +32,13 @@ def client() -> Iterator[TestClient]:
 
 
 def test_healthz_says_alive_with_the_instance_id(client: TestClient) -> None:
-    """/healthz: 200, ok, this process's instance id, the calls it holds; HEAD works, POST is a JSON 405."""
+    """/healthz: 200, ok, this process's instance id, the events it took and the lookups it runs; HEAD works,
+    POST is a JSON 405."""
     r = client.get("/healthz")
     assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
     body = r.json()
     assert body["ok"] is True and body["instance"] == client.app.state.services.probes.instance  # type: ignore[attr-defined]
-    assert body["calls"] == 0 and body["draining"] is False
+    assert body["events"] == 0 and body["lookups"] == 0 and body["draining"] is False
     assert client.head("/healthz").status_code == 200
     assert client.post("/healthz").json() == {"error": "method not allowed: GET the probe"}
 

@@ -154,12 +154,12 @@ class Cluster:
             assert sock.snapshot is not None
             return sock.snapshot
 
-    def live_calls(self) -> list[int | None]:
-        """The calls each instance holds, by its /healthz (None for an instance that does not answer)."""
+    def events(self) -> list[int | None]:
+        """The telephony events each instance took, by its /healthz (None for an instance that does not answer)."""
         out: list[int | None] = []
         for inst in self.instances:
             try:
-                out.append(inst.live_calls())
+                out.append(inst.events())
             except httpx.HTTPError:
                 out.append(None)
         return out

@@ -93,11 +93,11 @@ class Instance:
         r.raise_for_status()
         return dict(r.json())
 
-    def live_calls(self) -> int:
-        """The calls this instance holds in memory, as its /healthz says."""
-        calls = self.healthz()["calls"]
-        assert isinstance(calls, int), f"/healthz calls: {calls!r}"
-        return calls
+    def events(self) -> int:
+        """The telephony events this instance took, as its /healthz says."""
+        events = self.healthz()["events"]
+        assert isinstance(events, int), f"/healthz events: {events!r}"
+        return events
 
     def _answers(self) -> bool:
         try:

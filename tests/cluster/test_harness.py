@@ -29,15 +29,15 @@ async def end_everywhere(cluster: Cluster, call_ids: list[str]) -> None:
 
 
 async def test_round_robin_reaches_every_instance(cluster: Cluster) -> None:
-    """Through HAProxy, 3N new calls land N on each instance (counted by each instance's /healthz and by HAProxy)."""
+    """Through HAProxy, 3N new calls land N on each instance (by each /healthz's events, and by HAProxy)."""
     n = len(cluster.instances)
-    calls_before, sessions_before = cluster.live_calls(), cluster.lb.sessions()
+    calls_before, sessions_before = cluster.events(), cluster.lb.sessions()
     call_ids = [new_call_id("rr") for _ in range(3 * n)]
     async with cluster.webhooks() as hooks:
         for call_id in call_ids:
             r = await hooks.send(call_id, "offered")
             assert r.status_code == 202, r.text
-    calls = delta(cluster.live_calls(), calls_before)
+    calls = delta(cluster.events(), calls_before)
     sessions = delta([*cluster.lb.sessions()], [*sessions_before])
     await end_everywhere(cluster, call_ids)
     assert calls == [3] * n, f"new calls per instance: {calls}"
@@ -97,10 +97,10 @@ async def test_killed_instance_leaves_rotation(cluster_factory: Callable[..., Cl
     assert cluster.instances[1].kill() == -9
     seconds = await asyncio.to_thread(cluster.wait_out_of_rotation, 1, 5)
     assert seconds < 5
-    before = cluster.live_calls()
+    before = cluster.events()
     call_ids = [new_call_id("k") for _ in range(12)]
     async with cluster.webhooks() as hooks:
         codes = [(await hooks.send(call_id, "offered")).status_code for call_id in call_ids]
     assert codes == [202] * 12
-    assert delta(cluster.live_calls(), before) == [6, None, 6]
+    assert delta(cluster.events(), before) == [6, None, 6]
     assert cluster.lb.state(1) == "DOWN"
