@@ -303,7 +303,7 @@ def test_voice_dials_the_default_agents_with_callbacks_to_screenpop(client: Test
     assert [(n.tag, n.text) for n in dial] == [("Client", "alice"), ("Sip", "sip:bob@pbx.example.com"),
                                                ("Client", "bob")]
     assert {n.get("statusCallback") for n in dial} == {BASE + STATUS}
-    assert client.get("/healthz").json()["calls"] == 1
+    assert client.get("/healthz").json()["events"] == 1
 
 
 def test_voice_dials_the_agents_of_a_listed_number(client: TestClient) -> None:
@@ -341,7 +341,7 @@ def test_bad_or_missing_signatures_are_403(client: TestClient) -> None:
     tampered = client.post(STATUS, content=form({**call(), "CallStatus": "completed"}),
                            headers={"X-Twilio-Signature": sign(BASE + STATUS, call()), "Content-Type": FORM})
     assert tampered.status_code == 403 and "does not match" in tampered.json()["error"]
-    assert client.get("/healthz").json()["calls"] == 0
+    assert client.get("/healthz").json()["events"] == 0
 
 
 def test_oversized_body_is_413(client: TestClient) -> None:
@@ -366,7 +366,7 @@ def test_a_json_status_callback_with_body_sha256_is_accepted(client: TestClient)
     path = f"{STATUS}?bodySHA256={hashlib.sha256(body).hexdigest()}"
     r = client.post(path, content=body, headers={"X-Twilio-Signature": sign(BASE + path, {}),
                                                  "Content-Type": "application/json"})
-    assert r.status_code == 204 and client.get("/healthz").json()["calls"] == 1
+    assert r.status_code == 204 and client.get("/healthz").json()["events"] == 1
 
 
 def until(ws: Any, kind: str, limit: int = 10) -> dict[str, Any]:
