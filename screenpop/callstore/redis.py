@@ -23,6 +23,7 @@ Index entries whose record expired are skipped and removed when read.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -68,6 +69,16 @@ return 1
 """
 
 
+class _Turn:
+    """The changes of one call in flight on this instance: one at a time, the others wait."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0  # the changes holding or waiting for the lock (the turn is dropped at 0)
+
+
 class RedisCallStore(CallStore):
     """Calls in Redis under `prefix`; `timeout` bounds connecting and each command."""
 
@@ -85,6 +96,7 @@ class RedisCallStore(CallStore):
         # here (a lookup settling its sections) tries the compare-and-set on it without reading first; if
         # another instance changed the call meanwhile, the set fails and the record is read (bounded, LRU)
         self._last: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._turns: dict[str, _Turn] = {}  # calls with a change in flight here: the others wait their turn
         self.channel = channel  # where a change's messages are published with it (the bus's agent channel)
         self.publishes = channel is not None
 
@@ -145,7 +157,24 @@ class RedisCallStore(CallStore):
         new record only if the version is still the one read (a compare-and-set), with the index updates and,
         with a `channel`, the change's messages; again on a conflict. Redis runs a script at once, so the
         messages of one call reach every subscriber in the order its changes were stored, whichever instance
-        made them, and a change is never stored without its messages, nor sent without being stored."""
+        made them, and a change is never stored without its messages, nor sent without being stored.
+
+        Changes of one call made on this instance take turns (a lock per call in flight): the sections of a
+        lookup that settle together would otherwise race each other to the compare-and-set, and all but one
+        read the record again; in turn, each one follows the change before it without reading."""
+        turn = self._turns.get(call_id)
+        if turn is None:
+            turn = self._turns[call_id] = _Turn()
+        turn.users += 1
+        try:
+            async with turn.lock:
+                return await self._apply(call_id, step, render)
+        finally:
+            turn.users -= 1
+            if turn.users == 0:
+                del self._turns[call_id]
+
+    async def _apply(self, call_id: str, step: Step, render: Render | None) -> Outcome:
         client, key = self._require(), self._key(call_id)
         ttl = max(1, int(self.ttl_s))
         try:
