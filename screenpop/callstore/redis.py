@@ -18,11 +18,14 @@ record (at most `attempts` times), so one call's transitions are linearizable ac
 state machine stays in Python (docs/decisions/0005-shared-call-state.md). Two round trips per change; a
 step that changes nothing costs one; a change that follows this store's own last change of the call tries
 the set on what it wrote, without reading first (one round trip, unless another instance changed it).
+Changes of one call on one instance take turns, and those that came while one was being stored (a lookup's
+sections settling together) are stored together: their steps in order, one compare-and-set.
 Index entries whose record expired are skipped and removed when read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -68,6 +71,28 @@ return 1
 """
 
 
+class _Change:
+    """A change waiting for its call's turn on this instance; `stored` once it is taken into a batch."""
+
+    __slots__ = ("index", "render", "step", "stored")
+
+    def __init__(self, step: Step, render: Render | None) -> None:
+        self.step, self.render = step, render
+        self.stored: asyncio.Future[list[Outcome]] | None = None  # the batch's outcomes, once stored
+        self.index = 0  # where this change's outcome is among them
+
+
+class _Turn:
+    """The changes of one call in flight on this instance: one batch at a time, the others wait."""
+
+    __slots__ = ("lock", "users", "waiting")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0  # the changes holding or waiting for the lock (the turn is dropped at 0)
+        self.waiting: list[_Change] = []  # not taken into a batch yet, in the order they came
+
+
 class RedisCallStore(CallStore):
     """Calls in Redis under `prefix`; `timeout` bounds connecting and each command."""
 
@@ -85,6 +110,7 @@ class RedisCallStore(CallStore):
         # here (a lookup settling its sections) tries the compare-and-set on it without reading first; if
         # another instance changed the call meanwhile, the set fails and the record is read (bounded, LRU)
         self._last: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._turns: dict[str, _Turn] = {}  # calls with a change in flight here: the others wait their turn
         self.channel = channel  # where a change's messages are published with it (the bus's agent channel)
         self.publishes = channel is not None
 
@@ -145,7 +171,39 @@ class RedisCallStore(CallStore):
         new record only if the version is still the one read (a compare-and-set), with the index updates and,
         with a `channel`, the change's messages; again on a conflict. Redis runs a script at once, so the
         messages of one call reach every subscriber in the order its changes were stored, whichever instance
-        made them, and a change is never stored without its messages, nor sent without being stored."""
+        made them, and a change is never stored without its messages, nor sent without being stored.
+
+        Changes of one call made on this instance take turns (a lock per call in flight), and the changes
+        that came while one was being stored are stored together, in the order they came, with one
+        compare-and-set: a lookup's sections settle together, and would otherwise race each other to the
+        compare-and-set and read the record again. A batch with more than one change is stored even if the
+        change that took the others along is cancelled; a change cancelled while it waits is not applied."""
+        turn = self._turns.get(call_id)
+        if turn is None:
+            turn = self._turns[call_id] = _Turn()
+        change = _Change(step, render)
+        turn.waiting.append(change)
+        turn.users += 1
+        try:
+            async with turn.lock:
+                if change.stored is None:  # not taken along by an earlier change: take every change waiting
+                    batch, turn.waiting = turn.waiting, []
+                    if len(batch) == 1:
+                        return (await self._apply(call_id, batch))[0]
+                    stored = asyncio.ensure_future(self._apply(call_id, batch))
+                    for i, c in enumerate(batch):
+                        c.stored, c.index = stored, i
+                assert change.stored is not None
+                return (await asyncio.shield(change.stored))[change.index]
+        finally:
+            if change.stored is None and change in turn.waiting:  # cancelled before its turn: not applied
+                turn.waiting.remove(change)
+            turn.users -= 1
+            if turn.users == 0:
+                del self._turns[call_id]
+
+    async def _apply(self, call_id: str, batch: list[_Change]) -> list[Outcome]:
+        """The batch's steps one after the other on the record, stored with one compare-and-set."""
         client, key = self._require(), self._key(call_id)
         ttl = max(1, int(self.ttl_s))
         try:
@@ -157,16 +215,21 @@ class RedisCallStore(CallStore):
                 else:
                     raw, version = await client.mget(key, self._version_key(call_id))
                     read = version.decode() if isinstance(version, bytes) else str(version or "0")
-                old = CallRecord.from_json(raw) if raw is not None else None
-                before = set(old.ringing) if old is not None else set()
-                out = step(old)
-                rec = out.record
-                if not out.changed or rec is None:
-                    return out
+                rec = CallRecord.from_json(raw) if raw is not None else None
+                before = set(rec.ringing) if rec is not None else set()
+                outs, texts, changed = [], [], False
+                for change in batch:
+                    out = change.step(rec)
+                    outs.append(out)
+                    if out.changed and out.record is not None:
+                        changed, rec = True, out.record
+                        if self.channel is not None and change.render is not None:
+                            texts += change.render(out)  # (now: a later step of the batch changes the record)
+                if not changed or rec is None:
+                    return outs
                 leaving = sorted(before.difference(rec.ringing))
                 entering = sorted(a for a in rec.ringing if a not in before)
                 due = rec.due()
-                texts = render(out) if self.channel is not None and render is not None else []
                 keys = [key, self._version_key(call_id), self._due_key,
                         *(self._agent_key(a) for a in leaving), *(self._agent_key(a) for a in entering)]
                 text = rec.to_json()
@@ -177,7 +240,7 @@ class RedisCallStore(CallStore):
                         self._last[call_id] = (str(int(read) + 1), text)
                         while len(self._last) > _KNOWN_MAX:
                             self._last.popitem(last=False)
-                    return out
+                    return outs
                 if known is None:
                     self.conflicts += 1  # (a change made elsewhere since this store's last one is no conflict)
         except _FAILURES as exc:

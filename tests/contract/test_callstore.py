@@ -288,6 +288,86 @@ async def test_round_trips_per_change(redis_url: str, monkeypatch: pytest.Monkey
     assert (per_change, call, unchanged) == (2, 7, 1)
 
 
+async def test_changes_of_one_call_at_once_on_one_store_are_stored_together(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis: four sections settled at once on one store are each applied, in the order they came; those that
+    came while the first was stored go with one compare-and-set (3 round trips, not 4 or more)."""
+    from redis.asyncio.connection import AbstractConnection
+
+    sent = 0
+    original = AbstractConnection.send_packed_command
+
+    async def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        nonlocal sent
+        sent += 1
+        await original(self, command, check_health)
+
+    store = callstore_from_url(redis_url, ttl_s=TTL, prefix=f"test-batch-{uuid.uuid4().hex[:8]}")
+    await store.connect()
+    names = ("customer", "balance", "orders", "credit")
+    settled: list[str] = []
+
+    def settle(n: str) -> Callable[[CallRecord | None], Outcome]:
+        def run(record: CallRecord | None) -> Outcome:
+            settled.append(n)
+            return transition("c1", record, Settle("t1", Section(name=n, status="ok")), NOW)
+        return run
+
+    try:
+        await store.apply("c1", lambda r: _created(transition("c1", new_record(card("c1", names)),
+                                                              ev("ringing", "alice"), NOW)))
+        monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+        outs = await asyncio.gather(*(store.apply("c1", settle(n)) for n in names))
+        record = await store.get("c1")
+    finally:
+        await store.close()
+    assert all(o.changed and [e.kind for e in o.effects] == ["section"] for o in outs)
+    assert settled == list(names)
+    assert record is not None and not record.pending()
+    assert sent == 2 + 1  # the first settle (no read: this store made the last change); the other three at once
+
+
+async def test_a_batch_is_stored_when_the_change_that_took_it_is_cancelled(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis: changes taken along by a change that is cancelled while the batch is stored are still stored
+    and answered."""
+    from redis.asyncio.connection import AbstractConnection
+
+    sending = asyncio.Event()
+    original = AbstractConnection.send_packed_command
+
+    async def signalling(self: Any, command: Any, check_health: bool = True) -> None:
+        sending.set()
+        await original(self, command, check_health)
+
+    store = callstore_from_url(redis_url, ttl_s=TTL, prefix=f"test-batch-{uuid.uuid4().hex[:8]}")
+    await store.connect()
+    names = ("customer", "balance", "orders", "credit")
+
+    def settle(n: str) -> Callable[[CallRecord | None], Outcome]:
+        return lambda r: transition("c1", r, Settle("t1", Section(name=n, status="ok")), NOW)
+
+    try:
+        await store.apply("c1", lambda r: _created(transition("c1", new_record(card("c1", names)),
+                                                              ev("ringing", "alice"), NOW)))
+        monkeypatch.setattr(AbstractConnection, "send_packed_command", signalling)
+        first = asyncio.ensure_future(store.apply("c1", settle("customer")))
+        await asyncio.wait_for(sending.wait(), 5)  # the first is being stored: the next three wait, then go together
+        rest = [asyncio.ensure_future(store.apply("c1", settle(n))) for n in names[1:]]
+        await asyncio.sleep(0)
+        sending.clear()
+        await first
+        await asyncio.wait_for(sending.wait(), 5)  # the batch is being stored
+        rest[0].cancel()
+        outs = await asyncio.wait_for(asyncio.gather(*rest[1:]), 5)
+        record = await store.get("c1")
+    finally:
+        await store.close()
+    assert rest[0].cancelled()
+    assert all(o.changed for o in outs)
+    assert record is not None and not record.pending()
+
+
 async def test_a_store_on_the_bus_publishes_each_change_with_it_in_order(redis_url: str) -> None:
     """Two Redis stores ("instances") with the bus's channel, changing one call at once: every stored change's
     messages reach a subscriber once, in the order of the record's changes (no section before its card)."""
