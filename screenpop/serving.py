@@ -36,7 +36,11 @@ class DrainingServer(uvicorn.Server):
         """The first SIGTERM starts the drain (the exit follows `drain_s` later, in `on_tick`); any other
         signal, or a second one, is uvicorn's usual exit."""
         if sig == signal.SIGTERM and self.draining_since is None and not self.should_exit and self.drain_s > 0:
-            self._captured_signals.append(sig)  # uvicorn raises it again once shut down, as for its own exits
+            # uvicorn (0.29+) re-raises the signals it captured once shut down, so the exit status says SIGTERM;
+            # it keeps them in a private list: where a version has none, the exit is a plain one
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.append(sig)
             self.draining_since = self.clock()  # a signal handler: the drain itself runs in the loop (on_tick)
             return
         super().handle_exit(sig, frame)
