@@ -79,6 +79,7 @@ class FollowingPool(SentinelConnectionPool):
     def __init__(self, service_name: str, sentinel_manager: Sentinel, **kwargs: Any) -> None:
         super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
         self.switches = 0
+        self._primary: tuple[object, object] | None = None  # where this pool's connections go (host, port)
         self._follower: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -87,6 +88,8 @@ class FollowingPool(SentinelConnectionPool):
         if self._follower is None and not self._stopping:
             self._follower = asyncio.create_task(self._follow(), name=f"screenpop.redis follow {self.service_name!r}")
         connection: AbstractConnection = await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        if self._primary is None:
+            self._primary = _address(connection)
         return connection
 
     async def stop(self) -> None:
@@ -106,22 +109,21 @@ class FollowingPool(SentinelConnectionPool):
             logger.debug("redis: error while closing the Sentinel connections", exc_info=True)
 
     async def check_primary(self) -> bool:
-        """Ask the Sentinels where the primary is and close every connection of the pool to another node (idle
-        or busy). True if there was one: the primary moved."""
+        """Ask the Sentinels where the primary is; when it is not where this pool's connections went, close
+        every connection of the pool, idle or busy (redis-py's public `disconnect`): they reconnect to the new
+        primary. True if the primary moved."""
         try:
             now = await self.get_master_address()  # type: ignore[no-untyped-call]  # closes the idle ones if moved
         except MasterNotFoundError:
             logger.warning("redis: no Sentinel names a primary for %r", self.service_name)
             return False
-        stale = [c for c in (*self._available_connections, *self._in_use_connections)
-                 if c.is_connected and _address(c) != now]
-        if not stale:
+        before, self._primary = self._primary, now
+        if before is None or before == now:
             return False
         self.switches += 1
-        moved_from = sorted({"{}:{}".format(*_address(c)) for c in stale})
-        logger.warning("redis: the primary of %r is now %s:%s; closing %d connection(s) to %s", self.service_name,
-                       *now, len(stale), ", ".join(moved_from))
-        await asyncio.gather(*(c.disconnect() for c in stale), return_exceptions=True)
+        logger.warning("redis: the primary of %r is now %s:%s (was %s:%s); closing its connections to reconnect",
+                       self.service_name, *now, *before)
+        await self.disconnect(inuse_connections=True)
         return True
 
     async def _follow(self) -> None:

@@ -94,8 +94,10 @@ async def test_the_client_follows_the_switch_not_only_the_demotion(redis_rig: Re
         await pubsub.subscribe("sentinel-follow-channel")
         pool = client.connection_pool
         assert isinstance(pool, FollowingPool)
+        assert await pool.check_primary() is False and await pool.check_primary() is False  # no move: no close
         new = await asyncio.to_thread(redis_rig.failover)
         await until(lambda: pool.switches >= 1, "a switch seen")
+        assert await pool.check_primary() is False and pool.switches == 1  # one move, seen once
         assert pool.master_address == ("127.0.0.1", new.port)
         assert await client.get("sentinel-follow-test") == b"1"  # the replica had it
         assert {(c.host, c.port) for c in pool._available_connections if c.is_connected} <= {("127.0.0.1", new.port)}
