@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import ACTIVE, FULL, IDLE, Bench, Target, agent_ids, stats
+from bench.harness import ACTIVE, FULL, IDLE, Bench, Target, agent_ids, stats
 
 
 def run_ab(bench: Bench, base: Path, new: Path, rounds: int, seconds: float, rate: float,

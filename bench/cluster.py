@@ -22,12 +22,10 @@ import os
 import secrets
 import time
 import urllib.request
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bench.balancer import Balancer
-
-if TYPE_CHECKING:
-    from bench.run import Bench, Target
+from bench.harness import ACTIVE, IDLE, Bench, Target, agent_ids, stats
 
 NAME = "cluster: two instances behind HAProxy, events round-robin, 100 calls/s"
 RATE = 100
@@ -46,8 +44,6 @@ def live_calls(port: int) -> int | None:
 
 def start_sides(bench: Bench) -> tuple[dict[str, Target], dict[str, Any]]:
     """Start the three sides, connect their sockets, warm them up; the targets and what was checked."""
-    from bench.run import ACTIVE, IDLE, Target, agent_ids
-
     redis = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
     tag = f"bench-cluster-{os.getpid()}-{secrets.token_hex(3)}"
     one, one_port = bench.start_screenpop("one-instance")
@@ -84,7 +80,6 @@ def start_sides(bench: Bench) -> tuple[dict[str, Target], dict[str, Any]]:
 
 def run_cluster(bench: Bench, rounds: int, seconds: float) -> dict[str, Any]:
     """Run the scenario; append it to bench.scenarios and return it."""
-    from bench.run import stats
 
     targets, checked = start_sides(bench)
     merged: dict[str, dict[str, Any]] = {k: {"complete": [], "cpu": 0.0, "haproxy": 0.0, "lag": 0.0, "errors": 0,

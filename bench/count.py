@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.run import ACTIVE, QUICK, Bench, Target, agent_ids
+from bench.harness import ACTIVE, QUICK, Bench, Target, agent_ids
 
 
 class CountingBench(Bench):
