@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from screenpop.redisurl import RedisURLError, parse_redis_url
+from screenpop.redisurl import RedisURLError, close_quietly, parse_redis_url
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -161,10 +161,7 @@ class RedisLeaseStore(LeaseStore):
         await self._call("ping", self._client.ping())
 
     async def close(self) -> None:
-        try:
-            await self._client.aclose()
-        except Exception:
-            log.debug("closing the lease store's client failed", exc_info=True)
+        await close_quietly(self._client, "the CTI lease store")
 
 
 def _ms(seconds: float) -> int:

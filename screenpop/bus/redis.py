@@ -41,7 +41,7 @@ from redis.backoff import NoBackoff
 
 from screenpop.bus.base import Bus, BusError
 from screenpop.bus.memory import DEFAULT_MAXSIZE, QueueSubscription
-from screenpop.redisurl import RedisURLError, parse_redis_url
+from screenpop.redisurl import RedisURLError, close_quietly, parse_redis_url
 
 __all__ = ["BACKOFF_FIRST", "BACKOFF_MAX", "RedisBus"]
 
@@ -89,7 +89,7 @@ class RedisBus(Bus):
         try:
             await client.ping()
         except _FAILURES as exc:
-            await client.aclose()
+            await close_quietly(client, "the bus")
             raise self._error("connect", exc) from None
         self._client = client
 
@@ -99,11 +99,7 @@ class RedisBus(Bus):
         subscriptions, self._subscriptions = self._subscriptions, set()
         for sub in subscriptions:
             await sub.aclose()
-        if client is not None:
-            try:
-                await client.aclose()
-            except Exception:
-                logger.warning("bus: error while closing the Redis client for %s", self.address, exc_info=True)
+        await close_quietly(client, f"the bus at {self.address}")
 
     async def publish(self, channel: str, message: str) -> None:
         """PUBLISH `message` on `channel`; raises BusError if not connected or if Redis fails."""

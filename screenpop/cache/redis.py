@@ -34,7 +34,7 @@ from screenpop.cache.base import (
     decode_entry,
     encode_entry,
 )
-from screenpop.redisurl import RedisURLError, parse_redis_url
+from screenpop.redisurl import RedisURLError, close_quietly, parse_redis_url
 
 __all__ = ["DEFAULT_PREFIX", "RedisCache"]
 
@@ -101,11 +101,7 @@ class RedisCache(CacheBackend):
     async def close(self) -> None:
         """Close the client. Idempotent, never raises."""
         client, self._client = self._client, None
-        if client is not None:
-            try:
-                await client.aclose()
-            except Exception:
-                logger.debug("cache: error while closing the Redis client for %s", self.address, exc_info=True)
+        await close_quietly(client, f"the cache at {self.address}")
 
     async def get(self, key: str) -> Entry | None:
         """See `CacheBackend.get`."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from collections import OrderedDict
 
@@ -38,9 +37,7 @@ from redis.backoff import NoBackoff
 from screenpop.callstore.base import CallStore, CallStoreError, Render, Step
 from screenpop.callstore.machine import CallRecord, Outcome
 from screenpop.models import Card
-from screenpop.redisurl import RedisURLError, parse_redis_url
-
-logger = logging.getLogger("screenpop.callstore")
+from screenpop.redisurl import RedisURLError, close_quietly, parse_redis_url
 
 _FAILURES = (RedisError, OSError)
 _KNOWN_MAX = 10_000  # calls whose last change this store remembers
@@ -143,7 +140,7 @@ class RedisCallStore(CallStore):
             await client.ping()
             await client.script_load(_STORE)  # so the first change needs no extra round trip (EVALSHA reloads it)
         except _FAILURES as exc:
-            await client.aclose()
+            await close_quietly(client, "the call store")
             raise self._error("connect", exc) from None
         self._client = client
         self._script = client.register_script(_STORE)
@@ -151,11 +148,7 @@ class RedisCallStore(CallStore):
     async def close(self) -> None:
         """Close the client. Idempotent, never raises."""
         client, self._client = self._client, None
-        if client is not None:
-            try:
-                await client.aclose()
-            except Exception:
-                logger.warning("call store: error while closing the Redis client for %s", self.address)
+        await close_quietly(client, f"the call store at {self.address}")
 
     def _require(self) -> Redis:
         if self._client is None:

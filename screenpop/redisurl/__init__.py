@@ -24,6 +24,7 @@ replaced by `***`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
@@ -31,7 +32,9 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["SCHEMES", "SENTINEL_SCHEMES", "RedisURL", "RedisURLError", "parse_redis_url"]
+__all__ = ["SCHEMES", "SENTINEL_SCHEMES", "RedisURL", "RedisURLError", "close_quietly", "parse_redis_url"]
+
+log = logging.getLogger("screenpop.redis")
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 SCHEMES = ("redis", "rediss", *SENTINEL_SCHEMES)
@@ -123,6 +126,17 @@ def parse_redis_url(text: str) -> RedisURL:
     return RedisURL(scheme=parts.scheme, host=parts.hostname or "localhost", port=_port(parts, text, DEFAULT_PORT),
                     db=_db(parts.path, text), username=unquote(parts.username) if parts.username else None,
                     text=text, password=unquote(parts.password) if parts.password else None)
+
+
+async def close_quietly(client: Redis | None, what: str) -> None:
+    """Close a client built here (None: nothing to close); a failure is logged, never raised: a close runs
+    at shutdown or after another error, and must not hide it. `what` names the client in the log line."""
+    if client is None:
+        return
+    try:
+        await client.aclose()
+    except Exception as exc:  # the message may name the server, never the password (not in redis-py's errors)
+        log.warning("closing the Redis client of %s failed: %s", what, type(exc).__name__)
 
 
 def _parse_sentinel(parts: SplitResult, text: str) -> RedisURL:

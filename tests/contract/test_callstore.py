@@ -253,55 +253,58 @@ async def test_an_unreachable_redis_raises_its_error() -> None:
     assert "127.0.0.1:1" in str(caught.value) and "s3cret" not in str(caught.value)
 
 
-async def test_round_trips_per_change(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+class RoundTrips:
+    """Counts the commands redis-py sends (each a round trip) from `start()` on."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.monkeypatch, self.sent = monkeypatch, 0
+
+    def start(self) -> None:
+        from redis.asyncio.connection import AbstractConnection
+
+        original = AbstractConnection.send_packed_command
+
+        async def counting(conn: Any, command: Any, check_health: bool = True) -> None:
+            self.sent += 1
+            await original(conn, command, check_health)
+
+        self.monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
+    """A counter of redis-py's commands, started by the test where it wants."""
+    return RoundTrips(monkeypatch)
+
+
+async def test_round_trips_per_change(redis_url: str, round_trips: RoundTrips) -> None:
     """Redis: a change costs two round trips (MGET, the compare-and-set script), one when this store made
     the call's last change (no read); one that changes nothing, one. A call of ringing, 4 sections and ended
     on one instance: 7."""
-    store_url = redis_url
-    from redis.asyncio.connection import AbstractConnection
-
-    sent = 0
-    original = AbstractConnection.send_packed_command
-
-    async def counting(self: Any, command: Any, check_health: bool = True) -> None:
-        nonlocal sent
-        sent += 1
-        await original(self, command, check_health)
-
-    store = callstore_from_url(store_url, ttl_s=TTL, prefix=f"test-rt-{uuid.uuid4().hex[:8]}")
+    store = callstore_from_url(redis_url, ttl_s=TTL, prefix=f"test-rt-{uuid.uuid4().hex[:8]}")
     await store.connect()
     try:
-        monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+        round_trips.start()
         names = ("customer", "balance", "orders", "credit")
         await store.apply("c1", lambda r: _created(transition("c1", new_record(card("c1", names)),
                                                               ev("ringing", "alice"), NOW)))
-        per_change = sent
+        per_change = round_trips.sent
         for n in names:
             await store.apply("c1", lambda r, n=n: transition("c1", r, Settle("t1", Section(name=n, status="ok")),
                                                               NOW))
         await store.apply("c1", lambda r: transition("c1", r, ev("ended"), NOW))
-        call = sent
+        call = round_trips.sent
         await store.apply("c1", lambda r: transition("c1", r, ev("ended"), NOW))
-        unchanged = sent - call
+        unchanged = round_trips.sent - call
     finally:
         await store.close()
     assert (per_change, call, unchanged) == (2, 7, 1)
 
 
 async def test_changes_of_one_call_at_once_on_one_store_are_stored_together(
-        redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        redis_url: str, round_trips: RoundTrips) -> None:
     """Redis: four sections settled at once on one store are each applied, in the order they came; those that
     came while the first was stored go with one compare-and-set (3 round trips, not 4 or more)."""
-    from redis.asyncio.connection import AbstractConnection
-
-    sent = 0
-    original = AbstractConnection.send_packed_command
-
-    async def counting(self: Any, command: Any, check_health: bool = True) -> None:
-        nonlocal sent
-        sent += 1
-        await original(self, command, check_health)
-
     store = callstore_from_url(redis_url, ttl_s=TTL, prefix=f"test-batch-{uuid.uuid4().hex[:8]}")
     await store.connect()
     names = ("customer", "balance", "orders", "credit")
@@ -316,7 +319,7 @@ async def test_changes_of_one_call_at_once_on_one_store_are_stored_together(
     try:
         await store.apply("c1", lambda r: _created(transition("c1", new_record(card("c1", names)),
                                                               ev("ringing", "alice"), NOW)))
-        monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+        round_trips.start()
         outs = await asyncio.gather(*(store.apply("c1", settle(n)) for n in names))
         record = await store.get("c1")
     finally:
@@ -324,7 +327,8 @@ async def test_changes_of_one_call_at_once_on_one_store_are_stored_together(
     assert all(o.changed and [e.kind for e in o.effects] == ["section"] for o in outs)
     assert settled == list(names)
     assert record is not None and not record.pending()
-    assert sent == 2 + 1  # the first settle (no read: this store made the last change); the other three at once
+    # the first settle (no read: this store made the last change), then the other three at once
+    assert round_trips.sent == 2 + 1
 
 
 async def test_a_batch_is_stored_when_the_change_that_took_it_is_cancelled(
