@@ -18,14 +18,13 @@ import argparse
 import json
 import os
 import secrets
-import signal
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import ACTIVE, FULL, IDLE, Bench, Target, agent_ids, stats
+from bench.harness import ACTIVE, FULL, IDLE, Bench, Target, agent_ids, stats, to_the_end
 
 
 def run_ab(bench: Bench, base: Path, new: Path, rounds: int, seconds: float, rate: float,
@@ -93,22 +92,9 @@ def main() -> int:
     p.add_argument("--single", action="store_true", help="one instance a side on the in-process bus, not a pair")
     args = p.parse_args()
     bench = Bench(FULL, quick=False)
-
-    def terminate(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
     started = time.monotonic()
-    try:
-        result = run_ab(bench, Path(args.base), Path(args.new), args.rounds, args.seconds, args.rate, args.single)
-    except KeyboardInterrupt:
-        print("ab: interrupted; stopping every process", file=sys.stderr)
-        return 130
-    except RuntimeError as err:
-        print(f"ab: {err}", file=sys.stderr)
-        return 1
-    finally:
-        bench.stop_all()
+    result = to_the_end(bench, "ab", lambda: run_ab(bench, Path(args.base), Path(args.new), args.rounds,
+                                                   args.seconds, args.rate, args.single))
     s = result["summary"]
     what = "one instance" if args.single else "the pair"
     for side in ("A", "B"):

@@ -9,6 +9,7 @@ import math
 import os
 import platform
 import secrets
+import signal
 import sys
 import tempfile
 import time
@@ -17,13 +18,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.procs import LoadGenProc, Proc, free_port
 from bench.report import targets
 from bench.stubs import SECTIONS
 
 HERE = Path(__file__).resolve().parent
+T = TypeVar("T")
 ACTIVE, IDLE = 50, 1000  # active agents get the calls; idle ones hold a socket and receive nothing
 BOUND_S = 5.0  # a card not complete this long after its due time is lost
 SLOW = {"balance": 50, "orders": 100, "credit": 200}
@@ -399,3 +401,23 @@ class Bench:
         }
         results["targets"] = targets(results, by)
         return results
+
+
+def to_the_end(bench: Bench, name: str, work: Callable[[], T]) -> T:
+    """Run `work` (a command's whole measurement); SIGTERM or Ctrl-C end it with exit 130 and a RuntimeError
+    with one line and exit 1; every process is stopped whatever happens."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        return work()
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; stopping every process", file=sys.stderr)
+        raise SystemExit(130) from None
+    except RuntimeError as err:
+        print(f"{name}: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    finally:
+        bench.stop_all()

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from pathlib import Path
 
 from bench.cluster import run_cluster
-from bench.harness import FULL, HERE, QUICK, SCENARIOS, Bench
+from bench.harness import FULL, HERE, QUICK, SCENARIOS, Bench, to_the_end
 from bench.report import merge, write_all
 
 
@@ -36,22 +35,8 @@ def main() -> int:
         if unknown := only - set(SCENARIOS):
             p.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; known: {', '.join(SCENARIOS)}")
     bench = Bench(QUICK if args.quick else FULL, args.quick)
-
-    def terminate(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
-    try:
-        results = bench.run(only, own_servers={
-            "cluster": lambda b: run_cluster(b, b.plan.cluster_rounds, b.plan.cluster_s)})
-    except KeyboardInterrupt:
-        print("bench: interrupted; stopping every process", file=sys.stderr)
-        return 130
-    except RuntimeError as err:
-        print(f"bench: {err}", file=sys.stderr)
-        return 1
-    finally:
-        bench.stop_all()
+    own = {"cluster": lambda b: run_cluster(b, b.plan.cluster_rounds, b.plan.cluster_s)}
+    results = to_the_end(bench, "bench", lambda: bench.run(only, own_servers=own))
     out = Path(args.out)
     if only != set(SCENARIOS) and (out / "results.json").exists():
         results = merge(json.loads((out / "results.json").read_text()), results, sorted(only))
