@@ -84,13 +84,19 @@ async def test_duplicate_reordered_and_retried_events(cluster: Cluster) -> None:
         await bob.wait_closed(call_id)
         assert (await send(call_id, "ringing", via=0, agents=["1001", "1002"], at=at(-2))).status_code == 202
         assert (await send(call_id, "ringing", via=1, agents=["1001", "1002"], at=at(0))).status_code == 202
-        await asyncio.sleep(0.5)  # give a wrong re-pop time to show (the assertion below is on its absence)
+        # a marker call rung for bob after the retries: one channel carries every message in the order stored,
+        # so a wrong re-pop of the first call would have reached bob before the marker's card
+        marker = new_call_id("marker")
+        assert (await send(marker, "ringing", via=2, agents=["1002"])).status_code == 202
+        await bob.wait_for(lambda: marker in bob.cards, "the marker call's card")
         assert bob.count("call.ringing", call_id) == 1 and call_id not in bob.cards
         assert alice.cards[call_id]["state"] == "answered" and alice.count("call.ringing", call_id) == 1
         assert alice.count("call.answered", call_id) == 1
         for via in (2, 1):
             assert (await send(call_id, "ended", via=via)).status_code == 202
         await alice.wait_closed(call_id)
+        assert (await send(marker, "ended", via=0)).status_code == 202
+        await bob.wait_closed(marker)
     assert alice.count("call.ended", call_id) == 1
     await no_ghosts(cluster, "alice", "bob")
 
@@ -164,6 +170,20 @@ async def send_until_taken(cluster: Cluster, call_id: str, event: str, timeout_s
         await asyncio.sleep(0.2)
 
 
+async def redis_down(port: int, timeout_s: float = 10) -> None:
+    """Until Redis on `port` refuses connections (bounded)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return
+        writer.close()
+        await writer.wait_closed()
+        assert asyncio.get_running_loop().time() < deadline, f"Redis on {port} still answers"
+        await asyncio.sleep(0.02)
+
+
 async def test_redis_restarted_while_calls_ring(cluster_factory: type) -> None:
     """Redis stops for 2 s while calls ring: a call that rang meanwhile reaches alice once it is back, a call
     that ended meanwhile is closed on her console and in every snapshot."""
@@ -172,8 +192,9 @@ async def test_redis_restarted_while_calls_ring(cluster_factory: type) -> None:
     async with cluster.socket("alice", via=1) as alice:
         await send_until_taken(cluster, before, "ringing", agents=["1001"])
         await alice.wait_complete(before)
+        port = cluster.redis.primary.port
         restart = asyncio.create_task(asyncio.to_thread(cluster.redis.restart_primary, 2.0, False))
-        await asyncio.sleep(0.5)  # Redis is down now
+        await redis_down(port)
         await send_until_taken(cluster, before, "ended")
         await send_until_taken(cluster, during, "ringing", agents=["1001"])
         await restart
