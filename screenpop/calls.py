@@ -27,7 +27,6 @@ import functools
 import logging
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,14 +80,10 @@ class CallRegistry:
         self.outbox = outbox
         self.store = store if store is not None else MemoryCallStore(ttl_s=ttl_s, max_calls=max_calls, clock=clock)
         self.region = region
-        self.ttl_s = ttl_s
-        self.max_calls = max_calls
         self.instance = instance or secrets.token_hex(6)
         self.lease_s, self.sweep_s, self.clock = lease_s, sweep_s, clock
         self.runs: dict[str, Run] = {}  # the lookups running on this instance, by call
-        # the calls this instance applied an event to and has not seen end, with when (for /healthz)
         self.events = 0  # telephony events this instance took (/healthz)
-        self.calls: OrderedDict[str, float] = OrderedDict()
         self._tokens = 0
         self._sweeper: asyncio.Task[None] | None = None
         self.on_event = on_event  # metrics: an event was received (its kind)
@@ -169,17 +164,11 @@ class CallRegistry:
                     sections=self.lookup.initial_sections(caller), started_at=event.at or datetime.now(UTC))
 
     def _seen(self, call_id: str, record: CallRecord | None) -> None:
-        """Keep this instance's view of its calls (for /healthz) and stop a lookup of an ended call."""
+        """Stop this instance's lookup of a call that has ended."""
         if record is None or record.card.state == "ended":
-            self.calls.pop(call_id, None)
             run = self.runs.get(call_id)
             if run is not None:
                 run.task.cancel()
-            return
-        self.calls[call_id] = time.monotonic()
-        self.calls.move_to_end(call_id)
-        while len(self.calls) > self.max_calls:
-            self.calls.popitem(last=False)
 
     async def _send(self, out: Outcome) -> bool:
         """Send the effects of a stored change, in order, unless the store published them with the change;
@@ -329,9 +318,6 @@ class CallRegistry:
         effects = await self.store.expire(now)
         for e in effects:
             await self.outbox.send(e.to, _message(e, None))
-            self.calls.pop(e.call_id, None)
-        for call_id in [c for c, t in self.calls.items() if time.monotonic() - t > self.ttl_s]:
-            del self.calls[call_id]
         return changed + sum(1 for e in effects if e.kind == "ended")
 
     async def close(self) -> None:
