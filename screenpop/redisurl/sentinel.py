@@ -15,6 +15,10 @@ of the pool is closed, the busy ones too (a subscription, a command in flight): 
 error, as for any dropped connection, and the next connection goes to the new primary. Nothing is added to
 any command's path: the follower costs one Sentinel round trip per FOLLOW_POLL_S per client.
 
+The pools of one process on the same master and Sentinels move together: the first follower that sees the
+move closes the connections of all of them. Otherwise the bus could already be subscribed on the new primary
+while the call store still writes (and publishes) on the old one, whose writes are lost when it is demoted.
+
 The client's `aclose()` stops the follower and closes the Sentinel connections too. Passwords are never
 logged: the follower names only the master and the addresses.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
@@ -45,6 +50,7 @@ FOLLOW_POLL_S = 5.0  # seconds between two questions to the Sentinels when no +s
 SWITCH_CHANNEL = "+switch-master"  # Sentinel publishes "<master> <old-ip> <old-port> <new-ip> <new-port>" there
 _SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
 _FAILURES = (RedisError, OSError)
+_POOLS: weakref.WeakSet[FollowingPool] = weakref.WeakSet()  # this process's pools, to move them together
 
 
 def sentinel_client(url: RedisURL, options: dict[str, Any]) -> Redis:
@@ -82,6 +88,10 @@ class FollowingPool(SentinelConnectionPool):
         self._primary: tuple[object, object] | None = None  # where this pool's connections go (host, port)
         self._follower: asyncio.Task[None] | None = None
         self._stopping = False
+        self._group = (service_name, tuple(sorted(
+            (str(c.connection_pool.connection_kwargs.get("host")), str(c.connection_pool.connection_kwargs.get("port")))
+            for c in sentinel_manager.sentinels)))
+        _POOLS.add(self)
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
         """redis-py's, starting the follower with the first connection (it needs the running loop)."""
@@ -120,11 +130,25 @@ class FollowingPool(SentinelConnectionPool):
         before, self._primary = self._primary, now
         if before is None or before == now:
             return False
-        self.switches += 1
         logger.warning("redis: the primary of %r is now %s:%s (was %s:%s); closing its connections to reconnect",
                        self.service_name, *now, *before)
+        self.switches += 1
         await self.disconnect(inuse_connections=True)
+        for pool in [p for p in list(_POOLS) if p is not self and p._group == self._group and not p._stopping]:
+            try:
+                await pool.moved(now)
+            except Exception:  # another client's trouble (closed meanwhile) is not this one's
+                logger.debug("redis: error while moving another pool of %r", self.service_name, exc_info=True)
         return True
+
+    async def moved(self, now: tuple[object, object]) -> None:
+        """Another pool of this process found the primary at `now`: close every connection of this pool, idle
+        or busy, unless they already go there (or it has none yet)."""
+        if self._primary is None or self._primary == now:
+            return
+        self._primary = now
+        self.switches += 1
+        await self.disconnect(inuse_connections=True)
 
     async def _follow(self) -> None:
         turn = 0

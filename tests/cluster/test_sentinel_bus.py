@@ -106,6 +106,29 @@ async def test_the_client_follows_the_switch_not_only_the_demotion(redis_rig: Re
         await client.aclose()
 
 
+async def test_the_clients_of_one_process_move_together(redis_rig: RedisRig) -> None:
+    """Two clients of the same Sentinel URL (say the bus and the call store): the first one to see the switch
+    closes the other's connections too, so neither keeps writing on the old primary while the other has moved."""
+    first, second = (parse_redis_url(sentinel_url(redis_rig)).client() for _ in range(2))
+    try:
+        for c in (first, second):
+            await c.set("sentinel-together", "1")
+        pools = [first.connection_pool, second.connection_pool]
+        assert all(isinstance(p, FollowingPool) for p in pools)
+        a, b = pools
+        assert isinstance(a, FollowingPool) and isinstance(b, FollowingPool)
+        assert b._follower is not None
+        b._follower.cancel()  # b's own follower stops (the task stays set, so none restarts): only a's sees it
+        new = await asyncio.to_thread(redis_rig.failover)
+        await until(lambda: a.switches >= 1, "the first client sees the switch")
+        assert b.switches == 1 and b._primary == ("127.0.0.1", new.port)
+        assert await second.get("sentinel-together") == b"1"  # reconnected, to the new primary
+        assert {(c.host, c.port) for c in b._available_connections if c.is_connected} <= {("127.0.0.1", new.port)}
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
 async def test_the_cache_works_across_a_failover(redis_rig: RedisRig) -> None:
     """The Redis cache on the Sentinel URL: an entry set before the failover is read back after it (from the new
     primary), and a new entry can be written there."""
