@@ -3,6 +3,8 @@
 Messages (JSON objects on the channel `<bus_prefix>.control`):
     {"type": "connectors.changed", "from": <instance>}   an admin changed a connector: every other instance
                                                           reloads its connectors from the state store
+    {"type": "agents.changed", "from": <instance>}        an admin changed an agent: every other instance
+                                                          reloads its directory from the state store
 
 (An agent's `select` needs no message: any instance applies it to the shared call store.)
 """
@@ -30,14 +32,23 @@ class ControlChannel:
         """Tell the other instances to reload their connectors from the store."""
         await self.bus.publish(self.channel, json.dumps({"type": "connectors.changed", "from": self.instance}))
 
+    async def agents_changed(self) -> None:
+        """Tell the other instances to reload their agents from the store."""
+        await self.bus.publish(self.channel, json.dumps({"type": "agents.changed", "from": self.instance}))
+
     @asynccontextmanager
-    async def serving(self, reload_connectors: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
-        """Listen while inside: other instances' connector changes go to `reload_connectors`.
+    async def serving(self, reload_connectors: Callable[[], Awaitable[None]],
+                      reload_agents: Callable[[], Awaitable[None]] | None = None) -> AsyncIterator[None]:
+        """Listen while inside: other instances' connector changes go to `reload_connectors`, their agent
+        changes to `reload_agents`.
 
         The subscription is active on entry (a subscription that fails raises here); leaving stops it.
         """
         ready = asyncio.Event()
-        task = asyncio.create_task(self._listen(ready, reload_connectors), name="screenpop-control")
+        handlers = {"connectors.changed": reload_connectors}
+        if reload_agents is not None:
+            handlers["agents.changed"] = reload_agents
+        task = asyncio.create_task(self._listen(ready, handlers), name="screenpop-control")
         try:
             waiting = asyncio.ensure_future(ready.wait())
             await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
@@ -49,16 +60,17 @@ class ControlChannel:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    async def _listen(self, ready: asyncio.Event, reload_connectors: Callable[[], Awaitable[None]]) -> None:
+    async def _listen(self, ready: asyncio.Event, handlers: dict[str, Callable[[], Awaitable[None]]]) -> None:
         async with self.bus.subscribe(self.channel) as sub:
             ready.set()
-            await self._serve(sub, reload_connectors)
+            await self._serve(sub, handlers)
 
-    async def _serve(self, sub: Subscription, reload_connectors: Callable[[], Awaitable[None]]) -> None:
+    async def _serve(self, sub: Subscription, handlers: dict[str, Callable[[], Awaitable[None]]]) -> None:
         async for text in sub:
             try:
                 m = json.loads(text)
-                if m.get("type") == "connectors.changed" and m.get("from") != self.instance:
-                    await reload_connectors()
+                handler = handlers.get(m.get("type"))
+                if handler is not None and m.get("from") != self.instance:
+                    await handler()
             except Exception:
                 log.exception("bad control message")
