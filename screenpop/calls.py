@@ -27,7 +27,7 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -48,8 +48,8 @@ from screenpop.callstore.machine import (
 )
 from screenpop.callstore.memory import MemoryCallStore
 from screenpop.logs import call_id_var
-from screenpop.masking import Masker
 from screenpop.lookup import CUSTOMER, Emit, Lookup
+from screenpop.masking import Masker
 from screenpop.models import CallEvent, Card, EventKind, LookupQuery, Section, SectionStatus
 from screenpop.outbox import Outbox
 from screenpop.phone import normalize
@@ -194,13 +194,13 @@ class CallRegistry:
             if e.kind == "ringing" or (e.kind == "section" and e.detail.name == CUSTOMER and card.customer):
                 self.on_delivered(list(e.to), card)
 
-    def _outgoing(self, e: Effect, record: CallRecord | None) -> list[tuple[list[str], protocol.Message]]:
+    def _outgoing(self, e: Effect, record: CallRecord | None) -> list[tuple[Sequence[str], protocol.Message]]:
         """The messages of an effect with their recipients: one, or one per role when a connector masks
         fields (a role's recipients never get a value it may not see)."""
         masker = self.masker
         if masker is None or e.kind not in ("ringing", "section") or not masker.active():
             return [(e.to, _message(e, record))]
-        out = []
+        out: list[tuple[Sequence[str], protocol.Message]] = []
         for role, to in masker.groups(e.to).items():
             if e.kind == "ringing":
                 assert record is not None

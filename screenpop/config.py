@@ -36,11 +36,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from screenpop.cache.policy import CachePolicy
-from screenpop.masking import MaskRule
-from screenpop.names import canonical
 from screenpop.errors import ConfigError as ConfigError  # re-exported: the errors are defined in one tree
+from screenpop.masking import MaskRule
 from screenpop.models import CUSTOMER_SECTION, View
 from screenpop.models import format_validation_error as format_validation_error  # re-exported, one formatter
+from screenpop.names import canonical
 from web import WEB_DIR
 
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"

@@ -39,8 +39,8 @@ from screenpop.hub import AgentHub
 from screenpop.lease import LeaseError, LeaseKeeper, LeaseStore, lease_key, lease_store_from_url, pbx_name
 from screenpop.lookup import Lookup
 from screenpop.masking import Masker, Rules
-from screenpop.models import Card
 from screenpop.metrics import Metrics
+from screenpop.models import Card
 from screenpop.outbox import Outbox
 from screenpop.probes import Probes
 from screenpop.settings import Settings

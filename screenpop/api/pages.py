@@ -6,7 +6,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from screenpop.api.deps import ServicesDep, session_token
-
 from web import WEB_DIR
 
 router = APIRouter()
