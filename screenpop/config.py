@@ -194,11 +194,12 @@ def agent_collision(agents: list[AgentConfig]) -> str | None:
             return f"agent id {a.id!r} is the same name as agent {other!r}"
         seen[canonical(a.id)] = a.id
     for a in agents:
-        for addr in [*a.extensions, *a.addresses]:
-            owner = seen.get(canonical(addr))
-            if owner is not None and owner != a.id:
-                return f"address {addr!r} of agent {a.id!r} already belongs to {owner!r}"
-            seen[canonical(addr)] = a.id
+        for what, values in (("extensions", a.extensions), ("addresses", a.addresses)):
+            for addr in values:
+                owner = seen.get(canonical(addr))
+                if owner is not None and owner != a.id:
+                    return f"{what}: address {addr!r} of agent {a.id!r} already belongs to {owner!r}"
+                seen[canonical(addr)] = a.id
     return None
 
 

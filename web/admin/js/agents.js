@@ -104,7 +104,7 @@ export function edit(agent) {
       if (isNew) await api("POST", "/api/admin/agents", body);
       else await api("PUT", `/api/admin/agents/${encodeURIComponent(a.id)}`, body);
     } catch (err) {
-      const rest = showErrors(form, err.message.replace(/^(address '[^']*')/, "addresses: $1"));
+      const rest = showErrors(form, err.message);
       if (rest.length) {
         general.textContent = rest.join("; ");
         general.hidden = false;

@@ -78,7 +78,8 @@ export async function edit(current) {
   kindSelect.value = current ? current.kind : "http";
   const fieldErr = (path) => h("p", { class: "field-error", role: "alert", hidden: true, id: `err-${path}` });
   const nameField = h("div", { class: "field", "data-path": "name" }, h("label", { for: nameId }, "Name", h("span", { class: "muted" }, " (required)")), nameInput, fieldErr("name"));
-  const kindField = h("div", { class: "field", "data-path": "kind" }, h("label", { for: kindId }, "Kind"), kindSelect, h("p", { class: "hint small muted", id: "kind-doc" }), fieldErr("kind"));
+  const kindDoc = h("p", { class: "hint small muted" });
+  const kindField = h("div", { class: "field", "data-path": "kind" }, h("label", { for: kindId }, "Kind"), kindSelect, kindDoc, fieldErr("kind"));
   nameInput.setAttribute("aria-describedby", "err-name");
   kindSelect.setAttribute("aria-describedby", "err-kind");
   const common = objectFields("", connector, current || {}, connector, COMMON_SKIP);
@@ -86,7 +87,7 @@ export async function edit(current) {
   let options = null;
   const showOptions = (value) => {
     const kind = list.find((k) => k.kind === kindSelect.value);
-    document.getElementById("kind-doc").textContent = kind ? kind.doc : "";
+    kindDoc.textContent = kind ? kind.doc : "";
     optionsBox.replaceChildren(h("legend", {}, `Options of the ${kindSelect.value} kind`));
     options = kind ? objectFields("options", kind.options, value || {}, kind.options) : null;
     if (options) optionsBox.append(options.el, h("p", { class: "field-error", role: "alert", hidden: true }));
