@@ -244,6 +244,10 @@ def test_masked_frames_and_access_audit(tmp_path: Path, backend: str) -> None:
             assert "jane.roe@example.com" in frames_ada and "0532013000" not in frames_ada  # (no role sees it)
             ws_alice.send_json({"type": "bye"})
             ws_alice.close()
+        with c.websocket_connect("/ws/agent", headers=alice) as again:  # a new socket's snapshot is masked too
+            snapshot = again.receive_text()
+            assert '"m1"' in snapshot and "jane.roe@example.com" not in snapshot
+            assert "j\u2022\u2022\u2022@example.com" in snapshot
         rows = c.get("/api/admin/access", params={"customer": "C1001"}).json()["entries"]
         seen = {(r["agent"], r["action"], r["masked"]) for r in rows}
         assert ("alice", "delivered", True) in seen and ("ada", "delivered", False) in seen

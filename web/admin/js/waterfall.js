@@ -6,8 +6,10 @@ import { api, clear, h, ms, statusBadge } from "./ui.js";
 import { renderCard } from "../../js/render.js";
 
 const SVG = "http://www.w3.org/2000/svg";
-const WIDTH = 600;
+const LABELS = 170; // the connectors' names, left of the time axis
+const WIDTH = 620; // the time axis
 const BAR = 18;
+const ROW = BAR + 10;
 
 function svg(tag, attrs, ...children) {
   const el = document.createElementNS(SVG, tag);
@@ -16,24 +18,29 @@ function svg(tag, attrs, ...children) {
   return el;
 }
 
-/** The bars: x from start to end on a scale up to the lookup's deadline (or what it took). */
+/** The bars: from start to end on a time axis up to the lookup's deadline (or what it took), one row each. */
 function chart(rows, span) {
   const scale = WIDTH / span;
-  const height = rows.length * (BAR + 8) + 24;
+  const height = rows.length * ROW + 26;
   const axis = svg("g", { class: "wf-axis" });
   const steps = 4;
   for (let i = 0; i <= steps; i += 1) {
-    const x = Math.round((WIDTH * i) / steps);
-    axis.append(svg("line", { x1: x, x2: x, y1: 0, y2: height - 18, class: "wf-tick" }),
-      svg("text", { x: Math.min(x, WIDTH - 30), y: height - 4, class: "wf-label" }, `${Math.round((span * i) / steps)} ms`));
+    const x = LABELS + Math.round((WIDTH * i) / steps);
+    axis.append(svg("line", { x1: x, x2: x, y1: 0, y2: height - 20, class: "wf-tick" }),
+      svg("text", { x, y: height - 6, class: "wf-label", "text-anchor": i === 0 ? "start" : i === steps ? "end" : "middle" },
+        `${Math.round((span * i) / steps)} ms`));
   }
   const bars = rows.map((r, i) => {
     const x = Math.min(WIDTH - 2, r.start_ms * scale);
-    const w = Math.max(2, Math.min(WIDTH - x, (r.end_ms - r.start_ms) * scale));
-    return svg("rect", { x, y: i * (BAR + 8) + 4, width: w, height: BAR, rx: 3, class: `wf-bar wf-bar--${r.status}`, "data-connector": r.connector },
-      svg("title", {}, `${r.connector}: ${r.status}, ${ms(r.latency_ms)}`));
+    const w = Math.max(3, Math.min(WIDTH - x, (r.end_ms - r.start_ms) * scale));
+    const y = i * ROW + 4;
+    return svg("g", { "data-connector": r.connector },
+      svg("text", { x: 0, y: y + BAR - 4, class: "wf-name" }, (r.connector || r.section).slice(0, 22)),
+      svg("rect", { x: LABELS + x, y, width: w, height: BAR, rx: 3, class: `wf-bar wf-bar--${r.status}` },
+        svg("title", {}, `${r.connector}: ${r.status}, ${ms(r.latency_ms)}`)),
+      svg("text", { x: Math.min(LABELS + x + w + 6, LABELS + WIDTH - 60), y: y + BAR - 4, class: "wf-label" }, ms(r.latency_ms)));
   });
-  return svg("svg", { viewBox: `0 0 ${WIDTH} ${height}`, class: "wf-chart", role: "img", "aria-label": "Time line of the lookup; the table below has the same numbers" }, axis, ...bars);
+  return svg("svg", { viewBox: `0 0 ${LABELS + WIDTH + 10} ${height}`, class: "wf-chart", role: "img", "aria-label": "Time line of the lookup; the table below has the same numbers" }, axis, ...bars);
 }
 
 function dataCell(row) {
@@ -44,10 +51,10 @@ function dataCell(row) {
 function render(result) {
   const holder = document.getElementById("waterfall");
   const span = Math.max(result.deadline_ms || 0, ...result.rows.map((r) => r.end_ms), 1);
-  const rows = result.rows;
-  const labels = h("ol", { class: "wf-names" }, rows.map((r) => h("li", {}, r.connector || r.section)));
+  // identity first, then the sections by when they started
+  const rows = [...result.rows].sort((x, y) => (x.section === "customer" ? -1 : y.section === "customer" ? 1 : x.start_ms - y.start_ms));
   clear(holder).append(
-    h("div", { class: "wf" }, labels, chart(rows, span)),
+    h("div", { class: "wf" }, chart(rows, span)),
     h("div", { class: "table-wrap" },
       h("table", { class: "grid", "data-testid": "waterfall-table" },
         h("caption", { class: "visually-hidden" }, "Each connector of the lookup"),
