@@ -187,6 +187,9 @@ def test_admin_adds_a_broken_connector_sees_error_fixes_it_sees_ok(
     form.get_by_role("button", name="Add").click()
     row = page.locator(f'#connector-list [data-connector="{name}"]')
     expect(row).to_be_visible(timeout=TIMEOUT_MS)
+    with admin_api(a) as api:  # the form sent what was filled in, the rest is the server's defaults
+        stored = api.get(f"/api/admin/connectors/{name}").json()
+        assert stored["view"] is None and stored["role"] == "section" and stored["timeout_ms"] == 600
 
     run_lookup(page)
     bar = page.locator(f'[data-testid="waterfall-table"] [data-connector="{name}"]')
@@ -214,8 +217,10 @@ def test_admin_adds_a_broken_connector_sees_error_fixes_it_sees_ok(
     expect(row).to_contain_text("closed")
     shot(page, "admin-connectors.png", tmp_path)
     axe_check(page, "admin: connectors")
-    page.get_by_role("button", name="Add a connector").click()
+    row.get_by_role("button", name=f"Edit {name}").click()
+    page.get_by_test_id("connector-form").locator("summary").click()
     axe_check(page, "admin: connector form")
+    shot(page, "admin-connector-form.png", tmp_path)
 
 
 def test_new_agent_signs_in_at_once_on_both_instances(
@@ -297,6 +302,7 @@ def test_supervisor_live_view_shows_ringing_then_answered(
     expect(row.locator('[data-agent="alice"]')).to_be_visible()
     expect(alice.locator(f'[data-call-id="{call_id}"]')).to_be_visible(timeout=TIMEOUT_MS)
     expect(row.locator('[data-agent="alice"]')).to_contain_text("ms", timeout=TIMEOUT_MS)  # her ack's latency
+    expect(live.locator('#live-connectors [data-connector="customers"]')).to_contain_text("breaker closed")
     shot(live, "admin-live.png", tmp_path)
     axe_check(live, "live view")
     assert a.event(call_id, "answered", KNOWN, ["1001"]).status_code == 202

@@ -26,7 +26,7 @@ function renderCalls(calls) {
 }
 
 function renderConnectors(connectors) {
-  clear(document.getElementById("live-connectors")).append(connectors.map((c) => h("div", {
+  clear(document.getElementById("live-connectors")).append(...connectors.map((c) => h("div", {
     class: ["health", `health--${c.breaker}`], "data-connector": c.name,
   }, h("span", { class: "health-name" }, c.name),
   h("span", { class: "small" }, `breaker ${c.breaker.replace("_", "-")} · p95 ${ms(c.latency.p95_ms)} · errors ${pct(c.error_rate)}`))));

@@ -158,7 +158,7 @@ function variantField(path, label, s, current, root, hint) {
 /** One field for `schema` at `path`; {el, read()} where read() gives the value or undefined (left out). */
 export function fieldFor(path, key, propSchema, current, root, required = false) {
   const { schema: s, nullable } = unwrap(propSchema, root);
-  const label = s.title && s.title !== humanise(key).replace(/ /g, "") ? s.title : humanise(key);
+  const label = humanise(key);
   const hint = s.description || (s.default !== undefined && s.default !== null && typeof s.default !== "object" ? `Default: ${s.default}` : "");
   if (s.oneOf && s.discriminator) return variantField(path, label, s, current, root, hint);
   if (isSecret(s) || current === REDACTED) return secretField(path, label, current, required);
@@ -203,7 +203,11 @@ export function fieldFor(path, key, propSchema, current, root, required = false)
   if (isStringMap(s)) return mapField(path, label, current, hint);
   if (s.type === "object" && s.properties) {
     const inner = objectFields(path, s, current || {}, root);
-    return { el: h("fieldset", { class: "group", "data-path": path }, h("legend", {}, label), inner.el), read: inner.read };
+    const read = () => {  // nothing filled in: left out (the server's default, or none)
+      const value = inner.read();
+      return Object.keys(value).length || (current && !nullable) ? value : undefined;
+    };
+    return { el: h("fieldset", { class: "group", "data-path": path }, h("legend", {}, label), inner.el), read };
   }
   return jsonField(path, label, current, hint);
 }
