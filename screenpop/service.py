@@ -35,6 +35,7 @@ from screenpop.config import Config, ConfigError, load_config
 from screenpop.control import ControlChannel
 from screenpop.ctilink import CtiLink, supervise_cti
 from screenpop.gcpace import GcSettler
+from screenpop.healthboard import HealthBoard
 from screenpop.hub import AgentHub
 from screenpop.lease import LeaseError, LeaseKeeper, LeaseStore, lease_key, lease_store_from_url, pbx_name
 from screenpop.lookup import Lookup
@@ -79,6 +80,7 @@ class Services:
     agents: AgentAdmin
     access: AccessRecorder
     masker: Masker
+    health: HealthBoard
     cti: list[CtiLink] = field(default_factory=list)
     freeze_gc: bool = False  # the CLI sets it: after start, keep the long-lived objects out of collections
     _cti_tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -121,7 +123,9 @@ class Services:
             self.registry.start()
             _closing(stack, "the calls", self.registry.close)
             _closing(stack, "the lookups in flight", self._finish_lookups)
-            await stack.enter_async_context(self.control.serving(self.admin.reload, self.agents.reload))
+            await stack.enter_async_context(self.control.serving(self.admin.reload, self.agents.reload,
+                                                                 self.health.receive))
+            _task(stack, self.health.run(), "screenpop-health")
             _closing(stack, "the lease store", self.leases.close)
             for link in self.cti:
                 self._cti_tasks.append(_task(stack, supervise_cti(link, self.registry.handle), f"cti-{link.name}"))
@@ -222,6 +226,7 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
         cache_backend=cache_backend,
         cache=cache, metrics=metrics, admin=admin, control=control, cti=cti, gc_settler=gc_settler,
         leases=leases, probes=probes, masker=masker, access=access,
+        health=HealthBoard(lambda: registry.lookup.sources, control.health),
         agents=AgentAdmin(config, store, directory, announce=control.agents_changed),
     )
 

@@ -13,7 +13,6 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 
 from screenpop.api.admin import AdminDep, SupervisorDep
-from screenpop.api.admin_connectors import health
 from screenpop.api.deps import ServicesDep
 from screenpop.models import Card
 from screenpop.service import Services
@@ -102,5 +101,5 @@ async def live(viewer: SupervisorDep, services: ServicesDep) -> dict[str, Any]:
             for a in entry["agents"]:
                 a["display_ms"] = latency.get((entry["call_id"], a["id"]))
     ordered = sorted(calls.values(), key=lambda c: c["started_at"] or "")
-    return {"calls": ordered, "connectors": [health(s) for s in services.lookup.sources],
+    return {"calls": ordered, "connectors": services.health.merged(),
             "at": datetime.now(UTC).isoformat(timespec="seconds")}

@@ -39,21 +39,11 @@ async def kinds(admin: AdminDep) -> dict[str, Any]:
                        "options": cls.Options.model_json_schema()} for name, cls in sorted(found.items())]}
 
 
-def health(source: Source) -> dict[str, Any]:
-    """One source's health as the console shows it."""
-    stats = source.stats
-    return {"name": source.name, "role": source.config.role, "kind": source.config.kind,
-            "breaker": source.breaker.state, "retry_in_s": round(source.breaker.retry_in_s(), 1),
-            "latency": stats.percentiles(), **stats.rates(), "requests": sum(stats.outcomes.values()),
-            "cache_hit_rate": stats.hit_rate(), "in_flight": source.bulkhead.in_flight,
-            "bulkhead_refused": source.bulkhead.refused}
-
-
 @router.get("/health")
 async def all_health(admin: AdminDep, services: ServicesDep) -> dict[str, Any]:
-    """Every running connector's health on this instance: breaker, p50/p95, error and timeout rates,
-    cache hit rate, requests in flight."""
-    return {"connectors": [health(s) for s in services.lookup.sources]}
+    """Every running connector's health over the instances of the cluster (screenpop/healthboard.py):
+    breaker, p50/p95, error and timeout rates, cache hit rate, requests in flight."""
+    return {"connectors": services.health.merged()}
 
 
 def _cache_state(source: Source | None, section: Section) -> str:

@@ -74,6 +74,8 @@ def backend() -> Iterator[str]:
     """A real HTTP back office in its own thread and event loop (the test's thread blocks on the sockets):
     one customer with an e-mail address, a balance with an IBAN, and a route that fails."""
     async def people(request: web.Request) -> web.Response:
+        if request.query.get("phone") == "+14155550111":  # two customers share this number
+            return web.json_response([{"id": "C2001", "name": "Ann Lee"}, {"id": "C2002", "name": "Bo Lee"}])
         if request.query.get("phone") != "+14155550100":
             return web.json_response([])
         return web.json_response([{"id": "C1001", "name": "Jane Roe", "email": "jane.roe@example.com"}])
@@ -267,3 +269,27 @@ def _frames_until_settled(ws: Any) -> str:
         m = json.loads(text)
         if m.get("type") == "card.section" and m.get("name") == "balance":
             return "\n".join(frames)
+
+
+def test_choosing_among_several_customers_is_audited(tmp_path: Path, backend: str) -> None:
+    """An agent's `select` among several matches is an access row `chosen` with the customer picked."""
+    with make(tmp_path, backend) as c:
+        alice = bearer(c, "alice")
+        login(c, "ada")
+        services = c.app.state.services  # type: ignore[attr-defined]
+        with c.websocket_connect("/ws/agent", headers=alice) as ws:
+            assert ws.receive_json()["type"] == "snapshot"
+            call = CallEvent(call_id="s1", event=EventKind.RINGING, caller="+14155550111", agents=["alice"])
+            c.portal.call(services.registry.handle, call)  # type: ignore[union-attr]
+            while True:
+                m = ws.receive_json()
+                if m.get("type") == "card.section" and m.get("name") == "customer":
+                    assert m["data"]["match"] == "several"
+                    break
+            ws.send_json({"type": "select", "call_id": "s1", "customer_id": "C2002"})
+            while True:  # the sections are fetched for the customer chosen
+                m = ws.receive_json()
+                if m.get("type") == "card.section" and m.get("name") == "balance" and m["status"] != "pending":
+                    break
+        rows = c.get("/api/admin/access", params={"customer": "C2002"}).json()["entries"]
+        assert any(r["agent"] == "alice" and r["action"] == "chosen" for r in rows), rows
