@@ -176,21 +176,27 @@ class AccessRecorder:
 
     # -- recording (never waits) ------------------------------------------------------------------
     def note(self, agent: str, call_id: str, card: Card, action: str, latency_ms: float | None = None,
-             customer_id: str | None = None) -> None:
-        """Queue one row about `card` as `agent` was shown it."""
+             customer_id: str | None = None, masked_by_role: dict[str, bool] | None = None) -> None:
+        """Queue one row about `card` as `agent` was shown it (`masked_by_role`: worked out once per card)."""
         if len(self.queue) >= QUEUE_MAX:
             self.dropped += 1
             return
         customer, sections = shown(card)
-        masked = self.masker.card(card, self.role_of(agent))[1] if self.masker is not None else False
+        role = self.role_of(agent)
+        masked = masked_by_role.get(role) if masked_by_role is not None else None
+        if masked is None:
+            masked = self.masker is not None and self.masker.active() and self.masker.card(card, role)[1]
+            if masked_by_role is not None:
+                masked_by_role[role] = masked
         self.queue.append({"at": self.clock(), "agent": agent, "call_id": call_id,
                            "customer_id": customer_id or customer, "action": action, "sections": sections,
                            "masked": masked, "latency_ms": latency_ms})
 
     def delivered(self, agents: Iterable[str], card: Card) -> None:
         """The card went to these agents."""
+        by_role: dict[str, bool] = {}
         for agent in agents:
-            self.note(agent, card.call_id, card, "delivered")
+            self.note(agent, card.call_id, card, "delivered", masked_by_role=by_role)
 
     async def displayed(self, agent: str, call_id: str, waited_s: float | None) -> None:
         """The agent's browser shows the card (its `ack`); the card is read from the call store."""

@@ -16,7 +16,6 @@ of recipients that sees the same thing), so a value masked for a role never reac
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
@@ -70,23 +69,27 @@ class MaskRule(BaseModel):
 
 
 def _mask_record(record: Any, rules: list[MaskRule], role: str, nested: bool) -> tuple[Any, bool]:
-    """A record (dict) with the fields this role may not see masked; (new record, whether anything changed)."""
+    """A record (dict) with the fields this role may not see masked; (new record, whether anything changed).
+    Copies only what it changes (the record, and its `extra` for an identity record)."""
     if not isinstance(record, dict):
         return record, False
-    changed = False
-    out = record
+    out, extra = record, record.get("extra") if nested else None
     for rule in rules:
         if role in rule.unmasked_for:
             continue
-        for holder in ([out, out.get("extra")] if nested else [out]):
-            if isinstance(holder, dict) and holder.get(rule.field) is not None:
-                if out is record:
-                    out = copy.deepcopy(record)
-                    holder = out if holder is record else out.get("extra")
-                assert isinstance(holder, dict)
-                holder[rule.field] = rule.apply(holder[rule.field])
-                changed = True
-    return out, changed
+        if out.get(rule.field) is not None:
+            if out is record:
+                out = dict(record)
+            out[rule.field] = rule.apply(out[rule.field])
+        if isinstance(extra, dict) and extra.get(rule.field) is not None:
+            if extra is record.get("extra"):
+                extra = dict(extra)
+            extra[rule.field] = rule.apply(extra[rule.field])
+    if extra is not None and extra is not record.get("extra"):
+        if out is record:
+            out = dict(record)
+        out["extra"] = extra
+    return out, out is not record
 
 
 def mask_data(data: Any, rules: list[MaskRule], role: str, identity: bool = False) -> tuple[Any, bool]:
@@ -110,8 +113,8 @@ def mask_data(data: Any, rules: list[MaskRule], role: str, identity: bool = Fals
 def _mask_customer(customer: Customer | None, rules: list[MaskRule], role: str) -> Customer | None:
     if customer is None:
         return None
-    data, changed = _mask_record(customer.model_dump(mode="json"), rules, role, True)
-    return Customer.model_validate(data) if changed else customer
+    data, changed = _mask_record(customer.model_dump(), rules, role, True)
+    return Customer.model_construct(**data) if changed else customer  # (masked strings of valid fields)
 
 
 class Masker:

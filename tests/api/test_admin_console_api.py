@@ -86,10 +86,15 @@ def backend() -> Iterator[str]:
     async def fail(request: web.Request) -> web.Response:
         return web.json_response({"error": "boom"}, status=500)
 
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(1.0)
+        return web.json_response({"late": True})
+
     loop = asyncio.new_event_loop()
     port = free_port()
     app = web.Application()
-    app.add_routes([web.get("/people", people), web.get("/balance/{id}", balance), web.get("/fail/{id}", fail)])
+    app.add_routes([web.get("/people", people), web.get("/balance/{id}", balance), web.get("/fail/{id}", fail),
+                    web.get("/slow/{id}", slow)])
     runner = web.AppRunner(app)
 
     async def up() -> None:
@@ -187,12 +192,15 @@ def test_kinds_give_the_schemas_with_secret_markers(admin: TestClient) -> None:
 
 
 def test_waterfall_times_each_connector(tmp_path: Path, backend: str) -> None:
-    """The waterfall: identity first, then each section starting after it, with status, cache, data, and the
-    card as an agent sees it (masked)."""
+    """The waterfall: identity first, then each section starting after it, with status (a failing and a slow
+    source each say so), cache, data, and the card as an agent sees it (masked)."""
     with make(tmp_path, backend) as c:
         login(c, "ada")
         r = c.put("/api/admin/connectors/broken", json={"kind": "http", "role": "section",
                                                         "options": {"url": f"{backend}/fail/{{customer_id}}"}})
+        assert r.status_code == 201, r.text
+        r = c.put("/api/admin/connectors/sluggish", json={"kind": "http", "role": "section", "timeout_ms": 200,
+                                                          "options": {"url": f"{backend}/slow/{{customer_id}}"}})
         assert r.status_code == 201, r.text
         body = c.post("/api/admin/lookup/waterfall", json={"number": "+14155550100"})
         assert body.status_code == 200, body.text
@@ -202,6 +210,7 @@ def test_waterfall_times_each_connector(tmp_path: Path, backend: str) -> None:
         assert rows["broken"]["status"] == "error" and "500" in rows["broken"]["reason"]
         assert rows["broken"]["start_ms"] >= rows["people"]["end_ms"] - 1
         assert rows["balance"]["cache"] == "off"
+        assert rows["sluggish"]["status"] == "timeout" and rows["sluggish"]["reason"] == "no answer in time"
         card = body.json()["card"]
         assert card["customer"]["extra"]["email"] == "j\u2022\u2022\u2022@example.com"
         assert "jane.roe" not in json.dumps(card) and "0532013000" not in json.dumps(card)

@@ -44,6 +44,9 @@ def backend() -> Iterator[str]:
         return web.json_response({"error": "boom"}, status=500)
 
     async def ok(request: web.Request) -> web.Response:
+        given = request.headers.get("Authorization")
+        if given is not None and given != "Bearer tok-1":  # a secret sent along must be the one stored
+            return web.json_response({"error": "bad token"}, status=401)
         return web.json_response({"points": 120, "tier": "gold"})
 
     loop = asyncio.new_event_loop()
@@ -212,6 +215,26 @@ def test_admin_adds_a_broken_connector_sees_error_fixes_it_sees_ok(
     run_lookup(page)
     expect(bar).to_have_attribute("data-status", "ok", timeout=TIMEOUT_MS)
     expect(bar).to_contain_text("gold")
+
+    # a secret: typed once, then shown as "set"; saving the form again keeps it (the source still accepts it)
+    page.get_by_role("link", name="Connectors").click()
+    row.get_by_role("button", name=f"Edit {name}").click()
+    form = page.get_by_test_id("connector-form")
+    form.locator('[data-path="options.auth"] > select').select_option("bearer")
+    token = form.locator('[data-path="options.auth.token"]')
+    expect(token.get_by_test_id("secret-state")).to_have_text("not set")
+    token.locator("input").fill("tok-1")
+    form.get_by_role("button", name="Save").click()
+    expect(form).to_have_count(0, timeout=TIMEOUT_MS)
+    row.get_by_role("button", name=f"Edit {name}").click()
+    form = page.get_by_test_id("connector-form")
+    expect(token.get_by_test_id("secret-state")).to_have_text("set")
+    expect(token.locator("input")).to_be_hidden()
+    expect(token.get_by_role("button", name="Replace")).to_be_visible()
+    form.get_by_role("button", name="Save").click()
+    expect(form).to_have_count(0, timeout=TIMEOUT_MS)
+    run_lookup(page)
+    expect(bar).to_have_attribute("data-status", "ok", timeout=TIMEOUT_MS)  # "Bearer tok-1" still sent
 
     page.get_by_role("link", name="Connectors").click()
     expect(row).to_contain_text("closed")
