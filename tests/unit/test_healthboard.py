@@ -67,14 +67,20 @@ async def test_health_crosses_the_control_channel() -> None:
     a, b = ControlChannel(bus, "t.control", "a"), ControlChannel(bus, "t.control", "b")
     board_a = HealthBoard(lambda: [source()], a.health)
     board_b = HealthBoard(lambda: [source()], b.health)
+    heard: list[str] = []
+    arrived = asyncio.Event()
+
+    def receive(instance: str, connectors: Any) -> None:
+        heard.append(instance)
+        board_b.receive(instance, connectors)
+        arrived.set()
+
     try:
-        async with b.serving(_reload, None, board_b.receive):
+        async with b.serving(_reload, None, receive):
             await b.health(board_b.local())  # its own: ignored
             await a.health(board_a.local())
-            async with asyncio.timeout(5):
-                while "a" not in board_b.peers:
-                    await asyncio.sleep(0.01)
-            assert list(board_b.peers) == ["a"]
+            await asyncio.wait_for(arrived.wait(), 5)
+            assert heard == ["a"] and list(board_b.peers) == ["a"]
     finally:
         await bus.disconnect()
 
