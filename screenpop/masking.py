@@ -73,7 +73,8 @@ def _mask_record(record: Any, rules: list[MaskRule], role: str, nested: bool) ->
     Copies only what it changes (the record, and its `extra` for an identity record)."""
     if not isinstance(record, dict):
         return record, False
-    out, extra = record, record.get("extra") if nested else None
+    out: dict[Any, Any] = record
+    extra: Any = record.get("extra") if nested else None
     for rule in rules:
         if role in rule.unmasked_for:
             continue
