@@ -75,6 +75,7 @@ def _mask_record(record: Any, rules: list[MaskRule], role: str, nested: bool) ->
         return record, False
     out: dict[Any, Any] = record
     extra: Any = record.get("extra") if nested else None
+    extra_copied = False
     for rule in rules:
         if role in rule.unmasked_for:
             continue
@@ -83,10 +84,10 @@ def _mask_record(record: Any, rules: list[MaskRule], role: str, nested: bool) ->
                 out = dict(record)
             out[rule.field] = rule.apply(out[rule.field])
         if isinstance(extra, dict) and extra.get(rule.field) is not None:
-            if extra is record.get("extra"):
-                extra = dict(extra)
+            if not extra_copied:
+                extra, extra_copied = dict(extra), True
             extra[rule.field] = rule.apply(extra[rule.field])
-    if extra is not None and extra is not record.get("extra"):
+    if extra_copied:
         if out is record:
             out = dict(record)
         out["extra"] = extra
