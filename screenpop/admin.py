@@ -189,6 +189,21 @@ class ConnectorAdmin:
         await self.announce()
         return cfg, old is None
 
+    async def check_many(self, bodies: list[dict[str, Any]]) -> None:
+        """Check connectors to be imported together (secrets sent as ******** keep the stored ones);
+        ConfigError names the first problem, with the entry's position."""
+        current = {c.name: c for c in await self.effective()}
+        checked: dict[str, ConnectorConfig] = {}
+        for i, body in enumerate(bodies):
+            old = current.get(str(body.get("name")))
+            try:
+                cfg = ConnectorConfig.model_validate(restore(body, old.model_dump(mode="json") if old else None))
+            except ValidationError as err:
+                raise ConfigError(format_validation_error(err, prefix=f"connectors[{i}].")) from None
+            self.build.source(cfg, f"connectors[{i}] ({cfg.name})")  # the kind and its options
+            checked[cfg.name] = cfg
+        self.validate([c for c in current.values() if c.name not in checked] + list(checked.values()))
+
     async def delete(self, name: str, actor: str) -> bool:
         """Remove a connector (file or admin); False when there is none of that name."""
         current = {c.name: c for c in await self.effective()}

@@ -61,14 +61,28 @@ class Directory:
     def __init__(self, agents: list[AgentConfig]) -> None:
         self._by_id: dict[str, Agent] = {}
         self._by_address: dict[str, str] = {}
+        self.load(agents)
+
+    def load(self, agents: list[AgentConfig]) -> None:
+        """Replace every agent at once (the admin console's changes, screenpop/agentadmin.py). A disabled
+        agent is left out: they cannot sign in, their sessions stop, no call rings for them."""
+        by_id: dict[str, Agent] = {}
+        by_address: dict[str, str] = {}
         for a in agents:
-            agent = Agent(
+            if a.disabled:
+                continue
+            by_id[a.id] = Agent(
                 id=a.id, name=a.name, role=a.role, extensions=tuple(a.extensions),
                 addresses=tuple(a.addresses), password_hash=a.password_hash,
             )
-            self._by_id[a.id] = agent
             for addr in (a.id, *a.extensions, *a.addresses):
-                self._by_address[addr.lower()] = a.id
+                by_address[addr.lower()] = a.id
+        self._by_id, self._by_address = by_id, by_address
+
+    def role_of(self, agent_id: str) -> str:
+        """The agent's role; `agent` (the least) for an id the directory does not know."""
+        agent = self._by_id.get(agent_id)
+        return agent.role if agent is not None else "agent"
 
     def get(self, agent_id: str) -> Agent | None:
         """The agent with this id, or None."""
@@ -98,6 +112,10 @@ class Directory:
 
         ok = await asyncio.to_thread(check)
         return agent if ok and agent is not None else None
+
+    def agents(self) -> list[Agent]:
+        """Every agent who may sign in, in the order loaded."""
+        return list(self._by_id.values())
 
     def __len__(self) -> int:
         return len(self._by_id)

@@ -27,7 +27,7 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -49,6 +49,7 @@ from screenpop.callstore.machine import (
 from screenpop.callstore.memory import MemoryCallStore
 from screenpop.logs import call_id_var
 from screenpop.lookup import CUSTOMER, Emit, Lookup
+from screenpop.masking import Masker
 from screenpop.models import CallEvent, Card, EventKind, LookupQuery, Section, SectionStatus
 from screenpop.outbox import Outbox
 from screenpop.phone import normalize
@@ -74,7 +75,8 @@ class CallRegistry:
                  region: str = "US", ttl_s: float = 4 * 3600, max_calls: int = 20_000, instance: str | None = None,
                  lease_s: float = 3.0, sweep_s: float = 1.0, clock: Callable[[], float] = time.time,
                  on_event: Callable[[str], None] | None = None,
-                 on_pop: Callable[[float], None] | None = None) -> None:
+                 on_pop: Callable[[float], None] | None = None, masker: Masker | None = None,
+                 on_delivered: Callable[[list[str], Card], None] | None = None) -> None:
         self.directory = directory
         self.lookup = lookup
         self.outbox = outbox
@@ -88,6 +90,8 @@ class CallRegistry:
         self._sweeper: asyncio.Task[None] | None = None
         self.on_event = on_event  # metrics: an event was received (its kind)
         self.on_pop = on_pop  # metrics: seconds from the event to the card handed out
+        self.masker = masker  # PII masked by role: one message per group of recipients (screenpop/masking.py)
+        self.on_delivered = on_delivered  # the access audit: a card went to these agents
 
     def _token(self) -> str:
         self._tokens += 1
@@ -174,21 +178,44 @@ class CallRegistry:
         """Send the effects of a stored change, in order, unless the store published them with the change;
         True when a card was handed out."""
         rang = any(e.kind == "ringing" for e in out.effects)
+        if self.on_delivered is not None and out.record is not None:
+            self._delivered(out.effects, out.record.card)
         if self.store.publishes:
             return rang
-        messages = [(e.to, _message(e, out.record)) for e in out.effects]  # every message built before any wait
+        messages = [m for e in out.effects for m in self._outgoing(e, out.record)]  # all built before any wait
         for to, message in messages:
             await self.outbox.send(to, message)
         return rang
 
-    @staticmethod
-    def _render(out: Outcome) -> list[str]:
+    def _delivered(self, effects: list[Effect], card: Card) -> None:
+        """Tell the access audit who got the card: when it rang, and when the caller was identified."""
+        assert self.on_delivered is not None
+        for e in effects:
+            if e.kind == "ringing" or (e.kind == "section" and e.detail.name == CUSTOMER and card.customer):
+                self.on_delivered(list(e.to), card)
+
+    def _outgoing(self, e: Effect, record: CallRecord | None) -> list[tuple[Sequence[str], protocol.Message]]:
+        """The messages of an effect with their recipients: one, or one per role when a connector masks
+        fields (a role's recipients never get a value it may not see)."""
+        masker = self.masker
+        if masker is None or e.kind not in ("ringing", "section") or not masker.active():
+            return [(e.to, _message(e, record))]
+        out: list[tuple[Sequence[str], protocol.Message]] = []
+        for role, to in masker.groups(e.to).items():
+            if e.kind == "ringing":
+                assert record is not None
+                out.append((to, protocol.ringing(masker.card(record.card, role)[0])))
+            else:
+                out.append((to, protocol.section(e.call_id, masker.section(e.detail, role)[0])))
+        return out
+
+    def _render(self, out: Outcome) -> list[str]:
         """The bus texts of a change's effects, for a store that publishes them with the change."""
         texts = []
         for e in out.effects:
-            to = sorted(set(e.to))
-            if to:
-                texts.append(protocol.envelope(to, _message(e, out.record)))
+            for to, message in self._outgoing(e, out.record):
+                if to:
+                    texts.append(protocol.envelope(sorted(set(to)), message))
         return texts
 
     # -- the lookup ------------------------------------------------------------------------------

@@ -121,7 +121,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"""
   screenpop {__version__} demo  (DEMO ONLY: these logins and secrets are public, never use them in production)
 
-    console:  {url}/
+    console:  {url}/      admin console: {url}/admin (log in as admin)
     logins:   alice / {DEMO_PASSWORD}  (ext. 1001)    bob / {DEMO_PASSWORD}  (ext. 1002)    admin / {DEMO_PASSWORD}
     webhook:  {url}/telephony/webhook   secret: {DEMO_WEBHOOK_SECRET}
     twilio:   voice {url}/telephony/twilio/voice   status {url}/telephony/twilio/status   token: demo-twilio-token

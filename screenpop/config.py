@@ -6,7 +6,7 @@
         password_hash: "$argon2id$..."  # made by `screenpop hash-password`
         extensions: ["1001"]            # phone extensions that ring for this agent
         addresses: ["client:alice"]     # other telephony addresses (Twilio client, SIP user ...)
-        role: agent                     # agent | admin
+        role: agent                     # agent | supervisor (the live view) | admin (the admin console)
     connectors:
       - name: customers                 # unique; used in logs and as the section's source
         kind: sql                       # http | sql | any installed plugin kind
@@ -37,11 +37,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from screenpop.cache.policy import CachePolicy
 from screenpop.errors import ConfigError as ConfigError  # re-exported: the errors are defined in one tree
+from screenpop.masking import MaskRule
 from screenpop.models import CUSTOMER_SECTION, View
 from screenpop.models import format_validation_error as format_validation_error  # re-exported, one formatter
+from screenpop.names import canonical
 from web import WEB_DIR
 
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+Role = Literal["agent", "supervisor", "admin"]
+ROLES: tuple[str, ...] = ("agent", "supervisor", "admin")
 
 
 @functools.cache
@@ -61,7 +65,8 @@ class AgentConfig(Strict):
     password_hash: str = Field(min_length=10)
     extensions: list[str] = Field(default_factory=list)
     addresses: list[str] = Field(default_factory=list)
-    role: Literal["agent", "admin"] = "agent"
+    role: Role = "agent"
+    disabled: bool = False  # a disabled agent cannot sign in, and no call rings for them
 
     @field_validator("extensions", "addresses", mode="before")
     @classmethod
@@ -90,6 +95,7 @@ class ConnectorConfig(Strict):
     enabled: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
     view: View | None = None  # how the console shows the section (default: the kind's; see docs/connectors.md)
+    masking: list[MaskRule] = Field(default_factory=list, max_length=100)  # fields masked by role (masking.py)
 
     @model_validator(mode="before")
     @classmethod
@@ -158,17 +164,9 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
-        seen: dict[str, str] = {}
-        for a in self.agents:
-            if a.id in seen:
-                raise ValueError(f"agent id {a.id!r} appears twice")
-            seen[a.id] = a.id
-        for a in self.agents:
-            for addr in [*a.extensions, *a.addresses]:
-                owner = seen.get(addr)
-                if owner is not None and owner != a.id:
-                    raise ValueError(f"address {addr!r} of agent {a.id!r} already belongs to {owner!r}")
-                seen[addr] = a.id
+        problem = agent_collision(self.agents)
+        if problem:
+            raise ValueError(problem)
         names = [c.name for c in self.connectors]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
@@ -182,6 +180,27 @@ class Config(Strict):
             if sum(1 for c in self.connectors if c.role == role and c.enabled) > 1:
                 raise ValueError(f"only one enabled connector may have role {role}")
         return self
+
+
+def agent_collision(agents: list[AgentConfig]) -> str | None:
+    """Why these agents cannot live together (an id twice, an address of two agents), compared in their
+    canonical form (`screenpop.names`); None when they can."""
+    seen: dict[str, str] = {}
+    for a in agents:
+        if canonical(a.id) in seen:
+            other = seen[canonical(a.id)]
+            if other == a.id:
+                return f"agent id {a.id!r} appears twice"
+            return f"agent id {a.id!r} is the same name as agent {other!r}"
+        seen[canonical(a.id)] = a.id
+    for a in agents:
+        for what, values in (("extensions", a.extensions), ("addresses", a.addresses)):
+            for addr in values:
+                owner = seen.get(canonical(addr))
+                if owner is not None and owner != a.id:
+                    return f"{what}: address {addr!r} of agent {a.id!r} already belongs to {owner!r}"
+                seen[canonical(addr)] = a.id
+    return None
 
 
 def parse_config(data: Any, source: str = "<config>") -> Config:

@@ -106,15 +106,23 @@ class Stats:
             self.latencies_ms.append(latency_ms)
 
     def percentiles(self) -> dict[str, float | None]:
-        """p50/p90/p99 of the recent latencies (None when there are none)."""
+        """p50/p90/p95/p99 of the recent latencies (None when there are none)."""
         data = sorted(self.latencies_ms)
         if not data:
-            return {"p50_ms": None, "p90_ms": None, "p99_ms": None}
+            return {"p50_ms": None, "p90_ms": None, "p95_ms": None, "p99_ms": None}
 
         def pick(q: float) -> float:
             return round(data[min(len(data) - 1, int(q * len(data)))], 1)
 
-        return {"p50_ms": pick(0.5), "p90_ms": pick(0.9), "p99_ms": pick(0.99)}
+        return {"p50_ms": pick(0.5), "p90_ms": pick(0.9), "p95_ms": pick(0.95), "p99_ms": pick(0.99)}
+
+    def rates(self) -> dict[str, float | None]:
+        """Shares of the recorded outcomes: errors (`error`, `unavailable`) and timeouts (None before any)."""
+        total = sum(self.outcomes.values())
+        if not total:
+            return {"error_rate": None, "timeout_rate": None}
+        errors = self.outcomes["error"] + self.outcomes["unavailable"]
+        return {"error_rate": round(errors / total, 3), "timeout_rate": round(self.outcomes["timeout"] / total, 3)}
 
     def hit_rate(self) -> float | None:
         total = sum(self.cache.values())

@@ -23,7 +23,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from screenpop.access import AccessRecorder, access_log_for
 from screenpop.admin import ConnectorAdmin
+from screenpop.agentadmin import AgentAdmin
 from screenpop.auth import Directory, Tokens
 from screenpop.bus import Bus, bus_from_url
 from screenpop.cache import CacheBackend, CacheError, SectionCache, cache_from_url
@@ -33,10 +35,13 @@ from screenpop.config import Config, ConfigError, load_config
 from screenpop.control import ControlChannel
 from screenpop.ctilink import CtiLink, supervise_cti
 from screenpop.gcpace import GcSettler
+from screenpop.healthboard import HealthBoard
 from screenpop.hub import AgentHub
 from screenpop.lease import LeaseError, LeaseKeeper, LeaseStore, lease_key, lease_store_from_url, pbx_name
 from screenpop.lookup import Lookup
+from screenpop.masking import Masker, Rules
 from screenpop.metrics import Metrics
+from screenpop.models import Card
 from screenpop.outbox import Outbox
 from screenpop.probes import Probes
 from screenpop.settings import Settings
@@ -72,6 +77,10 @@ class Services:
     gc_settler: GcSettler
     leases: LeaseStore
     probes: Probes
+    agents: AgentAdmin
+    access: AccessRecorder
+    masker: Masker
+    health: HealthBoard
     cti: list[CtiLink] = field(default_factory=list)
     freeze_gc: bool = False  # the CLI sets it: after start, keep the long-lived objects out of collections
     _cti_tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -102,6 +111,9 @@ class Services:
             if not self.store.durable:
                 log.warning("SCREENPOP_STATE_URL is not set: connector changes made through the admin API "
                             "last until restart")
+            await self.agents.reload()  # the file's agents with the stored ones
+            await self.access.start()
+            _closing(stack, "the access audit", self.access.close)
             await self.admin.reload()  # builds and starts the connectors
             _closing(stack, "the connectors", self.admin.close)
             await self.hub.start()
@@ -111,7 +123,9 @@ class Services:
             self.registry.start()
             _closing(stack, "the calls", self.registry.close)
             _closing(stack, "the lookups in flight", self._finish_lookups)
-            await stack.enter_async_context(self.control.serving(self.admin.reload))
+            await stack.enter_async_context(self.control.serving(self.admin.reload, self.agents.reload,
+                                                                 self.health.receive))
+            _task(stack, self.health.run(), "screenpop-health")
             _closing(stack, "the lease store", self.leases.close)
             for link in self.cti:
                 self._cti_tasks.append(_task(stack, supervise_cti(link, self.registry.handle), f"cti-{link.name}"))
@@ -180,19 +194,25 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
     bus = bus or bus_from_url(settings.bus_url)
     outbox = Outbox(bus, channel=f"{settings.bus_prefix}.agents")
     calls = _call_store(settings)
+    store = store_from_url(settings.state_url)
+    slot: list[CallRegistry] = []
+    masker = Masker(_rules(lambda: slot[0].lookup), directory.role_of)
+    access = AccessRecorder(access_log_for(store), retention_days=settings.access_retention_days, masker=masker,
+                            role_of=directory.role_of, calls=calls)
     # metrics, all here: sections through the sources' observer (above), events and pops from the calls,
     # sources and sockets read at scrape time
     registry = CallRegistry(directory, lookup, outbox, store=calls, region=settings.default_region,
                             ttl_s=settings.call_ttl_s, max_calls=settings.max_calls,
-                            on_event=metrics.count_event, on_pop=metrics.observe_pop)
+                            on_event=metrics.count_event, on_pop=metrics.observe_pop, masker=masker,
+                            on_delivered=access.delivered)
+    slot.append(registry)
     secret_value = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     if not secret_value:
         log.warning("SCREENPOP_WEBHOOK_SECRET is not set: every webhook will be refused with 401")
     gc_settler = GcSettler(registry.lookups_running)  # does nothing until started (`freeze_gc`)
-    hub = AgentHub(bus, channel=f"{settings.bus_prefix}.agents", snapshots=calls.active,
+    hub = AgentHub(bus, channel=f"{settings.bus_prefix}.agents", snapshots=_masked_snapshots(calls, masker),
                    on_attach=gc_settler.attached)
     metrics.watch(lambda: registry.lookup.sources, hub)
-    store = store_from_url(settings.state_url)
     instance = secrets.token_hex(6)
     control = ControlChannel(bus, f"{settings.bus_prefix}.control", instance=instance)
     leases, cti = _cti_links(settings, instance)
@@ -205,8 +225,36 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
         registry=registry, webhook=GenericWebhook(secret_value), store=store, calls=calls,
         cache_backend=cache_backend,
         cache=cache, metrics=metrics, admin=admin, control=control, cti=cti, gc_settler=gc_settler,
-        leases=leases, probes=probes,
+        leases=leases, probes=probes, masker=masker, access=access,
+        health=HealthBoard(lambda: registry.lookup.sources, control.health),
+        agents=AgentAdmin(config, store, directory, announce=control.agents_changed),
     )
+
+
+def _rules(lookup: Callable[[], Lookup]) -> Callable[[], Rules]:
+    """The masking rules of the connectors in use, by connector name (worked out again when they change)."""
+    seen: list[tuple[Lookup, Rules]] = []
+
+    def rules() -> Rules:
+        current = lookup()
+        if not seen or seen[0][0] is not current:
+            seen[:] = [(current, {s.name: list(s.config.masking) for s in current.sources if s.config.masking})]
+        return seen[0][1]
+
+    return rules
+
+
+def _masked_snapshots(calls: CallStore, masker: Masker) -> Callable[[str], Awaitable[list[Any]]]:
+    """An agent's active cards as their role may see them (the hub's snapshots)."""
+
+    async def snapshots(agent_id: str) -> list[Any]:
+        cards: list[Card] = await calls.active(agent_id)
+        if not masker.active():
+            return cards
+        role = masker.role_of(agent_id)
+        return [masker.card(c, role)[0] if isinstance(c, Card) else c for c in cards]
+
+    return snapshots
 
 
 def _cti_links(settings: Settings, owner: str) -> tuple[LeaseStore, list[CtiLink]]:

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     call_ttl_s: int = Field(default=4 * 3600, gt=0)  # a call with no `ended` is dropped after this
     max_calls: int = Field(default=20_000, gt=0)
     demo: bool = False
+    access_retention_days: float = Field(default=90, gt=0, le=3650)  # the access audit keeps rows this long
     # Twilio (telephony/twilio.py): the account's auth token validates X-Twilio-Signature
     twilio_auth_token: SecretStr | None = None
     twilio_public_url: str | None = None  # e.g. https://pop.example.com when behind a proxy

@@ -1,7 +1,8 @@
-"""Where the administrators' changes live: connector overrides and the audit trail.
+"""Where the administrators' changes live: connector and agent overrides, and the audit trail.
 
 The config file is the base and stays the import/export format; connectors changed through the admin API
-are stored here as overrides that win by name (a deletion is an override too). `SCREENPOP_STATE_URL`
+are stored here as overrides that win by name (a deletion is an override too); agents changed in the admin
+console likewise, by id (screenpop/agentadmin.py). `SCREENPOP_STATE_URL`
 picks the store: a SQLAlchemy URL (`sqlite:////var/lib/screenpop/state.db`, `postgresql://...`, shared
 by every instance) or, when unset, memory (changes last until restart, with a warning at start).
 See docs/decisions/0004-admin-store.md.
@@ -40,12 +41,22 @@ class AdminStore(abc.ABC):
     async def audit(self, limit: int = 100) -> list[dict[str, Any]]:
         """The latest audit entries, newest first: {at, actor, action, target, detail}."""
 
+    @abc.abstractmethod
+    async def agent_overrides(self) -> dict[str, dict[str, Any] | None]:
+        """Every stored agent: agent id -> its full config (with its password hash), or None when deleted."""
+
+    @abc.abstractmethod
+    async def put_agent(self, agent_id: str, body: dict[str, Any] | None, actor: str, detail: dict[str, Any]) -> None:
+        """Store (or, with body None, delete) an agent and append one audit entry (`agent.put`/`agent.delete`),
+        atomically."""
+
 
 class MemoryStore(AdminStore):
     """Overrides in memory: for a single instance that accepts losing admin changes at restart."""
 
     def __init__(self) -> None:
         self._overrides: dict[str, dict[str, Any] | None] = {}
+        self._agents: dict[str, dict[str, Any] | None] = {}
         self._audit: list[dict[str, Any]] = []
 
     async def overrides(self) -> dict[str, dict[str, Any] | None]:
@@ -62,6 +73,17 @@ class MemoryStore(AdminStore):
     async def audit(self, limit: int = 100) -> list[dict[str, Any]]:
         """Newest first."""
         return list(reversed(self._audit[-limit:]))
+
+    async def agent_overrides(self) -> dict[str, dict[str, Any] | None]:
+        """A copy of the stored agents."""
+        copied: dict[str, dict[str, Any] | None] = json.loads(json.dumps(self._agents))
+        return copied
+
+    async def put_agent(self, agent_id: str, body: dict[str, Any] | None, actor: str, detail: dict[str, Any]) -> None:
+        """Replace the stored agent and remember who did it."""
+        self._agents[agent_id] = json.loads(json.dumps(body))
+        self._audit.append(_entry(actor, agent_id, body, detail, "agent."))
+        del self._audit[:-10_000]
 
 
 class SqlStore(AdminStore):
@@ -81,6 +103,9 @@ class SqlStore(AdminStore):
                              Column("at", Float, nullable=False), Column("actor", String(64), nullable=False),
                              Column("action", String(16), nullable=False), Column("target", String(64)),
                              Column("detail", JSON))
+        self.t_agents = Table("screenpop_agent_overrides", self.meta,
+                              Column("id", String(64), primary_key=True), Column("body", JSON, nullable=True),
+                              Column("updated_at", Float, nullable=False), Column("updated_by", String(64)))
         self.engine: Any = None
 
     async def start(self) -> None:
@@ -129,10 +154,30 @@ class SqlStore(AdminStore):
                                        .order_by(t.c.id.desc()).limit(limit))).all()
         return [dict(r._mapping) for r in rows]
 
+    async def agent_overrides(self) -> dict[str, dict[str, Any] | None]:
+        """Read every stored agent."""
+        from sqlalchemy import select
 
-def _entry(actor: str, name: str, body: dict[str, Any] | None, detail: dict[str, Any]) -> dict[str, Any]:
-    return {"at": time.time(), "actor": actor, "action": "delete" if body is None else "put", "target": name,
-            "detail": detail}
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(self.t_agents.c.id, self.t_agents.c.body))).all()
+        return {r.id: r.body for r in rows}
+
+    async def put_agent(self, agent_id: str, body: dict[str, Any] | None, actor: str, detail: dict[str, Any]) -> None:
+        """Upsert the agent and append the audit entry in one transaction."""
+        from sqlalchemy import delete, insert
+
+        entry = _entry(actor, agent_id, body, detail, "agent.")
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(self.t_agents).where(self.t_agents.c.id == agent_id))
+            await conn.execute(insert(self.t_agents).values(id=agent_id, body=body, updated_at=entry["at"],
+                                                            updated_by=actor))
+            await conn.execute(insert(self.t_audit).values(**entry))
+
+
+def _entry(actor: str, name: str, body: dict[str, Any] | None, detail: dict[str, Any],
+           prefix: str = "") -> dict[str, Any]:
+    return {"at": time.time(), "actor": actor, "action": prefix + ("delete" if body is None else "put"),
+            "target": name, "detail": detail}
 
 
 def _async_url(url: str) -> str:

@@ -25,7 +25,15 @@ async def require_admin(agent: AgentDep) -> Agent:
     return agent
 
 
+async def require_supervisor(agent: AgentDep) -> Agent:
+    """The logged-in agent, who must be a supervisor or an admin (else 403): the live view."""
+    if agent.role not in ("supervisor", "admin"):
+        raise HTTPException(403, "the supervisor or admin role is required")
+    return agent
+
+
 AdminDep = Annotated[Agent, Depends(require_admin)]
+SupervisorDep = Annotated[Agent, Depends(require_supervisor)]
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 MAX_ADMIN_BODY = 256 * 1024
 

@@ -138,6 +138,7 @@ async def _agent_message(services: Services, agent_id: str, text: str) -> None:
         waited = services.hub.acked(agent_id, str(m.get("call_id"))[:200])
         if waited is not None:
             services.metrics.display_latency.observe(waited)
+        await services.access.displayed(agent_id, str(m.get("call_id"))[:200], waited)
     elif kind == "select" and isinstance(m.get("call_id"), str) and m.get("customer_id") is not None:
         call_id = m["call_id"][:200]
         try:
@@ -146,5 +147,7 @@ async def _agent_message(services: Services, agent_id: str, text: str) -> None:
             refused = str(err)
         if refused:
             log.info("select on %s by %s refused: %s", call_id, agent_id, refused)
+        else:
+            await services.access.chosen(agent_id, call_id, str(m["customer_id"])[:200])
     else:
         log.info("agent %s sent an unknown message type %r", agent_id, str(kind)[:50])

@@ -1,10 +1,11 @@
-"""The browser pages (agent console, login) and the static files they load."""
+"""The browser pages (agent console, login, admin console, live view) and the static files they load."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse, Response
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
 
+from screenpop.api.deps import ServicesDep, session_token
 from web import WEB_DIR
 
 router = APIRouter()
@@ -13,8 +14,8 @@ CSP = ("default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 
        "object-src 'none'; base-uri 'none'; form-action 'self'")
 
 
-def _page(name: str) -> Response:
-    return FileResponse(WEB_DIR / name, media_type="text/html",
+def _page(name: str, status_code: int = 200) -> Response:
+    return FileResponse(WEB_DIR / name, media_type="text/html", status_code=status_code,
                         headers={"Content-Security-Policy": CSP, "Cache-Control": "no-cache",
                                  "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"})
 
@@ -29,3 +30,28 @@ async def console() -> Response:
 async def login_page() -> Response:
     """The login page."""
     return _page("login.html")
+
+
+def _role_page(request: Request, services: ServicesDep, name: str, roles: tuple[str, ...]) -> Response:
+    """`name` for a signed-in agent with one of `roles`; the sign-in page without a session; else 403 with
+    a link back to the agent console."""
+    token, _ = session_token(request)
+    agent_id = services.tokens.check(token)
+    agent = services.directory.get(agent_id) if agent_id else None
+    if agent is None:
+        return RedirectResponse("/login", status_code=303)
+    if agent.role not in roles:
+        return _page("admin/forbidden.html", status_code=403)
+    return _page(name)
+
+
+@router.get("/admin", include_in_schema=False)
+async def admin_console(request: Request, services: ServicesDep) -> Response:
+    """The administrators' console (role admin)."""
+    return _role_page(request, services, "admin/index.html", ("admin",))
+
+
+@router.get("/admin/live", include_in_schema=False)
+async def live_view(request: Request, services: ServicesDep) -> Response:
+    """The live view (supervisors and admins)."""
+    return _role_page(request, services, "admin/live.html", ("supervisor", "admin"))

@@ -190,3 +190,28 @@ async def test_the_control_channel_reaches_the_other_instances() -> None:
             assert reloads == ["b"]
     finally:
         await bus.disconnect()
+
+
+async def test_agent_changes_reach_the_other_instances_as_their_own_message() -> None:
+    """`agents.changed` reloads the other instances' agents (not their connectors), never the sender's."""
+    bus = MemoryBus()
+    await bus.connect()
+    a, b = ControlChannel(bus, "t.control", "a"), ControlChannel(bus, "t.control", "b")
+    reloads: list[str] = []
+    seen = asyncio.Event()
+
+    async def connectors() -> None:
+        reloads.append("connectors")
+
+    async def agents() -> None:
+        reloads.append("agents")
+        seen.set()
+
+    try:
+        async with b.serving(connectors, agents):
+            await b.agents_changed()  # its own: ignored
+            await a.agents_changed()
+            await asyncio.wait_for(seen.wait(), 5)
+            assert reloads == ["agents"]
+    finally:
+        await bus.disconnect()

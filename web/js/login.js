@@ -27,8 +27,8 @@ form.addEventListener("submit", async (event) => {
   submit.disabled = true;
   submit.textContent = "Signing in…";
   try {
-    await api("POST", "/api/login", { username: user, password: password.value });
-    location.replace("/");
+    const answer = await api("POST", "/api/login", { username: user, password: password.value });
+    location.replace(homeOf(answer.agent));
   } catch (err) {
     submit.disabled = false;
     submit.textContent = "Sign in";
@@ -41,5 +41,11 @@ form.addEventListener("submit", async (event) => {
   }
 });
 
+// administrators start in the admin console, supervisors in the live view, agents in the agent console
+function homeOf(agent) {
+  const role = agent && agent.role;
+  return role === "admin" ? "/admin" : role === "supervisor" ? "/admin/live" : "/";
+}
+
 // already signed in (e.g. the back button): straight to the console
-api("GET", "/api/me").then(() => location.replace("/"), () => {});
+api("GET", "/api/me").then((me) => location.replace(homeOf(me)), () => {});
