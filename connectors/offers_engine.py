@@ -132,9 +132,13 @@ class Engine:
         self.popular = _scaled(order_has)
         n_orders = len(orders.order_time)
         latest = orders.order_time >= np.sort(orders.order_time)[int(n_orders * 0.9)] if n_orders else orders.order_time
-        self.recent_popular = _scaled(np.bincount(orders.line_product[latest[orders.line_order]],
-                                                  minlength=n_p).astype(np.float64))
+        recent = np.bincount(orders.line_product[latest[orders.line_order]], minlength=n_p).astype(np.float64)
+        self.recent_share = recent / max(int(latest.sum()), 1)
+        self.recent_popular = _scaled(recent)
+        self.buyers = np.bincount(self.pair_product, minlength=n_p).astype(np.float64)
         self.fit = neighbours(self.pair_customer, self.pair_product, orders.n_customers, n_p, neighbours_per_product)
+        self.fit_by_target = self.fit.tocsc()
+        self.fit_by_target.sort_indices()
         self._own: dict[tuple[float, float], FloatArray] = {}
 
     def use_curve(self, curve: FloatArray | None) -> None:
@@ -286,7 +290,7 @@ def tune(orders: Orders, k: int = 10, max_customers: int = 20000, rounds: int = 
     cands = engine.candidates(who, Mix(), popular_per_customer=2 * k)
     half = np.zeros(len(who), dtype=bool)
     half[::2] = True  # the curve is learnt on half of the customers and checked with the search on all
-    curve = engine.learn_curve(who[half], truth[np.isin(truth // engine.n_p, who[half])])
+    curve: FloatArray | None = engine.learn_curve(who[half], truth[np.isin(truth // engine.n_p, who[half])])
 
     def score(m: Mix) -> FloatArray:
         if step is not None:

@@ -44,6 +44,7 @@ class Style:
     new_items: tuple[int, int] = (0, 2)  # new products per order
     complement_share: float = 0.5  # of the new products, the share that complements what they own
     switch: float = 0.03  # chance per order that a staple is replaced by another (tastes drift)
+    max_lines: int = 1000  # products per order at most (the staples first)
 
 
 REGULARS = Style(staples=(3, 20), keep_staple=0.7)
@@ -113,7 +114,7 @@ def shop(catalog: Catalog, customers: Sequence[str], start: date, end: date, sty
                 staples[_pick(rng, consumables, 0.5).sku] = float(rng.randint(*style.cycle_days))
             for _ in range(rng.randint(*style.new_items)):
                 progress = (day - start).days / max(span, 1)
-                hooks = [c for o in owned for c in catalog.by_sku[o].complements if c not in owned]
+                hooks = [c for o in sorted(owned) for c in catalog.by_sku[o].complements if c not in owned]
                 item = (catalog.by_sku[rng.choice(hooks)] if hooks and rng.random() < style.complement_share
                         else _pick(rng, catalog.items, progress))
                 if item.sku in owned and item.durable:
@@ -121,7 +122,7 @@ def shop(catalog: Catalog, customers: Sequence[str], start: date, end: date, sty
                 basket.append(item.sku)
             if not basket:
                 basket.append(_pick(rng, catalog.items, (day - start).days / max(span, 1)).sku)
-            basket = sorted(set(basket))
+            basket = sorted(list(dict.fromkeys(basket))[:style.max_lines])
             for sku in basket:
                 owned.add(sku)
                 last[sku] = day
