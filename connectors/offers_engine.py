@@ -130,6 +130,7 @@ class Engine:
         # popularity, all time and over the latest tenth of orders
         order_has = np.bincount(orders.line_product, minlength=n_p).astype(np.float64)
         self.popular = _scaled(order_has)
+        self.order_share = order_has / max(len(orders.order_time), 1)
         n_orders = len(orders.order_time)
         latest = orders.order_time >= np.sort(orders.order_time)[int(n_orders * 0.9)] if n_orders else orders.order_time
         recent = np.bincount(orders.line_product[latest[orders.line_order]], minlength=n_p).astype(np.float64)

@@ -6,7 +6,8 @@
     fits    "fits what they bought": products new to the customer, best first by their fit with what they
             bought (offers_neighbours), with the reason "bought by 34 % of customers who bought Cordless
             Drill 18V" (at least `min_customers` of them); filled up with the most popular products
-            ("popular: in 6 % of recent orders")
+            ("popular: in 6 % of recent orders", the latest tenth of orders, or "of orders" when it
+            has none there)
 
 A durable (a product the catalog marks as bought once) is never offered again to a customer who has it.
 When a catalog is given, a product it does not list, or lists out of stock, is left out; its price is shown.
@@ -17,6 +18,7 @@ ranked for every customer at once); `Model.offers_for` reads a few arrays for on
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,7 +114,7 @@ class Model:
 
     def _again(self, e: Engine, u: int, i: int) -> dict[str, Any]:
         p = int(np.searchsorted(e.pair_key, u * e.n_p + i))
-        since = self.today - float(e.pair_last[p])
+        since = float(math.floor(self.today) - math.floor(float(e.pair_last[p])))  # calendar days
         if e.pair_count[p] < 2:
             return self._record(i, "again", f"bought once, {days_text(since)}", None)
         interval = float(e.interval[p])
@@ -121,7 +123,8 @@ class Model:
         if not due:
             left = int(round(interval - since))
             when = "due tomorrow" if left <= 1 else f"due in about {left} days"
-        return self._record(i, "again", f"usually {interval_text(interval)}, last bought {days_text(since)}, {when}", due)
+        reason = f"usually {interval_text(interval)}, last bought {days_text(since)}, {when}"
+        return self._record(i, "again", reason, due)
 
     def _fits(self, e: Engine, u: int, i: int) -> dict[str, Any]:
         lo, hi = np.searchsorted(e.pair_key, [u * e.n_p, (u + 1) * e.n_p])
@@ -136,16 +139,15 @@ class Model:
             share, base = both_of(e, j, i) / e.buyers[j], e.buyers[i] / max(self.customers, 1)
             return self._record(i, "fits", f"bought by {percent(share)} % of customers who bought {name} "
                                            f"(by {percent(base)} % of all customers)", None)
-        return self._record(i, "fits", f"popular: in {percent(float(e.recent_share[i]))} % of recent orders", None)
+        share = e.order_share[i] if e.recent_share[i] == 0 else e.recent_share[i]
+        when = "orders" if e.recent_share[i] == 0 else "recent orders"
+        return self._record(i, "fits", f"popular: in {percent(float(share))} % of {when}", None)
 
 
-def both_of(e: Engine, j: int | IntArray, i: int | IntArray) -> Any:
+def both_of(e: Engine, j: int, i: int) -> int:
     """How many customers bought j and i, from their stored fit (exact for a stored pair)."""
-    column = e.fit_by_target
-    if isinstance(j, int) and isinstance(i, int):
-        fit = float(column[j, i])
-        return round(fit * float(np.sqrt((e.buyers[j] + 1.0) * (e.buyers[i] + 1.0))))
-    return np.rint(column[j, i] * np.sqrt((e.buyers[j] + 1.0) * (e.buyers[i] + 1.0)))
+    fit = float(e.fit_by_target[j, i])
+    return round(fit * float(np.sqrt((e.buyers[j] + 1.0) * (e.buyers[i] + 1.0))))
 
 
 def uplift(e: Engine, min_customers: int) -> sparse.csr_matrix:
@@ -203,11 +205,12 @@ def build_model(lines: Iterable[Sequence[Any]], today: Any, max_offers: int = 3,
     who = np.arange(orders.n_customers)
     cands = engine.candidates(who, mix, popular_per_customer=2 * max_offers)
     durable = np.array([sku in catalog.durables for sku in orders.products], dtype=bool)
-    ok = _available(orders, catalog)[cands.product]
+    available = _available(orders, catalog)
+    ok = available[cands.product]
     owned = cands.pair >= 0
     again = cands.top(mix, max_offers, who, keep=ok & owned & ~durable[cands.product])
     gains = uplift(engine, min_customers)
-    fits = _fits(engine, gains, mix, ok, max_offers)
+    fits = _fits(engine, gains, mix, available, max_offers)
     index = {c: u for u, c in enumerate(orders.customers)}
     return Model(orders, engine, names, catalog, again, fits, now, min_customers, gains.tocsc(), mix, index, count)
 
@@ -220,14 +223,14 @@ def _fits(e: Engine, gains: sparse.csr_matrix, mix: Mix, ok: npt.NDArray[np.bool
     keys, vals = spread(profile, gains, e.pair_key, 4 * n)
     new = ~np.isin(keys, e.pair_key) & ok[keys % e.n_p]
     keys, vals = keys[new], vals[new]
-    popular = np.argsort(-e.recent_popular, kind="stable")
+    popular = np.lexsort((-e.popular, -e.recent_popular))
     popular = popular[ok[popular]][:2 * n]
     fill_c = np.repeat(np.arange(e.orders.n_customers), len(popular))
     fill_p = np.tile(popular, e.orders.n_customers)
     fill_keep = ~np.isin(fill_c * e.n_p + fill_p, np.r_[e.pair_key, keys])
     customer = np.r_[keys // e.n_p, fill_c[fill_keep]]
     product = np.r_[keys % e.n_p, fill_p[fill_keep]]
-    score = np.r_[vals + 10.0, e.recent_popular[fill_p[fill_keep]]]
+    score = np.r_[vals + 10.0, e.recent_popular[fill_p[fill_keep]] + 1e-3 * e.popular[fill_p[fill_keep]]]
     best = top_per_row(customer, product, score, n)
     out = np.full((e.orders.n_customers, n), -1, dtype=np.int64)
     c = customer[best]
