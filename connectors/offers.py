@@ -38,13 +38,14 @@ from pydantic import ConfigDict, Field, field_validator
 from sqlalchemy import text
 
 from connectors.base import Connector, ConnectorError, ConnectorOptions
-from connectors.offers_model import Catalog, Model, build_model
+from connectors.offers_model import Catalog, Model, Sales, build_model
 from connectors.sql import SqlConnector, SqlOptions, check_query, normalize_url
 from screenpop.models import Column, LookupQuery, View
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_FAILURE_S = 30.0
+BATCH = 20000  # sales rows read, then encoded in a thread, at a time
 
 
 class OffersOptions(ConnectorOptions):
@@ -115,20 +116,24 @@ def _catalog(columns: list[str], rows: list[Sequence[Any]]) -> Catalog:
     return Catalog(products, frozenset(durables), complete=True)
 
 
-def _build(columns: list[str], rows: list[Sequence[Any]], opts: OffersOptions, catalog: Catalog | None) -> Model:
-    """The model from the query's result (CPU work: run it in a thread)."""
+def _add(sales: Sales, columns: list[str], rows: list[Sequence[Any]], opts: OffersOptions) -> None:
+    """Add a batch of the sales query's rows (CPU work: run it in a thread)."""
     where = {name: i for i, name in enumerate(columns)}
     for column in (opts.customer_column, opts.order_column, opts.time_column, opts.sku_column):
         if column not in where:
             raise ConnectorError(f"the sales query has no column {column!r} (it has {', '.join(columns)})")
     c, o, t, s = (where[x] for x in (opts.customer_column, opts.order_column, opts.time_column, opts.sku_column))
     n = where.get(opts.name_column)
-    lines = ((row[c], row[o], row[t], row[s], row[n] if n is not None else None) for row in rows)
-    today = opts.today or datetime.now(UTC)
     try:
-        return build_model(lines, today, opts.max_offers, opts.min_customers, catalog, learn=opts.learn)
+        sales.add((row[c], row[o], row[t], row[s], row[n] if n is not None else None) for row in rows)
     except ValueError as err:
         raise ConnectorError(f"the sales query's {opts.time_column} is not a date or time: {err}"[:200]) from None
+
+
+def _build(sales: Sales, opts: OffersOptions, catalog: Catalog | None) -> Model:
+    """The model from the collected sales (CPU work: run it in a thread)."""
+    today = opts.today or datetime.now(UTC)
+    return build_model(sales, today, opts.max_offers, opts.min_customers, catalog, learn=opts.learn)
 
 
 class OffersConnector(Connector):
@@ -188,16 +193,19 @@ class OffersConnector(Connector):
     async def rebuild(self) -> Model:
         """Load every order line and build a new model, then serve it. Raises ConnectorError."""
         opts = self.options
-        columns, rows, more = await self._sql.select(LookupQuery(phone=""), opts.max_rows, batch=5000)
-        if more:
-            raise ConnectorError(f"the sales query returned more than {opts.max_rows} rows (max_rows)")
+        sales = Sales()
+        async with contextlib.aclosing(self._sql.batches(LookupQuery(phone=""), batch=BATCH)) as batches:
+            async for columns, rows in batches:
+                if sales.lines + len(rows) > opts.max_rows:
+                    raise ConnectorError(f"the sales query returned more than {opts.max_rows} rows (max_rows)")
+                await asyncio.to_thread(_add, sales, columns, rows, opts)
         catalog = None
         if self._catalog_sql is not None:
             names, items, more = await self._catalog_sql.select(LookupQuery(phone=""), opts.max_rows, batch=5000)
             if more:
                 raise ConnectorError(f"the catalog query returned more than {opts.max_rows} rows (max_rows)")
             catalog = _catalog(names, items)
-        model = await asyncio.to_thread(_build, columns, rows, opts, catalog)
+        model = await asyncio.to_thread(_build, sales, opts, catalog)
         self._model, self._error = model, None
         self.generation += 1
         done, self._next_build = self._next_build, asyncio.Event()

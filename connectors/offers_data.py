@@ -19,6 +19,7 @@ A bad file raises OrdersFileError with one line saying where and what.
 from __future__ import annotations
 
 import csv
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -75,40 +76,58 @@ class Orders:
                       new_index[self.line_order[line_mask]].astype(np.int64), self.line_product[line_mask])
 
 
+class Encoder:
+    """Order lines in, `Orders` out: ids become integers as the lines come, so a big sales table is never
+    held in memory as rows (feed it batch by batch with `add`)."""
+
+    def __init__(self) -> None:
+        self.customers: dict[str, int] = {}
+        self.products: dict[str, int] = {}
+        self._orders: dict[tuple[int, str], int] = {}
+        self._o_cust = array("q")
+        self._o_time = array("d")
+        self._l_order = array("q")
+        self._l_prod = array("q")
+
+    def add(self, lines: Iterable[tuple[Any, Any, float, Any]]) -> None:
+        """Add (customer_id, order_id, time in days, product_id) lines; empty ids are skipped."""
+        customers, products, orders = self.customers, self.products, self._orders
+        o_cust, o_time, l_order, l_prod = self._o_cust, self._o_time, self._l_order, self._l_prod
+        for customer, order, t, product in lines:
+            c, p, oid = str(customer), str(product), str(order)
+            if not c or not p or not oid:
+                continue
+            u = customers.setdefault(c, len(customers))
+            o = orders.setdefault((u, oid), len(orders))
+            if o == len(o_cust):
+                o_cust.append(u)
+                o_time.append(t)
+            elif t < o_time[o]:
+                o_time[o] = t
+            l_order.append(o)
+            l_prod.append(products.setdefault(p, len(products)))
+
+    def orders(self) -> Orders:
+        """The orders added so far: sorted by customer, time, first appearance; one line per product."""
+        n_p = max(len(self.products), 1)
+        order_customer = np.frombuffer(self._o_cust, dtype=np.int64).copy() if self._o_cust else np.zeros(0, np.int64)
+        order_time = np.frombuffer(self._o_time, dtype=np.float64).copy() if self._o_time else np.zeros(0)
+        by = np.lexsort((np.arange(len(order_customer)), order_time, order_customer))  # customer, time, first seen
+        rank = np.empty_like(by)
+        rank[by] = np.arange(len(by))
+        l_order = np.frombuffer(self._l_order, dtype=np.int64) if self._l_order else np.zeros(0, np.int64)
+        l_prod = np.frombuffer(self._l_prod, dtype=np.int64) if self._l_prod else np.zeros(0, np.int64)
+        key = np.unique(rank[l_order] * n_p + l_prod) if len(l_order) else np.zeros(0, np.int64)
+        return Orders(list(self.customers), list(self.products), order_customer[by], order_time[by],
+                      key // n_p, key % n_p)
+
+
 def encode(lines: Iterable[tuple[Any, Any, float, Any]]) -> Orders:
     """Orders from (customer_id, order_id, time in days, product_id) lines. An order id names one order of
     one customer; its time is the earliest of its lines'. Ids become strings; empty ids are skipped."""
-    customers: dict[str, int] = {}
-    products: dict[str, int] = {}
-    orders: dict[tuple[int, str], int] = {}
-    o_cust: list[int] = []
-    o_time: list[float] = []
-    l_order: list[int] = []
-    l_prod: list[int] = []
-    for customer, order, t, product in lines:
-        c, p, oid = str(customer), str(product), str(order)
-        if not c or not p or not oid:
-            continue
-        u = customers.setdefault(c, len(customers))
-        o = orders.setdefault((u, oid), len(orders))
-        if o == len(o_cust):
-            o_cust.append(u)
-            o_time.append(t)
-        elif t < o_time[o]:
-            o_time[o] = t
-        l_order.append(o)
-        l_prod.append(products.setdefault(p, len(products)))
-    order_customer = np.asarray(o_cust, dtype=np.int64)
-    order_time = np.asarray(o_time, dtype=np.float64)
-    by = np.lexsort((np.arange(len(o_cust)), order_time, order_customer))  # customer, time, first seen
-    rank = np.empty_like(by)
-    rank[by] = np.arange(len(by))
-    line_order = rank[np.asarray(l_order, dtype=np.int64)] if l_order else np.zeros(0, dtype=np.int64)
-    line_product = np.asarray(l_prod, dtype=np.int64)
-    # one line per (order, product), sorted by order
-    key = np.unique(line_order * max(len(products), 1) + line_product)
-    return Orders(list(customers), list(products), order_customer[by], order_time[by],
-                  key // max(len(products), 1), key % max(len(products), 1))
+    encoder = Encoder()
+    encoder.add(lines)
+    return encoder.orders()
 
 
 def split_last(orders: Orders) -> tuple[Orders, npt.NDArray[np.bool_]]:

@@ -3,11 +3,14 @@
 The score of product i for customer u mixes what the literature found to work (Li et al., "A Next Basket
 Recommendation Reality Check", TOIS 2023; Hu et al., TIFU-KNN, SIGIR 2020):
 
-    repeat(u, i)   = own(u, i) * again(i) ** item_repeat * due(u, i) ** due          (i bought before)
+    repeat(u, i)   = own(u, i) * again(i) ** item_repeat * due(u, i) ** due * loyal(u) ** loyalty
+                                                                                     (i bought before)
     own(u, i)      = sum of decay ** (orders since) over u's orders with i / (the same sum over all u's
                      orders + shrink)           time-decayed personal frequency, shrunk when history is thin
     again(i)       = share of the customers who could have bought i again and did (smoothed): a durable
                      product scores near 0, a consumable near 1
+    loyal(u)       = share of u's order lines after their first order that re-bought a product (smoothed):
+                     a customer who never re-buys gets their own history ranked below the popular products
     due(u, i)      = how due i is: the time since u last bought it over u's usual interval for it (below)
     explore(u, i)  = neighbours * sum over u's products j of own(u, j) * fit(j, i) / sum own(u, .)
                      (offers_neighbours: customers who bought j also bought i)
@@ -38,7 +41,7 @@ import numpy.typing as npt
 from scipy import sparse
 
 from connectors.offers_data import FloatArray, IntArray, Orders, split_last
-from connectors.offers_neighbours import neighbours, spread, top_per_row
+from connectors.offers_neighbours import neighbours, spread, top_per_sorted_row
 
 DUE_AT = 0.85  # q from which a product counts as due
 Q_BINS = np.array([0.0, 0.25, 0.5, 0.7, 0.85, 1.0, 1.15, 1.35, 1.7, 2.2, 3.0, 5.0, 10.0])  # bins of q (left edges)
@@ -55,6 +58,7 @@ class Mix:
     neighbours: float = 0.1
     popularity: float = 0.1
     recent: float = 0.5
+    loyalty: float = 0.0
 
 
 GP_TOPFREQ = Mix(decay=1.0, shrink=0.0, item_repeat=0.0, due=0.0, neighbours=0.0, popularity=1e-6, recent=0.0)
@@ -66,6 +70,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "due": (0.0, 0.5, 1.0, 2.0),
     "neighbours": (0.0, 0.03, 0.1, 0.3, 1.0),
     "recent": (0.0, 0.3, 0.6, 1.0),
+    "loyalty": (0.0, 0.5, 1.0, 2.0),
 }
 
 
@@ -120,6 +125,13 @@ class Engine:
         rate = repeated.sum() / max(int(could.sum()), 1)
         self.again = ((np.bincount(self.pair_product, repeated, minlength=n_p) + 2.0 * rate)
                       / (np.bincount(self.pair_product, could, minlength=n_p) + 2.0))
+        # loyal(u): the share of u's lines after their first order that re-bought something (smoothed)
+        line_repeat = self.line_age < oldest[self.pair_of_line]
+        line_could = self.line_age < (self.order_count[line_customer] - 1)
+        chances = np.bincount(line_customer, line_could, minlength=orders.n_customers)
+        share = line_repeat.sum() / max(int(line_could.sum()), 1)
+        self.loyal = (np.bincount(line_customer, line_repeat, minlength=orders.n_customers) + 3.0 * share) / (
+            chances + 3.0)
         # due(u, i)
         self.interval = np.where(repeated, np.maximum((self.pair_last - self.pair_first)
                                                       / np.maximum(self.pair_count - 1, 1), 1.0), np.nan)
@@ -219,7 +231,7 @@ class Candidates:
         owned = self.pair >= 0
         p = np.maximum(self.pair, 0)
         repeat = np.where(owned, e.own(mix.decay, mix.shrink)[p] * e.again[self.product] ** mix.item_repeat
-                          * e.due[p] ** mix.due, 0.0)
+                          * e.due[p] ** mix.due * e.loyal[self.customer] ** mix.loyalty, 0.0)
         popular = (1.0 - mix.recent) * e.popular[self.product] + mix.recent * e.recent_popular[self.product]
         return repeat, mix.neighbours * self.nb + mix.popularity * popular
 
@@ -229,7 +241,7 @@ class Candidates:
         score = repeat + other
         rows = np.arange(len(score)) if keep is None else np.flatnonzero(keep)
         position = np.searchsorted(who, self.customer[rows])
-        best = top_per_row(position, self.product[rows], score[rows], k)  # by customer, best first
+        best = top_per_sorted_row(position, score[rows], k)  # by customer, best first
         out = np.full((len(who), k), -1, dtype=np.int64)
         pos = position[best]
         rank = np.arange(len(best)) - np.searchsorted(pos, pos)

@@ -27,11 +27,12 @@ import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 
-from connectors.offers_data import IntArray, Orders, encode, parse_time
+from connectors.offers_data import Encoder, IntArray, Orders, parse_time
 from connectors.offers_engine import DUE_AT, GP_TOPFREQ, Engine, Mix, tune
-from connectors.offers_neighbours import spread, top_per_row
+from connectors.offers_neighbours import spread, top_per_row, top_per_sorted_row
 
 LISTS = ("again", "fits")
+TUNE_CUSTOMERS = 8000  # the mix is learnt on this many customers' held-out orders at most (build time)
 
 
 def percent(fraction: float) -> int:
@@ -170,49 +171,78 @@ def _available(orders: Orders, catalog: Catalog | None) -> np.ndarray:
                     dtype=bool)
 
 
-def build_model(lines: Iterable[Sequence[Any]], today: Any, max_offers: int = 3, min_customers: int = 2,
+class Sales:
+    """Order lines (customer_id, order_id, ordered_at, sku, name or None) collected batch by batch."""
+
+    def __init__(self) -> None:
+        self.encoder = Encoder()
+        self.names: dict[str, str] = {}
+        self.lines = 0
+        self._times: dict[Any, float] = {}
+
+    def add(self, lines: Iterable[Sequence[Any]]) -> None:
+        """Add order lines; a line without a customer, order, time or SKU is skipped. ValueError when a
+        time is not a date, a date-time or their ISO text."""
+        times, names = self._times, self.names
+
+        def rows() -> Iterable[tuple[Any, Any, float, Any]]:
+            for customer, order, when, sku, name in lines:
+                self.lines += 1
+                if customer is None or order is None or when is None or sku is None:
+                    continue
+                t = times.get(when)
+                if t is None:
+                    t = times[when] = parse_time(when)
+                if name is not None and str(name):
+                    names[str(sku)] = str(name)
+                yield customer, order, t, sku
+
+        self.encoder.add(rows())
+
+
+def build_model(lines: Iterable[Sequence[Any]] | Sales, today: Any, max_offers: int = 3, min_customers: int = 2,
                 catalog: Catalog | None = None, learn: bool = True) -> Model:
-    """The model from order lines (customer_id, order_id, ordered_at, sku, name or None) of all customers.
-    `today` (a date, a datetime or ISO text) is when the lists are for. `learn`: learn the mix on the
-    sales (else the default mix)."""
-    names: dict[str, str] = {}
-    times: dict[Any, float] = {}
-    count = 0
-
-    def rows() -> Iterable[tuple[Any, Any, float, Any]]:
-        nonlocal count
-        for customer, order, when, sku, name in lines:
-            count += 1
-            if customer is None or order is None or when is None or sku is None:
-                continue
-            t = times.get(when)
-            if t is None:
-                t = times[when] = parse_time(when)
-            if name is not None and str(name):
-                names[str(sku)] = str(name)
-            yield customer, order, t, sku
-
-    orders = encode(rows())
+    """The model from order lines (customer_id, order_id, ordered_at, sku, name or None) of all customers,
+    or from `Sales` collected already. `today` (a date, a datetime or ISO text) is when the lists are for.
+    `learn`: learn the mix on the sales (else the default mix)."""
+    if isinstance(lines, Sales):
+        sales = lines
+    else:
+        sales = Sales()
+        sales.add(lines)
+    names, count = sales.names, sales.lines
+    orders = sales.encoder.orders()
+    sales.encoder = Encoder()  # its buffers are not needed any more
     now = parse_time(today)
     catalog = catalog or Catalog()
     empty = np.full((orders.n_customers, max_offers), -1, dtype=np.int64)
     if len(orders.order_time) == 0:
         return Model(orders, None, names, catalog, empty, empty, now, min_customers, sparse.csc_matrix((0, 0)),
                      lines=count)
-    mix, found = tune(orders, k=max(10, max_offers)) if learn else (Mix(), {})
+    mix, found = tune(orders, k=max(10, max_offers), max_customers=TUNE_CUSTOMERS) if learn else (Mix(), {})
     engine = Engine(orders, np.full(orders.n_customers, now))
     engine.use_curve(found.get("curve"))
-    who = np.arange(orders.n_customers)
-    cands = engine.candidates(who, mix, popular_per_customer=2 * max_offers)
     durable = np.array([sku in catalog.durables for sku in orders.products], dtype=bool)
     available = _available(orders, catalog)
-    ok = available[cands.product]
-    owned = cands.pair >= 0
-    again = cands.top(mix, max_offers, who, keep=ok & owned & ~durable[cands.product])
+    again = _again(engine, mix, available & ~durable, max_offers)
     gains = uplift(engine, min_customers)
     fits = _fits(engine, gains, mix, available, max_offers)
     index = {c: u for u, c in enumerate(orders.customers)}
     return Model(orders, engine, names, catalog, again, fits, now, min_customers, gains.tocsc(), mix, index, count)
+
+
+def _again(e: Engine, mix: Mix, ok: npt.NDArray[np.bool_], n: int) -> IntArray:
+    """Each customer's n best products bought before, by the engine's score (customers x n, -1 padded)."""
+    p = e.pair_product
+    popular = (1.0 - mix.recent) * e.popular[p] + mix.recent * e.recent_popular[p]
+    score = (e.own(mix.decay, mix.shrink) * e.again[p] ** mix.item_repeat * e.due ** mix.due
+             * e.loyal[e.pair_customer] ** mix.loyalty + mix.popularity * popular)
+    rows = np.flatnonzero(ok[p])
+    best = rows[top_per_sorted_row(e.pair_customer[rows], score[rows], n)]
+    out = np.full((e.orders.n_customers, n), -1, dtype=np.int64)
+    c = e.pair_customer[best]
+    out[c, np.arange(len(best)) - np.searchsorted(c, c)] = p[best]
+    return out
 
 
 def _fits(e: Engine, gains: sparse.csr_matrix, mix: Mix, ok: npt.NDArray[np.bool_], n: int) -> IntArray:
