@@ -215,8 +215,8 @@ def cmd_offers_evaluate(args: argparse.Namespace) -> int:
     from connectors.offers_data import OrdersFileError, read_orders_csv
     from connectors.offers_eval import evaluate, evaluate_steps
 
-    if args.k < 1 or args.k > 1000:
-        return _fail(f"--k {args.k}: expected a number of offers from 1 to 1000")
+    if args.k < 1 or args.k > 100:
+        return _fail(f"--k {args.k}: expected a number of offers from 1 to 100")
     path = Path(args.orders)
     try:
         size = path.stat().st_size
