@@ -4,11 +4,13 @@ The score of product i for customer u mixes what the literature found to work (L
 Recommendation Reality Check", TOIS 2023; Hu et al., TIFU-KNN, SIGIR 2020):
 
     repeat(u, i)   = own(u, i) * again(i) ** item_repeat * due(u, i) ** due * loyal(u) ** loyalty
-                                                                                     (i bought before)
+                     * due_once(u, i) ** once                                        (i bought before)
     own(u, i)      = sum of decay ** (orders since) over u's orders with i / (the same sum over all u's
                      orders + shrink)           time-decayed personal frequency, shrunk when history is thin
     again(i)       = share of the customers who could have bought i again and did (smoothed): a durable
                      product scores near 0, a consumable near 1
+    due_once(u, i) = for a product u bought once: due_factor of the days since over the product's median
+                     interval among the customers who bought it again (1 when unknown or bought twice)
     loyal(u)       = share of u's order lines after their first order that re-bought a product (smoothed):
                      a customer who never re-buys gets their own history ranked below the popular products
     due(u, i)      = how due i is: the time since u last bought it over u's usual interval for it (below)
@@ -59,6 +61,7 @@ class Mix:
     popularity: float = 0.1
     recent: float = 0.5
     loyalty: float = 0.0
+    once: float = 0.0
 
 
 GP_TOPFREQ = Mix(decay=1.0, shrink=0.0, item_repeat=0.0, due=0.0, neighbours=0.0, popularity=1e-6, recent=0.0)
@@ -71,6 +74,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "neighbours": (0.0, 0.03, 0.1, 0.3, 1.0),
     "recent": (0.0, 0.3, 0.6, 1.0),
     "loyalty": (0.0, 0.5, 1.0, 2.0),
+    "once": (0.0, 0.5, 1.0, 2.0),
 }
 
 
@@ -138,6 +142,15 @@ class Engine:
         elapsed = np.maximum(reference[self.pair_customer] - self.pair_last, 0.0)
         self.q = np.where(repeated, elapsed / np.where(repeated, self.interval, 1.0), np.nan)
         self.repeated = repeated
+        # a product bought once: how due it is by the product's median interval over all customers
+        rep = np.flatnonzero(repeated)
+        by = rep[np.lexsort((self.interval[rep], self.pair_product[rep]))]
+        products, first, count = np.unique(self.pair_product[by], return_index=True, return_counts=True)
+        typical = np.full(n_p, np.nan)
+        enough = count >= 3
+        typical[products[enough]] = self.interval[by][(first + count // 2)[enough]]
+        once_q = elapsed / typical[self.pair_product]
+        self.due_once = np.where(~repeated & np.isfinite(once_q), due_factor(np.nan_to_num(once_q)), 1.0)
         self.use_curve(None)
         # popularity, all time and over the latest tenth of orders
         order_has = np.bincount(orders.line_product, minlength=n_p).astype(np.float64)
@@ -231,7 +244,8 @@ class Candidates:
         owned = self.pair >= 0
         p = np.maximum(self.pair, 0)
         repeat = np.where(owned, e.own(mix.decay, mix.shrink)[p] * e.again[self.product] ** mix.item_repeat
-                          * e.due[p] ** mix.due * e.loyal[self.customer] ** mix.loyalty, 0.0)
+                          * e.due[p] ** mix.due * e.loyal[self.customer] ** mix.loyalty
+                          * e.due_once[p] ** mix.once, 0.0)
         popular = (1.0 - mix.recent) * e.popular[self.product] + mix.recent * e.recent_popular[self.product]
         return repeat, mix.neighbours * self.nb + mix.popularity * popular
 
