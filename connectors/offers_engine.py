@@ -67,11 +67,11 @@ class Mix:
 GP_TOPFREQ = Mix(decay=1.0, shrink=0.0, item_repeat=0.0, due=0.0, neighbours=0.0, popularity=1e-6, recent=0.0)
 GRID: dict[str, tuple[float, ...]] = {
     "popularity": (1e-6, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0),
-    "decay": (1.0, 0.9, 0.8, 0.6, 0.4),
+    "decay": (1.0, 0.97, 0.9, 0.8, 0.6, 0.4),
     "shrink": (0.0, 0.5, 1.0, 2.0, 5.0),
     "item_repeat": (0.0, 0.5, 1.0, 2.0),
     "due": (0.0, 0.5, 1.0, 2.0),
-    "neighbours": (0.0, 0.03, 0.1, 0.3, 1.0),
+    "neighbours": (0.0, 0.03, 0.1, 0.3, 1.0, 3.0),
     "recent": (0.0, 0.3, 0.6, 1.0),
     "loyalty": (0.0, 0.5, 1.0, 2.0),
     "once": (0.0, 0.5, 1.0, 2.0),
