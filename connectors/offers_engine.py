@@ -214,8 +214,9 @@ class Engine:
         local_owned = position[self.pair_customer[pairs]] * n_p + self.pair_product[pairs]
         nb_keys, nb_vals = spread(profile, self.fit, np.sort(local_owned), self.new_per_customer)
         nb_keys = who[nb_keys // n_p] * n_p + nb_keys % n_p
-        top = np.unique(np.r_[np.argsort(-self.popular, kind="stable")[:popular_per_customer],
-                              np.argsort(-self.recent_popular, kind="stable")[:popular_per_customer]])
+        seen = np.flatnonzero(self.popular > 0)  # a product no order here holds is never a candidate
+        top = np.unique(np.r_[seen[np.argsort(-self.popular[seen], kind="stable")[:popular_per_customer]],
+                              seen[np.argsort(-self.recent_popular[seen], kind="stable")[:popular_per_customer]]])
         pop_keys = (who[:, None] * n_p + top[None, :]).ravel()
         keys = np.unique(np.r_[self.pair_key[pairs], nb_keys, pop_keys])
         pair = np.searchsorted(self.pair_key, keys)

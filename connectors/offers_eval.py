@@ -66,7 +66,8 @@ def _lists(who: IntArray, customer: IntArray, product: IntArray, score: np.ndarr
 def baselines(engine: Engine, who: IntArray, k: int) -> dict[str, IntArray]:
     """G-TopFreq, P-TopFreq and GP-TopFreq lists for the customers `who` (sorted)."""
     popular = engine.popular
-    g = np.argsort(-popular, kind="stable")[:k]
+    seen = np.flatnonzero(popular > 0)  # products of the training orders only
+    g = seen[np.argsort(-popular[seen], kind="stable")[:k]]
     mine = np.flatnonzero(np.isin(engine.pair_customer, who))
     own_score = engine.pair_count[mine] + 0.5 * popular[engine.pair_product[mine]]  # ties: the more popular
     p = _lists(who, engine.pair_customer[mine], engine.pair_product[mine], own_score, k)

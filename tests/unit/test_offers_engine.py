@@ -199,6 +199,18 @@ def test_held_out_orders_never_reach_the_model(tmp_path: Path, monkeypatch: pyte
     assert not any((top == orders.products.index("SECRET")).any() for top in lists)
 
 
+def test_a_product_only_in_held_out_orders_is_never_listed(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    """A product that only held-out orders hold is unknown to the model: no list offers it, so no hit."""
+    path = _write(tmp_path / "orders.csv", [("A", "a1", "2024-01-01", "x"), ("A", "a2", "2024-01-08", "y"),
+                                            ("B", "b1", "2024-01-02", "x"), ("B", "b2", "2024-01-09", "y")])
+    assert main(["offers", "evaluate", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["customers"] == 2
+    assert out["engine"]["recall"] == 0.0 and out["baselines"]["G-TopFreq"]["recall"] == 0.0
+    assert out["baselines"]["GP-TopFreq"]["recall"] == 0.0
+
+
 def test_split_keeps_one_order_customers_and_holds_out_the_last() -> None:
     """split_last holds out exactly the last order of each customer with two or more, by time."""
     orders = encode([("A", "a2", 2.0, "x"), ("A", "a1", 1.0, "y"), ("B", "b1", 5.0, "z")])
