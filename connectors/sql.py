@@ -26,7 +26,7 @@ import importlib.util
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -256,25 +256,41 @@ class SqlConnector(Connector):
             raise ConnectorError("connector is not started")
         return self._engine
 
-    async def select(self, query: LookupQuery, limit: int,
-                     batch: int = 1000) -> tuple[list[str], list[Sequence[Any]], bool]:
-        """The column names, at most `limit` rows (as the driver returns the values), and whether there
-        were more. Rows are read in batches, so a big result never holds the event loop for long."""
+    async def batches(self, query: LookupQuery,
+                      batch: int = 1000) -> AsyncGenerator[tuple[list[str], list[Sequence[Any]]], None]:
+        """The column names and the next rows (as the driver returns the values), `batch` rows at a time,
+        so that a big result never holds the event loop for long, nor needs to sit in memory whole. An
+        empty result yields its columns once with no rows. Raises ConnectorError."""
         engine = self._require_engine()
         values = query.template_values()
         params = {p: values[p] for p in self._params}
-        rows: list[Sequence[Any]] = []
-        more = False
         with _errors(self._where):
             async with engine.connect() as conn:
                 result = await conn.stream(self._statement, params)
                 columns = [str(c) for c in result.keys()]
-                while len(rows) <= limit:
-                    chunk = await result.fetchmany(min(batch, limit + 1 - len(rows)))
-                    if not chunk:
-                        break
-                    rows.extend(chunk)
-                await result.close()
+                try:
+                    first = True
+                    while (chunk := await result.fetchmany(batch)) or first:
+                        first = False
+                        yield columns, list(chunk)
+                        if not chunk:
+                            break
+                finally:
+                    await result.close()
+
+    async def select(self, query: LookupQuery, limit: int,
+                     batch: int = 1000) -> tuple[list[str], list[Sequence[Any]], bool]:
+        """The column names, at most `limit` rows (as the driver returns the values), and whether there
+        were more. Rows are read in batches, so a big result never holds the event loop for long."""
+        rows: list[Sequence[Any]] = []
+        columns: list[str] = []
+        more = False
+        async with contextlib.aclosing(self.batches(query, min(batch, limit + 1))) as chunks:
+            async for names, chunk in chunks:
+                columns = names
+                rows.extend(chunk)
+                if len(rows) > limit:
+                    break
         if len(rows) > limit:
             rows, more = rows[:limit], True
         return columns, rows, more

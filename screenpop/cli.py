@@ -1,4 +1,4 @@
-"""The command line: `screenpop serve | demo | call | hash-password | check-config`."""
+"""The command line: `screenpop serve | demo | call | hash-password | check-config | offers evaluate`."""
 
 from __future__ import annotations
 
@@ -190,6 +190,74 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Progress:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total, self.label, self.done = max(total, 1), label, 0
+        self.on = sys.stderr.isatty()
+
+    def set(self, done: float, label: str | None = None) -> None:
+        self.done = min(int(done), self.total)
+        self.label = label or self.label
+        if self.on:
+            width = 30
+            filled = width * self.done // self.total
+            print(f"\r{self.label:<28} [{'#' * filled}{'.' * (width - filled)}] {100 * self.done // self.total:3d} %",
+                  end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.on:
+            print("\r" + " " * 72 + "\r", end="", file=sys.stderr, flush=True)
+
+
+def cmd_offers_evaluate(args: argparse.Namespace) -> int:
+    from connectors.offers_data import OrdersFileError, read_orders_csv
+    from connectors.offers_eval import evaluate, evaluate_steps
+
+    if args.k < 1 or args.k > 100:
+        return _fail(f"--k {args.k}: expected a number of offers from 1 to 100")
+    path = Path(args.orders)
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        return _fail(f"{path}: {err.strerror or err}")
+    bar = _Progress(1000, "reading orders")
+    try:
+        orders = read_orders_csv(path, progress=lambda n: bar.set(300 * n / max(size, 1)))
+        total = evaluate_steps()
+        done = [0]
+
+        def step() -> None:
+            done[0] += 1
+            bar.set(300 + 700 * done[0] / total, "learning and evaluating")
+
+        result = evaluate(orders, args.k, step=step)
+    except OrdersFileError as err:
+        bar.close()
+        return _fail(str(err))
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps(result.as_json()))
+        return 0
+    k = args.k
+    rows = [("engine", result.engine), *result.baselines.items(),
+            (f"engine, repeat ({result.repeat_customers})", result.repeat),
+            (f"engine, explore ({result.explore_customers})", result.explore)]
+    print(f"{path}: {result.customers} customers with a held-out last order, k = {k}")
+    print(f"{'':<28}{'Recall@' + str(k):>12}{'NDCG@' + str(k):>12}{'PHR@' + str(k):>12}")
+    for name, m in rows:
+        print(f"{name:<28}{m['recall']:>12.4f}{m['ndcg']:>12.4f}{m['phr']:>12.4f}")
+    gp = result.baselines["GP-TopFreq"]["ndcg"]
+    if gp > 0:
+        print(f"engine NDCG@{k} / GP-TopFreq: {result.engine['ndcg'] / gp:.3f}")
+    print(f"mix learnt on the training orders: {result.mix}"
+          f"{' with a learnt due curve' if result.tuning.get('curve') is not None else ''}; "
+          f"{result.seconds['total']:.1f} s")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="screenpop", description="Call-center screen pop: the caller's card, live.")
     p.add_argument("--version", action="version", version=f"screenpop {__version__}")
@@ -219,6 +287,15 @@ def parser() -> argparse.ArgumentParser:
     k = sub.add_parser("check-config", help="validate a config file and its connectors")
     k.add_argument("path")
     k.set_defaults(func=cmd_check_config)
+    o = sub.add_parser("offers", help="the offers engine: measure it on your sales data")
+    osub = o.add_subparsers(dest="offers_command", required=True)
+    e = osub.add_parser("evaluate", help="leave-last-order-out: the engine against G-, P- and GP-TopFreq",
+                        description="ORDERS.csv: one order line per row with the columns customer_id, order_id, "
+                                    "ordered_at (ISO date or date-time), product_id; others are ignored.")
+    e.add_argument("orders", metavar="ORDERS.csv")
+    e.add_argument("--k", type=int, default=10, help="products recommended per customer (default 10)")
+    e.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    e.set_defaults(func=cmd_offers_evaluate)
     return p
 
 

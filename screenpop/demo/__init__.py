@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import yaml
 
-from screenpop.demo.data import KNOWN_NUMBER, SEVERAL_NUMBER, UNKNOWN_NUMBER
+from screenpop.demo.data import ANCHOR, KNOWN_NUMBER, SEVERAL_NUMBER, UNKNOWN_NUMBER
 
 DEMO_PASSWORD = "demo"
 DEMO_WEBHOOK_SECRET = "demo-secret"
@@ -54,11 +54,13 @@ def demo_numbers() -> dict[str, str]:
     return {"known": KNOWN_NUMBER, "unknown": UNKNOWN_NUMBER, "several": SEVERAL_NUMBER}
 
 
-# Every order line of every customer: the offers model learns what is bought together.
+# Every order line of every customer: the offers engine learns what each customer reorders and when, and
+# what is bought together; the catalog says what is in stock, at what price, and what is bought once.
 OFFERS_QUERY = (
-    "SELECT o.customer_id AS customer_id, l.sku AS sku, p.name AS name "
-    "FROM order_lines l JOIN orders o ON o.id = l.order_id JOIN products p ON p.sku = l.sku"
+    "SELECT o.customer_id AS customer_id, o.id AS order_id, o.ordered_at AS ordered_at, l.sku AS sku, "
+    "p.name AS name FROM order_lines l JOIN orders o ON o.id = l.order_id JOIN products p ON p.sku = l.sku"
 )
+OFFERS_CATALOG_QUERY = "SELECT sku, price, 'USD' AS currency, in_stock, durable FROM products"
 
 
 def demo_config(db_path: Path, accounting_url: str, credit_url: str,
@@ -101,7 +103,8 @@ def demo_config(db_path: Path, accounting_url: str, credit_url: str,
                                                     {"key": "available", "format": "money"},
                                                     {"key": "hold", "format": "yesno"}, "hold_reason"]}},
             {"name": "offers", "kind": "offers", "role": "section", "title": "Suggested offers", "timeout_ms": 300,
-             "options": {"url": db_url, "query": OFFERS_QUERY}},
+             "options": {"url": db_url, "query": OFFERS_QUERY, "catalog_query": OFFERS_CATALOG_QUERY,
+                         "today": ANCHOR.isoformat()}},
         ],
         "lookup": {"deadline_ms": 1500},
         "telephony": {"twilio": {"default_agents": ["alice", "bob"]}},

@@ -23,6 +23,8 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from screenpop.demo.baskets import Catalog, Item, Style, shop
+
 SEED = 7
 ANCHOR = date(2026, 11, 1)  # "today" for the sample data
 KNOWN_NUMBER = "+14155550100"
@@ -99,12 +101,39 @@ class DemoCustomer:
         return CURRENCY[self.country]
 
 
+# How the demo's customers buy (screenpop.demo.baskets): consumables reordered on a cycle, durables bought
+# once, and what goes with what.
+_DURABLES = {"TL-1001", "TL-1002", "TL-1003", "TL-1004", "TL-1005", "PL-5003", "GD-6002", "EL-4003"}
+_COMPLEMENTS = {
+    "TL-1001": ("FS-2001", "FS-2003"), "TL-1002": ("FS-2002",), "TL-1003": ("SF-7001",), "TL-1004": ("FS-2003",),
+    "PT-3001": ("PT-3003",), "PT-3002": ("PT-3001", "PT-3003"), "EL-4001": ("EL-4002", "EL-4003"),
+    "PL-5001": ("PL-5002",), "PL-5003": ("PL-5002",), "GD-6001": ("GD-6002",),
+}
+_OUT_OF_STOCK = {"EL-4003"}  # the catalog lacks it today: never offered
+_STYLE = Style(orders=(0, 12), staples=(1, 3), cycle_days=(14, 45), keep_staple=0.8, new_items=(0, 2),
+               complement_share=0.6, switch=0.0, max_lines=4)
+
+
 @dataclass(frozen=True)
 class Product:
     sku: str
     name: str
     category: str
     price: float  # list price in USD
+
+    @property
+    def durable(self) -> bool:
+        return self.sku in _DURABLES
+
+    @property
+    def in_stock(self) -> bool:
+        return self.sku not in _OUT_OF_STOCK
+
+
+def buying_catalog(products: list[Product]) -> Catalog:
+    """The demo's products as the order generator sees them (durables, complements, popularity)."""
+    return Catalog(tuple(Item(p.sku, durable=p.durable, weight=2.0 if p.category == "Fasteners" else 1.0,
+                              complements=_COMPLEMENTS.get(p.sku, ())) for p in products))
 
 
 @dataclass(frozen=True)
@@ -185,18 +214,20 @@ def _customers(rng: random.Random) -> list[DemoCustomer]:
 
 
 def _orders(rng: random.Random, customers: list[DemoCustomer], products: list[Product]) -> list[Order]:
+    by_sku = {p.sku: p for p in products}
+    star = next(c.id for c in customers if c.phone == KNOWN_NUMBER)
+    bought = shop(buying_catalog(products), [c.id for c in customers], ANCHOR - timedelta(days=547), ANCHOR,
+                  _STYLE, seed=rng.randrange(2**32), orders_of={star: (8, ANCHOR - timedelta(days=120))})
+    currency = {c.id: c.currency for c in customers}
     drafts: list[tuple[str, str, str, tuple[OrderLine, ...]]] = []
-    for c in customers:
-        count, span = (8, 120) if c.phone == KNOWN_NUMBER else (rng.randint(0, 12), 547)  # the star buys often
-        for _ in range(count):
-            day = ANCHOR - timedelta(days=rng.randint(1, span))  # at most the last 18 months
-            at = datetime.combine(day, time(rng.randint(8, 17), rng.randrange(60), rng.randrange(60)))
-            lines = tuple(
-                OrderLine(p.sku, rng.randint(1, 12) if p.category == "Fasteners" else rng.randint(1, 5),
-                          round(p.price * _RATE[c.currency], 2))
-                for p in sorted(rng.sample(products, rng.randint(1, 4)), key=lambda p: p.sku)
-            )
-            drafts.append((at.isoformat(), c.id, c.currency, lines))
+    for cid, _, day, skus in bought:
+        at = datetime.combine(day, time(rng.randint(8, 17), rng.randrange(60), rng.randrange(60)))
+        lines = tuple(
+            OrderLine(sku, rng.randint(1, 12) if by_sku[sku].category == "Fasteners" else rng.randint(1, 5),
+                      round(by_sku[sku].price * _RATE[currency[cid]], 2))
+            for sku in skus
+        )
+        drafts.append((at.isoformat(), cid, currency[cid], lines))
     drafts.sort()
     return [
         Order(f"SO-{100001 + i}", cid, at, round(sum(ln.qty * ln.unit_price for ln in lines), 2), cur, lines)
@@ -227,7 +258,8 @@ _SCHEMA = """
 CREATE TABLE customers (id TEXT PRIMARY KEY, name TEXT NOT NULL, company TEXT, phone TEXT NOT NULL,
                         email TEXT, city TEXT, created_at TEXT NOT NULL);
 CREATE INDEX customers_phone ON customers (phone);
-CREATE TABLE products (sku TEXT PRIMARY KEY, name TEXT NOT NULL, category TEXT NOT NULL, price REAL NOT NULL);
+CREATE TABLE products (sku TEXT PRIMARY KEY, name TEXT NOT NULL, category TEXT NOT NULL, price REAL NOT NULL,
+                       durable INTEGER NOT NULL, in_stock INTEGER NOT NULL);
 CREATE TABLE orders (id TEXT PRIMARY KEY, customer_id TEXT NOT NULL REFERENCES customers (id),
                      ordered_at TEXT NOT NULL, total REAL NOT NULL, currency TEXT NOT NULL);
 CREATE INDEX orders_customer ON orders (customer_id, ordered_at);
@@ -246,7 +278,7 @@ def build_sales_db(path: str | Path) -> None:
     try:
         tables: dict[str, list[tuple[Any, ...]]] = {
             "customers": [(c.id, c.name, c.company, c.phone, c.email, c.city, c.created_at) for c in data.customers],
-            "products": [(p.sku, p.name, p.category, p.price) for p in data.products],
+            "products": [(p.sku, p.name, p.category, p.price, int(p.durable), int(p.in_stock)) for p in data.products],
             "orders": [(o.id, o.customer_id, o.ordered_at, o.total, o.currency) for o in data.orders],
             "order_lines": [(o.id, ln.sku, ln.qty, ln.unit_price) for o in data.orders for ln in o.lines],
         }

@@ -165,3 +165,26 @@ def test_picking_one_of_several_customers_fills_the_card(open_console: Callable[
     expect(card.get_by_test_id("caller-name")).to_have_text(name, timeout=TIMEOUT_MS)
     _wait_settled(card)
     demo_server.call(SEVERAL, agent=ALICE_EXT, event="ended", call_id=call_id)
+
+
+def test_offers_show_two_lists_with_reasons(open_console: Callable[..., Any], demo_server: Any,
+                                            tmp_path: Path) -> None:
+    """The known caller's offers: "Likely to order again" with intervals, "Fits what they bought" with reasons."""
+    from playwright.sync_api import expect
+
+    alice = open_console("alice")
+    call_id = demo_server.call(KNOWN, agent=ALICE_EXT)
+    card = alice.locator(f'[data-call-id="{call_id}"]')
+    _wait_settled(card, ("offers",))
+    offers = card.locator('[data-section="offers"]')
+    again = offers.locator('[data-offer-list="again"]')
+    fits = offers.locator('[data-offer-list="fits"]')
+    expect(again.get_by_role("heading", name="Likely to order again")).to_be_visible()
+    expect(fits.get_by_role("heading", name="Fits what they bought")).to_be_visible()
+    expect(again.locator("li.offer")).to_have_count(3)
+    expect(fits.locator("li.offer")).to_have_count(3)
+    expect(again.locator(".offer-why").first).to_have_text(re.compile(r"^(usually every .+, last bought|bought once)"))
+    expect(fits.locator(".offer-why").first).to_have_text(
+        re.compile(r"^(bought by \d+ % of customers who bought|popular)"))
+    offers.screenshot(path=str(DOCS if SHOTS_TO_DOCS else tmp_path) + "/screenshot-offers.png")
+    demo_server.call(KNOWN, agent=ALICE_EXT, event="ended", call_id=call_id)

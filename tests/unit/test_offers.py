@@ -1,22 +1,9 @@
-"""The offers model on a hand-made sales data set with known answers, the offers connector, and the demo.
+"""The offers connector: built in the background from a sales database, served from memory, rebuilt, failing
+with short reasons; its catalog query; and the demo's configuration for the known caller.
 
-The hand-made data set (SKUs A..E; one line per purchase, a repeat purchase counts once):
+The hand-made sales (one order per customer and letter group, a week apart; SKUs A..E):
 
-    K1: A B C      K2: A B (A twice)      K3: A B D      K4: A C      K5: C D      K6: E      K7: A
-
-    buyers:  A = 5 (K1 K2 K3 K4 K7)   B = 3 (K1 K2 K3)   C = 3 (K1 K4 K5)   D = 2 (K3 K5)   E = 1 (K6)
-    both:    A&B = 3 (K1 K2 K3)   A&C = 2 (K1 K4)   A&D = 1 (K3)   B&C = 1 (K1)   B&D = 1 (K3)
-             C&D = 1 (K5)         E with anything = 0
-
-With min_customers = 2 only the pairs A&B (3) and A&C (2) count:
-    K7 owns A      B: conf(A->B) = 3/5 = 60 %      C: conf(A->C) = 2/5 = 40 %      (D: A&D = 1, too few)
-    K4 owns A C    B: conf(A->B) = 60 % (C&B = 1 does not count)
-    K5 owns C D    A: conf(C->A) = 2/3 = 66.7 % -> "67 %" (D&A = 1 does not count)
-    K2 owns A B    C: conf(A->C) = 40 % (B&C = 1 does not count)
-    K1 owns A B C  nothing: D is bought with A, B and C by one customer each
-    K6 owns E      nothing: nobody else bought E
-With min_customers = 1, K1 gets D: conf(A->D) = 1/5 = 20 %, conf(B->D) = 1/3, conf(C->D) = 1/3; B and C
-tie at 33 % with the same support (1), and the smaller SKU (B) is named.
+    K1: A B C | A B      K2: A B | A      K3: A B D      K4: A C      K5: C D      K6: E      K7: A
 """
 
 from __future__ import annotations
@@ -26,32 +13,47 @@ import contextlib
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from pydantic import ValidationError
 
 from connectors import offers as offers_module
 from connectors.base import ConnectorError
 from connectors.offers import OffersConnector
-from connectors.offers_model import build_model, percent
+from connectors.offers_model import build_model, interval_text
 from screenpop.config import ConnectorConfig
+from screenpop.demo import demo_config
 from screenpop.demo.data import KNOWN_NUMBER, build_sales_db
 from screenpop.models import LookupQuery
 from screenpop.plugins import connector_kind
 
 NAMES = {"A": "Cordless Drill", "B": "Drill Bits Set", "C": "Circular Saw", "D": "Saw Blades", "E": "Work Gloves"}
-BASKETS = {"K1": "ABC", "K2": "AAB", "K3": "ABD", "K4": "AC", "K5": "CD", "K6": "E", "K7": "A"}
-LINES = [(customer, sku, NAMES[sku]) for customer, skus in BASKETS.items() for sku in skus]
-QUERY = "SELECT customer_id, sku, name FROM lines"
+BASKETS = {"K1": ["ABC", "AB"], "K2": ["AB", "A"], "K3": ["ABD"], "K4": ["AC"], "K5": ["CD"], "K6": ["E"],
+           "K7": ["A"]}
+LINES = [(customer, f"{customer}-{n}", f"2026-10-{1 + 7 * n:02d}", sku, NAMES[sku])
+         for customer, orders in BASKETS.items() for n, skus in enumerate(orders) for sku in skus]
+QUERY = "SELECT customer_id, order_id, ordered_at, sku, name FROM lines"
+TODAY = "2026-11-01"
 BUILD_TIMEOUT_S = 10
 
 
-def offer(sku: str, because: str, pct: int, score: float, support: int) -> dict[str, Any]:
-    return {"sku": sku, "name": NAMES[sku], "score": score, "support": support,
-            "reason": f"bought by {pct} % of customers who bought {NAMES[because]}"}
+def again(sku: str, reason: str, due: bool | None) -> dict[str, Any]:
+    return {"list": "again", "sku": sku, "name": NAMES[sku], "reason": reason, "due": due}
+
+
+def fits(sku: str, reason: str) -> dict[str, Any]:
+    return {"list": "fits", "sku": sku, "name": NAMES[sku], "reason": reason, "due": None}
+
+
+# buyers: A 5 (K1 K2 K3 K4 K7), B 3 (K1 K2 K3), C 3 (K1 K4 K5), D 2 (K3 K5), E 1, of 7 customers
+# uplift(A -> B) = 3/5 - 3/7 > 0 with 3 customers; A -> C = 2/5 - 3/7 < 0; A -> D: 1 customer, too few
+# orders: 9, C in 3 (33 %), D in 2 (22 %), E in 1 (11 %); the latest tenth (8 Oct) holds A and B only
+K7_OFFERS = [again("A", "bought once, 31 days ago", None),
+             fits("B", "bought by 60 % of customers who bought Cordless Drill (by 43 % of all customers)"),
+             fits("C", "popular: in 33 % of orders"), fits("D", "popular: in 22 % of orders")]
 
 
 def q(customer_id: str | None) -> LookupQuery:
@@ -59,37 +61,38 @@ def q(customer_id: str | None) -> LookupQuery:
 
 
 def test_known_answers() -> None:
-    """The hand-made data set gives the offers computed by hand in the module docstring."""
-    model = build_model(LINES, max_offers=3, min_customers=2)
-    assert model.offers_for("K7") == [offer("B", "A", 60, 0.6, 3), offer("C", "A", 40, 0.4, 2)]
-    assert model.offers_for("K4") == [offer("B", "A", 60, 0.6, 3)]
-    assert model.offers_for("K5") == [offer("A", "C", 67, 0.667, 2)]
-    assert model.offers_for("K2") == [offer("C", "A", 40, 0.4, 2)]
-    assert model.offers_for("K1") is None
-    assert model.offers_for("K6") is None
+    """The hand-made data set gives the lists worked out by hand in the comment above."""
+    model = build_model(LINES, TODAY, max_offers=3, min_customers=2, learn=False)
+    assert model.offers_for("K7") == K7_OFFERS
+    # K2 bought A on 1 and 8 Oct (every 7 days, 24 days ago: overdue) and B once; nothing fits A or B
+    assert model.offers_for("K2") == [
+        again("A", "usually every 7 days, last bought 24 days ago, overdue", True),
+        again("B", "bought once, 31 days ago", None),
+        fits("C", "popular: in 33 % of orders"), fits("D", "popular: in 22 % of orders"),
+        fits("E", "popular: in 11 % of orders")]
     assert model.offers_for("nobody") is None
     assert (model.customers, model.products, model.lines) == (7, 5, len(LINES))
 
 
-def test_support_threshold_ties_and_max_offers() -> None:
-    """min_customers 1 lets single co-purchases count; ties go to the smaller SKU; max_offers cuts the list."""
-    model = build_model(LINES, max_offers=3, min_customers=1)
-    assert model.offers_for("K1") == [offer("D", "B", 33, 0.333, 1)]
-    assert model.offers_for("K7") == [offer("B", "A", 60, 0.6, 3), offer("C", "A", 40, 0.4, 2),
-                                      offer("D", "A", 20, 0.2, 1)]
-    assert build_model(LINES, max_offers=1, min_customers=1).offers_for("K7") == [offer("B", "A", 60, 0.6, 3)]
-    assert build_model(LINES, max_offers=3, min_customers=4).offers == {}
+def test_support_threshold_and_max_offers() -> None:
+    """min_customers 4 drops the A -> B reason (3 customers); max_offers cuts each list."""
+    model = build_model(LINES, TODAY, max_offers=1, min_customers=4, learn=False)
+    assert model.offers_for("K7") == [again("A", "bought once, 31 days ago", None),
+                                      fits("B", "popular: in 50 % of recent orders")]
 
 
-def test_odd_lines_and_rounding() -> None:
-    """Lines without a customer or SKU are skipped, a missing name shows the SKU, ids become strings."""
-    lines = [(1, "X", None), (2, "X", None), (2, "Y", "Yoke"), (3, "X", ""), (3, "Y", None), (None, "Y", "n"),
-             (4, "", "n"), (1, None, "n")]
-    model = build_model(lines, min_customers=2)
-    # X: bought by 1, 2, 3; X&Y: 2, 3 -> customer 1 gets Y at 2/3
-    assert model.offers_for("1") == [{"sku": "Y", "name": "Yoke", "score": 0.667, "support": 2,
-                                      "reason": "bought by 67 % of customers who bought X"}]
-    assert [percent(x) for x in (0.345, 0.3449, 2 / 3, 1.0)] == [35, 34, 67, 100]
+def test_odd_lines() -> None:
+    """Lines without a customer, order, time or SKU are skipped, a missing name shows the SKU, ids become
+    strings."""
+    lines = [(1, "o1", "2026-10-01", "X", None), (2, "o2", "2026-10-01", "X", None),
+             (2, "o2", "2026-10-01", "Y", "Yoke"), (None, "o3", "2026-10-01", "Y", "n"),
+             (4, "o4", "2026-10-01", None, "n"), (5, None, "2026-10-01", "X", None), (6, "o6", None, "X", None)]
+    model = build_model(lines, "2026-10-02", min_customers=1, learn=False)
+    assert model.customers == 2 and model.lines == len(lines)
+    assert model.offers_for("1") == [{"list": "again", "sku": "X", "name": "X", "reason": "bought once, yesterday",
+                                      "due": None},
+                                     {"list": "fits", "sku": "Y", "name": "Yoke",
+                                      "reason": "popular: in 50 % of recent orders", "due": None}]
 
 
 @pytest.fixture
@@ -97,8 +100,8 @@ def sales_db(tmp_path: Path) -> Iterator[str]:
     """A SQLite sales file with the hand-made lines; yields its sqlite:/// URL."""
     path = tmp_path / "sales.db"
     with contextlib.closing(sqlite3.connect(path)) as con:
-        con.execute("CREATE TABLE lines (customer_id TEXT, sku TEXT, name TEXT)")
-        con.executemany("INSERT INTO lines VALUES (?, ?, ?)", LINES)
+        con.execute("CREATE TABLE lines (customer_id TEXT, order_id TEXT, ordered_at TEXT, sku TEXT, name TEXT)")
+        con.executemany("INSERT INTO lines VALUES (?, ?, ?, ?, ?)", LINES)
         con.commit()
     yield f"sqlite:///{path}"
 
@@ -114,7 +117,8 @@ async def build_failed(conn: OffersConnector) -> None:
 
 @contextlib.asynccontextmanager
 async def running(options: dict[str, Any]) -> AsyncIterator[OffersConnector]:
-    conn = connector_kind("offers").from_config("test-offers", {"first_build_wait_s": 0, **options})
+    conn = connector_kind("offers").from_config("test-offers", {"first_build_wait_s": 0, "today": TODAY,
+                                                                "learn": False, **options})
     assert isinstance(conn, OffersConnector)
     await conn.start()
     try:
@@ -129,9 +133,9 @@ async def test_connector_builds_in_the_background_then_serves_from_memory(
     threads: list[int] = []
     real_build = offers_module.build_model
 
-    def spy(*args: Any) -> Any:
+    def spy(*args: Any, **kwargs: Any) -> Any:
         threads.append(threading.get_ident())
-        return real_build(*args)
+        return real_build(*args, **kwargs)
 
     monkeypatch.setattr(offers_module, "build_model", spy)
     async with running({"url": sales_db, "query": QUERY}) as conn:
@@ -148,8 +152,8 @@ async def test_connector_builds_in_the_background_then_serves_from_memory(
 
         monkeypatch.setattr(conn._sql, "select", counting)
         for _ in range(20):
-            assert await conn.fetch(q("K7")) == [offer("B", "A", 60, 0.6, 3), offer("C", "A", 40, 0.4, 2)]
-        assert await conn.fetch(q("K6")) is None
+            assert await conn.fetch(q("K7")) == K7_OFFERS
+        assert await conn.fetch(q("nobody")) is None
         assert await conn.fetch(q(None)) is None
         await conn.ping()
     assert queries == 0
@@ -157,15 +161,16 @@ async def test_connector_builds_in_the_background_then_serves_from_memory(
 
 
 async def test_model_is_rebuilt_every_refresh(sales_db: str) -> None:
-    """A new purchase is reflected after the next periodic rebuild (K7 buys B: only C is left, at 40 %)."""
+    """A new purchase is reflected after the next periodic rebuild (K7 buys B: B moves to "again")."""
     async with running({"url": sales_db, "query": QUERY, "refresh_s": 0.05}) as conn:
         first = await asyncio.wait_for(conn.wait_built(), BUILD_TIMEOUT_S)
         with contextlib.closing(sqlite3.connect(sales_db.removeprefix("sqlite:///"))) as con:
-            con.execute("INSERT INTO lines VALUES ('K7', 'B', 'Drill Bits Set')")
+            con.execute("INSERT INTO lines VALUES ('K7', 'K7-1', '2026-10-31', 'B', 'Drill Bits Set')")
             con.commit()
         await asyncio.wait_for(conn.wait_built(first + 1), BUILD_TIMEOUT_S)
-        # buyers(A) = 5, A&C = 2 still; B&C = 1 and B&D = 1 still too few
-        assert await conn.fetch(q("K7")) == [offer("C", "A", 40, 0.4, 2)]
+        got = await conn.fetch(q("K7"))
+        assert [(o["list"], o["sku"]) for o in got if o["list"] == "again"] == [("again", "B"), ("again", "A")]
+        assert got[0]["reason"] == "bought once, yesterday"
 
 
 async def test_failed_rebuild_keeps_the_last_model(sales_db: str) -> None:
@@ -177,15 +182,19 @@ async def test_failed_rebuild_keeps_the_last_model(sales_db: str) -> None:
             con.commit()
         await build_failed(conn)
         assert conn.last_error == "database error: no such table: lines"
-        assert (await conn.fetch(q("K7")))[0]["sku"] == "B"
+        assert await conn.fetch(q("K7")) == K7_OFFERS
         await conn.ping()
 
 
 @pytest.mark.parametrize(
     ("options", "reason"),
     [({"query": "SELECT * FROM nowhere"}, "offers model not built: database error: no such table: nowhere"),
-     ({"query": "SELECT customer_id AS who, sku FROM lines"},
-      "offers model not built: the sales query has no column 'customer_id' (it has who, sku)"),
+     ({"query": "SELECT customer_id AS who, order_id, ordered_at, sku FROM lines"},
+      "offers model not built: the sales query has no column 'customer_id' (it has who, order_id, ordered_at, sku)"),
+     ({"query": "SELECT customer_id, order_id, 'soon' AS ordered_at, sku FROM lines"},
+      "offers model not built: the sales query's ordered_at is not a date or time: Invalid isoformat string: 'soon'"),
+     ({"catalog_query": "SELECT name AS price FROM lines"},
+      "offers model not built: the catalog query has no column 'sku' (it has price)"),
      ({"max_rows": 5}, "offers model not built: the sales query returned more than 5 rows (max_rows)")],
 )
 async def test_build_failures_are_short_errors(sales_db: str, options: dict[str, Any], reason: str) -> None:
@@ -200,13 +209,15 @@ async def test_build_failures_are_short_errors(sales_db: str, options: dict[str,
 
 
 async def test_column_names_are_configurable(sales_db: str) -> None:
-    """customer_column, sku_column and name_column name the query's columns; without names the SKU shows."""
-    query = "SELECT customer_id AS who, sku AS item FROM lines"
+    """The *_column options name the query's columns; without names the SKU shows; a catalog that lists
+    only A leaves everything else out."""
+    query = "SELECT customer_id AS who, order_id AS o, ordered_at AS t, sku AS item FROM lines"
     async with running({"url": sales_db, "query": query, "customer_column": "who", "sku_column": "item",
-                        "name_column": "label", "max_offers": 1}) as conn:
+                        "order_column": "o", "time_column": "t", "name_column": "label", "max_offers": 1,
+                        "catalog_query": "SELECT 'A' AS sku"}) as conn:
         await asyncio.wait_for(conn.wait_built(), BUILD_TIMEOUT_S)
-        assert await conn.fetch(q("K7")) == [{"sku": "B", "name": "B", "score": 0.6, "support": 3,
-                                              "reason": "bought by 60 % of customers who bought A"}]
+        assert await conn.fetch(q("K7")) == [
+            {"list": "again", "sku": "A", "name": "A", "reason": "bought once, 31 days ago", "due": None}]
 
 
 @pytest.mark.parametrize(
@@ -222,56 +233,23 @@ def test_bad_options_name_the_field(options: dict[str, Any], field_name: str) ->
     assert [e["loc"][0] for e in info.value.errors()] == [field_name]
 
 
-# The snippet given to the demo's config (screenpop/demo/__init__.py, `demo_config`), with {db_url} filled in.
-DEMO_SNIPPET = """
-- name: offers
-  kind: offers
-  role: section
-  title: Suggested offers
-  timeout_ms: 300
-  options:
-    url: "{db_url}"
-    query: >-
-      SELECT o.customer_id AS customer_id, l.sku AS sku, p.name AS name
-      FROM order_lines l JOIN orders o ON o.id = l.order_id JOIN products p ON p.sku = l.sku
-    refresh_s: 600
-    max_offers: 3
-    min_customers: 2
-"""
-
-# An independent computation of the same offers, in SQL: confidence(X -> Y) for every X the customer owns
-# and Y it does not, the best X per Y (ties: larger support, smaller X), the best three Ys.
-EXPECTED_SQL = """
-WITH owned AS (SELECT DISTINCT o.customer_id AS c, l.sku AS sku
-               FROM order_lines l JOIN orders o ON o.id = l.order_id),
-     buyers AS (SELECT sku, count(*) AS n FROM owned GROUP BY sku),
-     pairs AS (SELECT a.sku AS x, b.sku AS y, count(*) AS both_n
-               FROM owned a JOIN owned b ON a.c = b.c AND a.sku <> b.sku GROUP BY a.sku, b.sku),
-     scored AS (SELECT p.y, p.x, p.both_n, CAST(p.both_n AS REAL) / bu.n AS conf,
-                       row_number() OVER (PARTITION BY p.y ORDER BY CAST(p.both_n AS REAL) / bu.n DESC,
-                                          p.both_n DESC, p.x) AS rank
-                FROM pairs p JOIN buyers bu ON bu.sku = p.x
-                WHERE p.x IN (SELECT sku FROM owned WHERE c = :c)
-                  AND p.y NOT IN (SELECT sku FROM owned WHERE c = :c) AND p.both_n >= 2)
-SELECT s.y, round(s.conf, 3), s.both_n, px.name FROM scored s JOIN products px ON px.sku = s.x
-WHERE s.rank = 1 ORDER BY s.conf DESC, s.both_n DESC, s.y LIMIT 3
-"""
-
-
-async def test_demo_snippet_offers_for_the_known_caller(tmp_path: Path) -> None:
-    """The demo snippet is a valid connector config; the known caller (C1001) gets offers matching SQL's."""
+async def test_demo_offers_for_the_known_caller(tmp_path: Path) -> None:
+    """The demo's offers connector config is valid; the known caller (C1001) gets both lists, with reorder
+    intervals that SQL confirms, nothing out of stock and no durable they own."""
     path = tmp_path / "sales.db"
     build_sales_db(path)
-    [raw] = yaml.safe_load(DEMO_SNIPPET.format(db_url=f"sqlite:///{path}"))
+    [raw] = [c for c in demo_config(path, "http://127.0.0.1:1", "http://127.0.0.1:2")["connectors"]
+             if c["name"] == "offers"]
     config = ConnectorConfig.model_validate(raw)
     with contextlib.closing(sqlite3.connect(path)) as con:
         [customer] = con.execute("SELECT id FROM customers WHERE phone = ?", (KNOWN_NUMBER,)).fetchall()
         assert customer == ("C1001",)
-        owned = {sku for (sku,) in con.execute("SELECT DISTINCT l.sku FROM order_lines l JOIN orders o "
-                                               "ON o.id = l.order_id WHERE o.customer_id = 'C1001'")}
-        owned_names = {name for (name,) in con.execute(
-            f"SELECT name FROM products WHERE sku IN ({','.join('?' * len(owned))})", sorted(owned))}
-        expected = con.execute(EXPECTED_SQL, {"c": "C1001"}).fetchall()
+        bought = {sku: (n, first, last) for sku, n, first, last in con.execute(
+            "SELECT l.sku, count(*), min(date(o.ordered_at)), max(date(o.ordered_at)) FROM order_lines l "
+            "JOIN orders o ON o.id = l.order_id WHERE o.customer_id = 'C1001' GROUP BY l.sku")}
+        lacking = {sku for (sku,) in con.execute("SELECT sku FROM products WHERE in_stock = 0")}
+        durable = {sku for (sku,) in con.execute("SELECT sku FROM products WHERE durable = 1")}
+        names = dict(con.execute("SELECT sku, name FROM products").fetchall())
     conn = connector_kind(config.kind).from_config(config.name, config.options)
     assert isinstance(conn, OffersConnector)
     await conn.start()
@@ -280,13 +258,25 @@ async def test_demo_snippet_offers_for_the_known_caller(tmp_path: Path) -> None:
         got = await conn.fetch(q("C1001"))
     finally:
         await conn.close()
-    assert got is not None and len(got) == 3
-    assert [(o["sku"], o["score"], o["support"]) for o in got] == [(y, s, n) for y, s, n, _ in expected]
-    assert [o["reason"].rsplit(" who bought ", 1)[1] for o in got] == [name for *_, name in expected]
+    assert got is not None
+    assert [o["list"] for o in got] == ["again"] * 3 + ["fits"] * 3
+    today = date.fromisoformat(raw["options"]["today"])
     for o in got:
-        assert o["sku"] not in owned
-        assert o["reason"].rsplit(" who bought ", 1)[1] in owned_names
-        assert o["reason"].startswith(f"bought by {percent(o['score'])} % of customers")
+        assert o["sku"] not in lacking and o["price"] > 0 and o["currency"] == "USD"
+        if o["list"] == "again":
+            n, first, last = bought[o["sku"]]
+            since = (today - date.fromisoformat(last)).days
+            assert o["sku"] not in durable
+            if n >= 2:
+                every = (date.fromisoformat(last) - date.fromisoformat(first)).days / (n - 1)
+                assert o["reason"].startswith(f"usually {interval_text(every)}, last bought {since} days ago, ")
+            else:
+                assert o["reason"] == f"bought once, {since} days ago"
+        else:
+            assert o["sku"] not in bought
+            owned_names = [names[sku] for sku in bought]
+            assert any(o["reason"].endswith(f"who bought {name} ({o['reason'].rsplit('(', 1)[1]}")
+                       for name in owned_names) or o["reason"].startswith("popular: ")
 
 
 async def test_start_waits_for_the_first_model_by_default(sales_db: str) -> None:

@@ -1,0 +1,116 @@
+"""Which products fit which: item neighbours from the customers who bought both. Pure numpy/scipy.
+
+    buyers(i)       customers who bought i
+    both(i, j)      customers who bought i and j
+    fit(i, j)       both(i, j) / sqrt((buyers(i) + 1) * (buyers(j) + 1))    (a damped cosine)
+
+Each product keeps its `per_product` best neighbours. The products' co-purchase matrix is computed in
+slices whose work is bounded, so a million order lines stay within memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from scipy import sparse
+
+from connectors.offers_data import FloatArray, IntArray
+
+WORK_PER_SLICE = 4_000_000  # products x co-bought products computed at once
+
+
+def top_per_row(rows: IntArray, cols: IntArray, vals: FloatArray, m: int) -> npt.NDArray[np.int64]:
+    """Indexes of the `m` largest values of each row (ties: the smaller column), rows in any order."""
+    if len(rows) == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((cols, -vals, rows))
+    sorted_rows = rows[order]
+    first = np.searchsorted(sorted_rows, sorted_rows, side="left")
+    rank = np.arange(len(order)) - first
+    return order[rank < m].astype(np.int64)
+
+
+def top_per_sorted_row(rows: IntArray, vals: FloatArray, m: int) -> npt.NDArray[np.int64]:
+    """As top_per_row for rows already sorted (non-decreasing), with ties kept in their given order: one
+    float sort instead of a three-key one (the per-customer top-k of every evaluation step)."""
+    if len(rows) == 0:
+        return np.zeros(0, dtype=np.int64)
+    low, high = float(vals.min()), float(vals.max())
+    scaled = (vals - low) / (high - low) if high > low else np.zeros(len(vals))
+    order = np.argsort(rows + 0.5 * (1.0 - scaled), kind="stable")
+    sorted_rows = rows[order]
+    rank = np.arange(len(order)) - np.searchsorted(sorted_rows, sorted_rows, side="left")
+    return order[rank < m].astype(np.int64)
+
+
+def slices(cost: npt.NDArray[np.float64], budget: float) -> list[tuple[int, int]]:
+    """Consecutive ranges [a, b) whose summed cost stays under `budget` (a single heavier row alone)."""
+    out: list[tuple[int, int]] = []
+    total = np.cumsum(cost)
+    a = 0
+    n = len(cost)
+    while a < n:
+        base = total[a - 1] if a else 0.0
+        b = int(np.searchsorted(total, base + budget, side="right"))
+        b = max(b, a + 1)
+        out.append((a, min(b, n)))
+        a = b
+    return out
+
+
+def neighbours(customer: IntArray, product: IntArray, n_customers: int, n_products: int,
+               per_product: int = 20) -> sparse.csr_matrix:
+    """The products x products fit matrix (row i: the products that fit i), `per_product` per row at most,
+    from distinct (customer, product) pairs."""
+    owned = sparse.csr_matrix((np.ones(len(customer)), (customer, product)), shape=(n_customers, n_products))
+    owned.sum_duplicates()
+    owned.data[:] = 1.0
+    by_product = owned.T.tocsr()
+    buyers = np.diff(by_product.indptr).astype(np.float64)
+    basket = np.diff(owned.indptr).astype(np.float64)
+    cost = by_product @ basket  # per product: the products its buyers bought, counted with repeats
+    rows_out: list[IntArray] = []
+    cols_out: list[IntArray] = []
+    vals_out: list[FloatArray] = []
+    for a, b in slices(np.asarray(cost, dtype=np.float64), WORK_PER_SLICE):
+        both = (by_product[a:b] @ owned).tocoo()
+        r = both.row.astype(np.int64) + a
+        c = both.col.astype(np.int64)
+        keep = r != c
+        r, c, v = r[keep], c[keep], both.data[keep]
+        v = v / np.sqrt((buyers[r] + 1.0) * (buyers[c] + 1.0))
+        best = top_per_row(r, c, v, per_product)
+        rows_out.append(r[best])
+        cols_out.append(c[best])
+        vals_out.append(v[best])
+    if not rows_out:
+        return sparse.csr_matrix((n_products, n_products))
+    return sparse.csr_matrix((np.concatenate(vals_out), (np.concatenate(rows_out), np.concatenate(cols_out))),
+                             shape=(n_products, n_products))
+
+
+def spread(profile: sparse.csr_matrix, fit: sparse.csr_matrix, owned_keys: IntArray, new_per_customer: int
+           ) -> tuple[IntArray, FloatArray]:
+    """profile @ fit, customer by customer in bounded slices: the entries at owned (customer, product) keys
+    (key = customer * n_products + product) and each customer's `new_per_customer` best other products.
+    Returns (keys sorted, values)."""
+    n_products = fit.shape[1]
+    per_row = np.diff(fit.indptr).astype(np.float64)
+    cost = profile @ per_row
+    keys_out: list[IntArray] = []
+    vals_out: list[FloatArray] = []
+    for a, b in slices(np.asarray(cost, dtype=np.float64), WORK_PER_SLICE):
+        got = (profile[a:b] @ fit).tocoo()
+        r = got.row.astype(np.int64) + a
+        c = got.col.astype(np.int64)
+        keys = r * n_products + c
+        owned = np.isin(keys, owned_keys)
+        best = top_per_row(r[~owned], c[~owned], got.data[~owned], new_per_customer)
+        keys_out += [keys[owned], keys[~owned][best]]
+        vals_out += [got.data[owned], got.data[~owned][best]]
+    if not keys_out:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    keys = np.concatenate(keys_out)
+    vals = np.concatenate(vals_out)
+    order = np.argsort(keys, kind="stable")
+    return keys[order], vals[order]
