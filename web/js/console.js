@@ -1,9 +1,13 @@
-// The agent console: who am I, the live socket, the call cards, the recent list, the demo's call button.
+// The agent console: who am I, the live socket, the call cards, the recent list, the demo's call button,
+// the wrap-ups, notifications, shortcuts and the language.
 
 import { api, ApiError } from "./api.js";
 import { clear, h } from "./dom.js";
-import { applyMessage } from "./protocol.js";
-import { patchCard, renderCard, renderRecent } from "./render.js";
+import { applyStatic, languageSwitch, loadLanguage, pickLanguage, setConfigWords, t } from "./i18n.js";
+import { installShortcuts } from "./keys.js";
+import { askPermission, cardPopped, loadPrefs, permission, savePrefs } from "./notify.js";
+import { applyMessage, selectRequest } from "./protocol.js";
+import { callerHeadline, patchCard, renderCard, renderRecent } from "./render.js";
 import { ReconnectingSocket, backoffDelay } from "./socket.js";
 
 const MAX_RECENT = 8;
@@ -11,11 +15,12 @@ const SELECT_TIMEOUT_MS = 10_000;
 const ACK_STORE = "screenpop.acked";
 const ACK_STORE_MAX = 200;
 const DEMO_PICKS = [
-  ["+14155550100", "known"],
-  ["+14155550199", "unknown"],
-  ["+14155550111", "two matches"],
+  ["+14155550100", "demo.known"],
+  ["+14155550199", "demo.unknown"],
+  ["+14155550111", "demo.two"],
 ];
-const CONN_TEXT = { connecting: "Connecting…", connected: "Connected", reconnecting: "Reconnecting…", stopped: "Disconnected" };
+const CONN_TEXT = { connecting: "conn.connecting", connected: "conn.connected", reconnecting: "conn.reconnecting",
+  stopped: "conn.stopped" };
 
 const $ = (id) => document.getElementById(id);
 
@@ -27,13 +32,25 @@ const state = {
   acked: loadAcked(),
   socket: null,
   leaving: false,
+  prefs: loadPrefs(),
 };
 const cardEls = new Map(); // call_id -> article element
-const ctx = { meId: null, onSelect: selectCustomer };
+const ctx = { meId: null, onSelect: selectCustomer, settings: null, send, onDismiss: dismiss };
+
+function send(message) {
+  return Boolean(state.socket && state.socket.send(message));
+}
 
 // -- boot -------------------------------------------------------------------------------------------
 
 async function boot() {
+  await loadLanguage(pickLanguage());
+  applyStatic();
+  languageSwitch($("lang"), () => location.reload());
+  installShortcuts($("help"));
+  $("help-open").addEventListener("click", () => $("help").showModal());
+  $("help-close").addEventListener("click", () => $("help").close());
+  setupNotifications();
   $("logout").addEventListener("click", logout);
   for (let attempt = 0; ; attempt += 1) {
     try {
@@ -42,15 +59,21 @@ async function boot() {
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) return goLogin();
       const delay = backoffDelay(attempt);
-      showNotice(`${err.message} Retrying in ${Math.ceil(delay / 1000)} s.`);
+      showNotice(t("notice.retrying", { error: err.message, s: Math.ceil(delay / 1000) }));
       await new Promise((resolve) => setTimeout(resolve, delay));
     }
   }
   showNotice("");
   ctx.meId = state.me.id;
+  try {
+    ctx.settings = await api("GET", "/api/console");
+  } catch {
+    ctx.settings = { dispositions: [], links: {}, row_links: {}, translations: {} };
+  }
+  setConfigWords(ctx.settings.translations);
   $("agent-name").textContent = state.me.name || state.me.id;
   const ext = (state.me.extensions || []).join(", ");
-  $("agent-ext").textContent = ext ? `ext. ${ext}` : "";
+  $("agent-ext").textContent = ext ? t("agent.ext", { ext }) : "";
   if (state.me.demo) setupDemo();
   render();
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -75,7 +98,7 @@ async function refused(reason) {
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return goLogin();
   }
-  showNotice(`The server refused the live connection (${reason}). Reload the page to try again.`);
+  showNotice(t("notice.refused", { reason }));
 }
 
 async function logout() {
@@ -99,7 +122,7 @@ function showConnection(kind) {
   if (state.leaving && kind === "stopped") return;
   const el = document.querySelector("[data-testid=conn-status]");
   el.dataset.state = kind;
-  el.querySelector(".conn-text").textContent = CONN_TEXT[kind] || kind;
+  el.querySelector(".conn-text").textContent = CONN_TEXT[kind] ? t(CONN_TEXT[kind]) : kind;
 }
 
 // -- messages ---------------------------------------------------------------------------------------
@@ -112,6 +135,7 @@ function handle(m) {
     case "call.answered": return onAnswered(m);
     case "call.withdrawn": return retire(m.call_id, "withdrawn", m.reason || "");
     case "call.ended": return retire(m.call_id, "ended", "");
+    case "wrapup.state": return onWrapup(m);
     default: console.info("screenpop: ignoring message type", m.type);
   }
 }
@@ -133,7 +157,9 @@ function onSnapshot(calls) {
   }
   // the snapshot is the truth: a call missing from it closed while we were away
   for (const [callId, entry] of [...state.entries]) {
-    if (!seen.has(callId)) moveToRecent(entry, "ended", "closed while disconnected");
+    if (seen.has(callId)) continue;
+    if (keptForWrapup(entry)) entry.card.state = "ended";
+    else moveToRecent(entry, "ended", t("recent.closed_away"));
   }
   render();
 }
@@ -142,12 +168,43 @@ function onRinging(card) {
   if (!card.call_id) return;
   const entry = state.entries.get(card.call_id);
   if (entry) {
-    entry.card = card;
+    entry.card = { ...card, wrapup: entry.card.wrapup };
   } else {
     dropRecent(card.call_id);
     state.entries.set(card.call_id, newEntry(card));
   }
   render();
+  if (!entry) {
+    const number = (card.caller || {}).display || (card.caller || {}).e164 || "";
+    cardPopped(state.prefs, { callId: card.call_id, title: t("notify.title"), body: [callerHeadline(card), number]
+      .filter(Boolean).join(" · ") }, () => focusCard(card.call_id));
+  }
+}
+
+function focusCard(callId) {
+  const el = cardEls.get(callId);
+  if (el) el.focus();
+}
+
+function onWrapup(m) {
+  const entry = state.entries.get(m.call_id) || state.recent.find((e) => e.card.call_id === m.call_id);
+  if (!entry) return;
+  applyMessage(entry.card, m);
+  render();
+}
+
+/** An ended call the agent answered stays on screen until its wrap-up is saved and the agent closes it. */
+function keptForWrapup(entry) {
+  const w = entry.card.wrapup;
+  return entry.card.answered_by === state.me.id && !(w && (w.state === "saved" || w.state === "local"));
+}
+
+function dismiss(callId) {
+  const entry = state.entries.get(callId);
+  if (!entry) return;
+  moveToRecent(entry, "ended", "");
+  render();
+  $("calls").focus();
 }
 
 function onSection(m) {
@@ -173,6 +230,10 @@ function retire(callId, outcome, reason) {
   const entry = state.entries.get(callId);
   if (!entry) return;
   if (outcome === "ended") entry.card.state = "ended";
+  if (outcome === "ended" && keptForWrapup(entry)) {
+    render(); // the card stays for the wrap-up until the agent closes it
+    return;
+  }
   moveToRecent(entry, outcome, reason);
   render();
 }
@@ -197,8 +258,8 @@ function selectCustomer(callId, customerId) {
   const entry = state.entries.get(callId);
   if (!entry || entry.selecting) return;
   entry.selectError = null;
-  if (!state.socket || !state.socket.send({ type: "select", call_id: callId, customer_id: customerId })) {
-    entry.selectError = "Not connected right now. Try again in a moment.";
+  if (!send(selectRequest(callId, customerId))) {
+    entry.selectError = t("customer.not_connected");
     render();
     return;
   }
@@ -207,7 +268,7 @@ function selectCustomer(callId, customerId) {
   setTimeout(() => {
     if (entry.selecting === customerId && state.entries.get(callId) === entry) {
       entry.selecting = null;
-      entry.selectError = "The server did not confirm the choice. Try again.";
+      entry.selectError = t("customer.not_confirmed");
       render();
     }
   }, SELECT_TIMEOUT_MS);
@@ -271,7 +332,7 @@ function render() {
   $("empty").hidden = active.length > 0;
   renderRecentList();
   const ringing = active.filter((e) => e.card.state === "ringing" || e.card.state === "offered").length;
-  document.title = ringing ? `(${ringing}) Ringing — screenpop` : "screenpop — agent console";
+  document.title = ringing ? t("title.ringing", { n: ringing }) : t("title.console");
   ackDisplayed();
 }
 
@@ -302,14 +363,14 @@ function setupDemo() {
     picks.appendChild(h("li", {}, h("button", {
       type: "button", class: "btn btn--small", "data-number": number,
       on: { click: () => { input.value = number; ring(number); } },
-    }, number, " ", h("span", { class: "pick-label" }, `(${label})`))));
+    }, number, " ", h("span", { class: "pick-label" }, `(${t(label)})`))));
   }
   async function ring(number) {
     status.className = "demo-status";
-    status.textContent = `Calling you from ${number}…`;
+    status.textContent = t("demo.calling", { number });
     try {
       const answer = await api("POST", "/api/demo/call", { number });
-      status.textContent = `Call ${answer && answer.call_id ? answer.call_id : ""} from ${number} is ringing.`;
+      status.textContent = t("demo.ringing", { id: answer && answer.call_id ? answer.call_id : "", number });
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) return goLogin();
       status.className = "demo-status inline-error";
@@ -321,13 +382,41 @@ function setupDemo() {
     const number = input.value.trim();
     if (!number) {
       status.className = "demo-status inline-error";
-      status.textContent = "Enter a phone number.";
+      status.textContent = t("demo.enter_number");
       input.focus();
       return;
     }
     ring(number);
   });
   box.hidden = false;
+}
+
+// -- notifications ----------------------------------------------------------------------------------
+
+function setupNotifications() {
+  const desktop = $("notify-desktop");
+  const sound = $("notify-sound");
+  const note = $("notify-note");
+  desktop.checked = state.prefs.desktop && permission() === "granted";
+  sound.checked = state.prefs.sound;
+  const explain = () => {
+    const p = permission();
+    note.textContent = p === "denied" ? t("notify.denied") : p === "unsupported" ? t("notify.unsupported") : "";
+  };
+  explain();
+  desktop.addEventListener("change", async () => {
+    if (desktop.checked) {
+      const p = await askPermission(); // from the agent's click: the browser asks once
+      desktop.checked = p === "granted";
+    }
+    state.prefs = { ...state.prefs, desktop: desktop.checked };
+    savePrefs(state.prefs);
+    explain();
+  });
+  sound.addEventListener("change", () => {
+    state.prefs = { ...state.prefs, sound: sound.checked };
+    savePrefs(state.prefs);
+  });
 }
 
 boot();
