@@ -138,7 +138,30 @@ def _with_crm(config: dict[str, Any], crm_url: str) -> None:
                                             "disposition": "{disposition}", "notes": "{notes}",
                                             "follow_up": "{follow_up}", "saved_at": "{saved_at}",
                                             "call_id": "{call_id}"}}})
-    config["console"] = {"new_customer_url": f"{crm_url}/customers/new?phone={{phone}}"}
+    config["console"] = {"new_customer_url": f"{crm_url}/customers/new?phone={{phone}}",
+                         "translations": DEMO_TRANSLATIONS}
+
+
+# The demo's own words (its section titles and column labels) in the console's other languages; screenpop's
+# built-in words (Customer, History, the dispositions ...) are in web/i18n/<lang>.json.
+DEMO_TRANSLATIONS: dict[str, dict[str, str]] = {
+    "sv": {"Balance": "Saldo", "Recent purchases": "Senaste köp", "Credit terms": "Kreditvillkor",
+           "Suggested offers": "Föreslagna erbjudanden", "Product": "Produkt", "Qty": "Antal", "Total": "Summa",
+           "Overdue": "Förfallet", "Last payment": "Senaste betalning", "Terms": "Villkor", "Limit": "Gräns",
+           "Available": "Tillgängligt", "Hold": "Spärr", "Hold reason": "Spärrorsak"},
+    "fi": {"Balance": "Saldo", "Recent purchases": "Viimeisimmät ostot", "Credit terms": "Luottoehdot",
+           "Suggested offers": "Ehdotetut tarjoukset", "Product": "Tuote", "Qty": "Määrä", "Total": "Yhteensä",
+           "Overdue": "Erääntynyt", "Last payment": "Viimeisin maksu", "Terms": "Ehdot", "Limit": "Raja",
+           "Available": "Käytettävissä", "Hold": "Esto", "Hold reason": "Eston syy"},
+    "el": {"Balance": "Υπόλοιπο", "Recent purchases": "Πρόσφατες αγορές", "Credit terms": "Όροι πίστωσης",
+           "Suggested offers": "Προτεινόμενες προσφορές", "Product": "Προϊόν", "Qty": "Ποσότητα",
+           "Total": "Σύνολο", "Overdue": "Ληξιπρόθεσμο", "Last payment": "Τελευταία πληρωμή", "Terms": "Όροι",
+           "Limit": "Όριο", "Available": "Διαθέσιμο", "Hold": "Δέσμευση", "Hold reason": "Αιτία δέσμευσης"},
+    "tl": {"Balance": "Balanse", "Recent purchases": "Mga kamakailang binili", "Credit terms": "Mga tuntunin sa kredito",
+           "Suggested offers": "Mga mungkahing alok", "Product": "Produkto", "Qty": "Dami", "Total": "Kabuuan",
+           "Overdue": "Lampas sa takdang petsa", "Last payment": "Huling bayad", "Terms": "Mga tuntunin",
+           "Limit": "Limitasyon", "Available": "Magagamit", "Hold": "Hold", "Hold reason": "Dahilan ng hold"},
+}
 
 
 def _free_port() -> int:

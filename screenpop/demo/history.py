@@ -4,6 +4,7 @@ so the `history` section has something to show from the first call."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import random
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -60,4 +61,5 @@ def seed_journal(state_url: str) -> int:
             await store.close()
         return len(past_calls())
 
-    return asyncio.run(seed())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # its own loop, also when called inside one
+        return pool.submit(lambda: asyncio.run(seed())).result()

@@ -161,6 +161,7 @@ function onSnapshot(calls) {
     if (keptForWrapup(entry)) entry.card.state = "ended";
     else moveToRecent(entry, "ended", t("recent.closed_away"));
   }
+  for (const entry of state.entries.values()) refreshWrapup(entry);
   render();
 }
 
@@ -191,6 +192,23 @@ function onWrapup(m) {
   if (!entry) return;
   applyMessage(entry.card, m);
   render();
+}
+
+/** After a (re)connection: where this agent's queued wrap-up stands now (a state sent while the socket
+ *  was away is not sent again). */
+async function refreshWrapup(entry) {
+  const w = entry.card.wrapup;
+  if (!w || w.state !== "queued") return;
+  try {
+    const rows = (await api("GET", `/api/calls/${encodeURIComponent(entry.card.call_id)}/wrapups`)).wrapups || [];
+    const mine = rows.find((r) => r.agent === state.me.id);
+    if (mine && mine.state !== "draft") {
+      entry.card.wrapup = mine;
+      render();
+    }
+  } catch {
+    // the next wrapup.state brings it
+  }
 }
 
 /** An ended call the agent answered stays on screen until its wrap-up is saved and the agent closes it. */

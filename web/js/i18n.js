@@ -69,10 +69,13 @@ export function setConfigWords(translations) {
   configWords = translations && typeof translations === "object" ? translations : {};
 }
 
-/** A word from the config (a section title, a column label, a disposition) in the agent's language. */
+/** A word from the config (a section title, a column label, a disposition) in the agent's language: the
+ *  config's translation, else the catalog's for the built-in words (`word.<English>`), else as it is. */
 export function word(text) {
   const table = configWords[lang];
-  if (table && typeof text === "string" && Object.hasOwn(table, text)) return table[text];
+  if (typeof text !== "string") return text;
+  if (table && Object.hasOwn(table, text)) return table[text];
+  if (lang !== "en" && Object.hasOwn(catalog, `word.${text}`)) return catalog[`word.${text}`];
   return text;
 }
 
