@@ -41,11 +41,11 @@ from connectors.base import ConnectorError, ConnectorOptions, Journal
 from connectors.http import SAFETY_TIMEOUT_S, _drain
 from connectors.http import _errors as http_errors
 from connectors.http_auth import CONTROL_CHARS, HEADER_NAME, Auth
-from connectors.sql import _mask, normalize_url
 from connectors.sql import _errors as sql_errors
+from connectors.sql import _mask, normalize_url
 from screenpop.models import WrapUp
 
-FIELDS = tuple(WrapUp(key="k", call_id="c", agent="a", saved_at="2026-01-01T00:00:00Z").template_values())
+FIELDS = tuple(WrapUp.model_fields)  # the same names as WrapUp.template_values()
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _ONE = re.compile(r"^\{([a-z_]+)\}$")
 

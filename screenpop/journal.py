@@ -33,7 +33,7 @@ from screenpop import protocol
 from screenpop.callstore import CallStore, CallStoreError
 from screenpop.callstore.machine import CallRecord
 from screenpop.errors import StoreError
-from screenpop.journalstore import DONE, JournalStore, Row
+from screenpop.journalstore import DONE, JournalStore, Row, State
 from screenpop.models import LookupQuery, WrapUp
 from screenpop.outbox import Outbox
 
@@ -98,7 +98,7 @@ class JournalService:
     def delay(self, attempts: int) -> float:
         """Seconds before try number `attempts + 1`: doubling from retry_base_s, at most retry_max_s,
         between 80 % and 100 % of that."""
-        full = min(self.retry_max_s, self.retry_base_s * 2 ** max(0, attempts - 1))
+        full = min(self.retry_max_s, self.retry_base_s * 2.0 ** max(0, attempts - 1))
         return full * (0.8 + 0.2 * self.rng())
 
     # -- what agents do ----------------------------------------------------------------------------
@@ -112,17 +112,21 @@ class JournalService:
         return record
 
     def _entry(self, agent: str, call_id: str, record: CallRecord | None, old: Row | None, **fields: Any) -> WrapUp:
+        """The entry, its customer and number from the call's record (or, once the call is gone, from the
+        entry stored before)."""
         if record is not None:
             card = record.card
             customer = card.customer
-            base = {"customer_id": customer.id if customer else None, "customer_name": customer.name if customer else None,
-                    "phone": card.caller.e164 or card.caller.raw or None}
+            base: dict[str, Any] = {"customer_id": customer.id if customer else None,
+                                    "customer_name": customer.name if customer else None,
+                                    "phone": card.caller.e164 or card.caller.raw or None}
         else:
             assert old is not None
             e = old.entry
             base = {"customer_id": e.customer_id, "customer_name": e.customer_name, "phone": e.phone}
-        return WrapUp(key=entry_key(call_id, agent), call_id=call_id, agent=agent, agent_name=self.names(agent),
-                      saved_at=datetime.now(UTC), **base, **fields)
+        return WrapUp.model_validate({"key": entry_key(call_id, agent), "call_id": call_id, "agent": agent,
+                                      "agent_name": self.names(agent), "saved_at": datetime.now(UTC),
+                                      **base, **fields})
 
     async def save(self, agent: str, request: protocol.WrapUpRequest) -> str | None:
         """Store the wrap-up as queued (or local), tell the agent, wake the delivery. None, or why refused
@@ -154,7 +158,7 @@ class JournalService:
             return refused
         entry = self._entry(agent, call_id, record, old, notes=request.notes, disposition=request.disposition,
                             follow_up=request.follow_up)
-        state = "queued" if self.writer is not None else "local"
+        state: State = "queued" if self.writer is not None else "local"
         try:
             row = await self.store.put(Row(entry=entry, state=state, next_at=self.clock()))
         except StoreError as err:

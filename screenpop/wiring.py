@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connectors.base import Connector, Journal
-
 from pydantic import ValidationError
 
+from connectors.base import Connector, Journal
 from screenpop.cache import SectionCache
 from screenpop.config import Config, ConfigError, ConnectorConfig
 from screenpop.lookup import Lookup
