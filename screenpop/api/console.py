@@ -58,8 +58,9 @@ async def console_settings(agent: AgentDep, services: ServicesDep) -> dict[str, 
 
 
 def _can_search(options: dict[str, Any]) -> bool:
-    """Whether an identity connector's options set up a search (csv searches always)."""
-    return bool(options.get("search_query") or options.get("path"))
+    """Whether an identity connector's options set up a search (sql: search_query, http: search_url; csv
+    searches always)."""
+    return bool(options.get("search_query") or options.get("search_url") or options.get("path"))
 
 
 @router.get("/api/search")

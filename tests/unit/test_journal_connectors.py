@@ -31,6 +31,9 @@ class Target:
         self.seen: set[str] = set()
 
     async def handle(self, request: web.Request) -> web.Response:
+        if request.method == "GET":  # the identity search
+            self.requests.append({"method": "GET", "path": request.raw_path})
+            return web.json_response({"data": [{"id": "C1", "name": "Ada & co", "tel": "+1"}]})
         body = await request.json()
         key = request.headers.get("Idempotency-Key", "")
         self.requests.append({"method": request.method, "path": request.raw_path, "key": key, "body": body,
@@ -182,3 +185,56 @@ async def test_sql_journal_inserts_one_row_per_key(database: str) -> None:
     assert [(r[0], r[1], str(r[2]) if r[2] else None) for r in rows] == [
         ("sp-123", ENTRY.notes, "2026-12-01"), ("sp-456", ENTRY.notes, None)]
     assert json.dumps(rows[0][1])  # the notes came through as text
+
+
+async def test_http_identity_search_fills_text_and_shapes_the_answer(target: tuple[Target, str]) -> None:
+    """The http kind's search_url gets the typed text percent-encoded; a 404 is no result; no search_url says so."""
+    from connectors.http import HttpConnector
+
+    t, url = target
+    t.status = 200
+    conn = HttpConnector.from_config("crm", {"url": f"{url}/c?phone={{phone}}", "items": "data",
+                                             "fields": {"id": "id", "name": "name", "phone": "tel"},
+                                             "search_url": f"{url}/search?q={{text}}&n=5"})
+    plain = HttpConnector.from_config("crm", {"url": f"{url}/c?phone={{phone}}"})
+    await conn.start()
+    try:
+        assert await conn.search("Ada & co", 10) == [{"id": "C1", "name": "Ada & co", "phone": "+1"}]
+        assert t.requests[-1]["path"] == "/search?q=Ada%20%26%20co&n=5"
+        with pytest.raises(ConnectorError, match="cannot search"):
+            await plain.search("Ada", 10)
+    finally:
+        await conn.close()
+    with pytest.raises(ValidationError, match="text"):
+        HttpConnector.from_config("crm", {"url": f"{url}/c", "search_url": f"{url}/search"})
+
+
+async def test_sql_identity_search_by_name_or_digits(tmp_path: Path) -> None:
+    """search_query gets :like and :digits (nothing matches digits with fewer than three); its parameters are
+    checked when the config is read."""
+    import sqlite3
+
+    from connectors.sql import SqlConnector
+
+    db = tmp_path / "c.db"
+    con = sqlite3.connect(db)
+    con.executescript("CREATE TABLE customers (id TEXT, name TEXT, phone TEXT);"
+                      "INSERT INTO customers VALUES ('C1', 'Ada Lovelace', '+14155550100'),"
+                      " ('C2', 'Grace Hopper', '+14155550111');")
+    con.commit()
+    con.close()
+    query = ("SELECT id, name, phone FROM customers WHERE name LIKE :like OR replace(phone, '+', '') LIKE :digits"
+             " ORDER BY id")
+    conn = SqlConnector.from_config("c", {"url": f"sqlite:///{db}", "query": "SELECT 1 WHERE :phone = ''",
+                                          "search_query": query})
+    await conn.start()
+    try:
+        assert [r["id"] for r in await conn.search("hopper", 10)] == ["C2"]
+        assert [r["id"] for r in await conn.search("555-01", 10)] == ["C1", "C2"]
+        assert await conn.search("41", 10) == []
+        assert [r["id"] for r in await conn.search("555", 1)] == ["C1"]
+    finally:
+        await conn.close()
+    with pytest.raises(ValidationError, match="unknown parameter :phone"):
+        SqlConnector.from_config("c", {"url": f"sqlite:///{db}", "query": "SELECT 1",
+                                       "search_query": "SELECT id FROM customers WHERE phone = :phone"})
