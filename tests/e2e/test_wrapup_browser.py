@@ -317,3 +317,38 @@ def test_a_card_popping_while_hidden_shows_a_notification_that_focuses_it(consol
     expect(alice.locator(f'[data-call-id="{call_id}"]')).to_be_focused()
     for c, number in ((seen, KNOWN), (call_id, UNKNOWN)):
         stack.end(c, number)
+
+
+def test_a_transferred_call_carries_the_notes_so_far(console: Callable[..., Any], stack: Stack) -> None:
+    """alice answers and types; the call rings at bob (a transfer): his card shows her notes and starts
+    with them; he saves the wrap-up and the CRM gets it with her words."""
+    from playwright.sync_api import expect
+
+    from tests.e2e.conftest import login
+
+    alice, bob = console("alice"), console("bob")
+    call_id = stack.call(KNOWN, "1001", answered_by="1001")
+    card = alice.locator(f'[data-call-id="{call_id}"]')
+    card.get_by_label("Notes").fill("Invoice 42 disputed; customer sends a photo")
+    token = login(stack.url, "alice")
+    with httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {token}"}, timeout=5) as http:
+        for _ in range(200):  # the draft goes to the server after a pause in typing
+            rows = http.get(f"/api/calls/{call_id}/wrapups").json()["wrapups"]
+            if rows and rows[0]["notes"].startswith("Invoice 42"):
+                break
+            alice.wait_for_timeout(50)
+    assert stack.server is not None
+    assert stack.server.event(call_id, "ringing", KNOWN, ["1002"]).status_code == 202
+    assert stack.server.event(call_id, "answered", KNOWN, ["1002"]).status_code == 202
+    theirs = bob.locator(f'[data-call-id="{call_id}"]')
+    expect(theirs.get_by_test_id("transferred-from")).to_contain_text("alice", timeout=TIMEOUT_MS)
+    expect(theirs.get_by_test_id("wrapup-carried")).to_contain_text("Notes from Alice Martin:")
+    expect(theirs.get_by_test_id("wrapup-notes")).to_have_value("Invoice 42 disputed; customer sends a photo")
+    theirs.get_by_test_id("wrapup-notes").press("End")
+    theirs.get_by_test_id("wrapup-notes").type(" Photo received, credit note issued.")
+    theirs.get_by_label("Disposition").select_option("resolved")
+    theirs.get_by_test_id("wrapup-save").click()
+    expect(theirs.get_by_test_id("wrapup-state")).to_have_attribute("data-state", "saved", timeout=TIMEOUT_MS)
+    (entry,) = [e for e in stack.crm_entries(call_id) if e["agent"] == "Bob Chen"]
+    assert entry["notes"] == "Invoice 42 disputed; customer sends a photo Photo received, credit note issued."
+    stack.end(call_id, KNOWN)

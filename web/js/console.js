@@ -2,10 +2,11 @@
 // the wrap-ups, notifications, shortcuts and the language.
 
 import { api, ApiError } from "./api.js";
-import { clear, h } from "./dom.js";
+import { clear } from "./dom.js";
 import { applyStatic, languageSwitch, loadLanguage, pickLanguage, setConfigWords, t } from "./i18n.js";
+import { setupDemo } from "./demo.js";
 import { installShortcuts } from "./keys.js";
-import { askPermission, cardPopped, loadPrefs, permission, savePrefs } from "./notify.js";
+import { cardPopped, loadPrefs, setupNotifications } from "./notify.js";
 import { applyMessage, selectRequest } from "./protocol.js";
 import { callerHeadline, patchCard, renderCard, renderRecent } from "./render.js";
 import { ReconnectingSocket, backoffDelay } from "./socket.js";
@@ -14,11 +15,6 @@ const MAX_RECENT = 8;
 const SELECT_TIMEOUT_MS = 10_000;
 const ACK_STORE = "screenpop.acked";
 const ACK_STORE_MAX = 200;
-const DEMO_PICKS = [
-  ["+14155550100", "demo.known"],
-  ["+14155550199", "demo.unknown"],
-  ["+14155550111", "demo.two"],
-];
 const CONN_TEXT = { connecting: "conn.connecting", connected: "conn.connected", reconnecting: "conn.reconnecting",
   stopped: "conn.stopped" };
 
@@ -50,7 +46,7 @@ async function boot() {
   installShortcuts($("help"));
   $("help-open").addEventListener("click", () => $("help").showModal());
   $("help-close").addEventListener("click", () => $("help").close());
-  setupNotifications();
+  setupNotifications(state.prefs, (prefs) => { state.prefs = prefs; });
   $("logout").addEventListener("click", logout);
   for (let attempt = 0; ; attempt += 1) {
     try {
@@ -74,7 +70,7 @@ async function boot() {
   $("agent-name").textContent = state.me.name || state.me.id;
   const ext = (state.me.extensions || []).join(", ");
   $("agent-ext").textContent = ext ? t("agent.ext", { ext }) : "";
-  if (state.me.demo) setupDemo();
+  if (state.me.demo) setupDemo(goLogin);
   render();
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   state.socket = new ReconnectingSocket(`${scheme}//${location.host}/ws/agent`, {
@@ -367,74 +363,6 @@ function renderRecentList() {
   }
   $("recent-empty").hidden = state.recent.length > 0;
   recentShown = [...state.recent];
-}
-
-// -- demo -------------------------------------------------------------------------------------------
-
-function setupDemo() {
-  const box = $("demo");
-  const form = $("demo-form");
-  const input = $("demo-number");
-  const status = $("demo-status");
-  const picks = $("demo-picks");
-  for (const [number, label] of DEMO_PICKS) {
-    picks.appendChild(h("li", {}, h("button", {
-      type: "button", class: "btn btn--small", "data-number": number,
-      on: { click: () => { input.value = number; ring(number); } },
-    }, number, " ", h("span", { class: "pick-label" }, `(${t(label)})`))));
-  }
-  async function ring(number) {
-    status.className = "demo-status";
-    status.textContent = t("demo.calling", { number });
-    try {
-      const answer = await api("POST", "/api/demo/call", { number });
-      status.textContent = t("demo.ringing", { id: answer && answer.call_id ? answer.call_id : "", number });
-    } catch (err) {
-      if (err instanceof ApiError && err.status === 401) return goLogin();
-      status.className = "demo-status inline-error";
-      status.textContent = err.message;
-    }
-  }
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    const number = input.value.trim();
-    if (!number) {
-      status.className = "demo-status inline-error";
-      status.textContent = t("demo.enter_number");
-      input.focus();
-      return;
-    }
-    ring(number);
-  });
-  box.hidden = false;
-}
-
-// -- notifications ----------------------------------------------------------------------------------
-
-function setupNotifications() {
-  const desktop = $("notify-desktop");
-  const sound = $("notify-sound");
-  const note = $("notify-note");
-  desktop.checked = state.prefs.desktop && permission() === "granted";
-  sound.checked = state.prefs.sound;
-  const explain = () => {
-    const p = permission();
-    note.textContent = p === "denied" ? t("notify.denied") : p === "unsupported" ? t("notify.unsupported") : "";
-  };
-  explain();
-  desktop.addEventListener("change", async () => {
-    if (desktop.checked) {
-      const p = await askPermission(); // from the agent's click: the browser asks once
-      desktop.checked = p === "granted";
-    }
-    state.prefs = { ...state.prefs, desktop: desktop.checked };
-    savePrefs(state.prefs);
-    explain();
-  });
-  sound.addEventListener("change", () => {
-    state.prefs = { ...state.prefs, sound: sound.checked };
-    savePrefs(state.prefs);
-  });
 }
 
 boot();

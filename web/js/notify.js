@@ -73,3 +73,33 @@ export function cardPopped(prefs, { callId, title, body }, focusCard) {
   };
   return n;
 }
+
+/** Wire the side panel's two settings; `changed(prefs)` gets each new choice (also saved). */
+export function setupNotifications(prefs, changed) {
+  const desktop = document.getElementById("notify-desktop");
+  const sound = document.getElementById("notify-sound");
+  const note = document.getElementById("notify-note");
+  let current = prefs;
+  desktop.checked = prefs.desktop && permission() === "granted";
+  sound.checked = prefs.sound;
+  const explain = () => {
+    const p = permission();
+    note.textContent = p === "denied" ? t("notify.denied") : p === "unsupported" ? t("notify.unsupported") : "";
+  };
+  explain();
+  desktop.addEventListener("change", async () => {
+    if (desktop.checked) {
+      const p = await askPermission(); // from the agent's click: the browser asks once
+      desktop.checked = p === "granted";
+    }
+    current = { ...current, desktop: desktop.checked };
+    savePrefs(current);
+    changed(current);
+    explain();
+  });
+  sound.addEventListener("change", () => {
+    current = { ...current, sound: sound.checked };
+    savePrefs(current);
+    changed(current);
+  });
+}
