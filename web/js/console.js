@@ -28,7 +28,7 @@ const state = {
   acked: loadAcked(),
   socket: null,
   leaving: false,
-  prefs: loadPrefs(),
+  prefs: { desktop: false, sound: false },
 };
 const cardEls = new Map(); // call_id -> article element
 const ctx = { meId: null, onSelect: selectCustomer, settings: null, send, onDismiss: dismiss };
@@ -46,7 +46,6 @@ async function boot() {
   installShortcuts($("help"));
   $("help-open").addEventListener("click", () => $("help").showModal());
   $("help-close").addEventListener("click", () => $("help").close());
-  setupNotifications(state.prefs, (prefs) => { state.prefs = prefs; });
   $("logout").addEventListener("click", logout);
   for (let attempt = 0; ; attempt += 1) {
     try {
@@ -61,6 +60,8 @@ async function boot() {
   }
   showNotice("");
   ctx.meId = state.me.id;
+  state.prefs = loadPrefs(state.me.id);
+  setupNotifications(state.prefs, (prefs) => { state.prefs = prefs; });
   try {
     ctx.settings = await api("GET", "/api/console");
   } catch {

@@ -1,14 +1,18 @@
 // Desktop notifications and an optional sound when a card pops while the console is hidden. Each agent
-// chooses (kept in localStorage); the browser's permission is asked only from the agent's click on the
-// setting. Clicking a notification brings the console forward and focuses the card.
+// chooses (kept in localStorage per agent); the browser's permission is asked only from the agent's click
+// on the setting. Clicking a notification brings the console forward and focuses the card.
 
 import { t } from "./i18n.js";
 
 const STORE = "screenpop.notify";
 
-export function loadPrefs() {
+let agentKey = STORE;
+
+/** The logged-in agent's choices (off until they turn them on). */
+export function loadPrefs(agentId) {
+  agentKey = `${STORE}.${agentId}`;
   try {
-    const p = JSON.parse(localStorage.getItem(STORE) || "{}");
+    const p = JSON.parse(localStorage.getItem(agentKey) || "{}");
     return { desktop: p.desktop === true, sound: p.sound === true };
   } catch {
     return { desktop: false, sound: false };
@@ -17,7 +21,7 @@ export function loadPrefs() {
 
 export function savePrefs(prefs) {
   try {
-    localStorage.setItem(STORE, JSON.stringify(prefs));
+    localStorage.setItem(agentKey, JSON.stringify(prefs));
   } catch {
     // storage disabled: the choice lasts for this page
   }
