@@ -321,7 +321,8 @@ def test_a_card_popping_while_hidden_shows_a_notification_that_focuses_it(consol
 
 def test_a_transferred_call_carries_the_notes_so_far(console: Callable[..., Any], stack: Stack) -> None:
     """alice answers and types; the call rings at bob (a transfer): his card shows her notes and starts
-    with them; he saves the wrap-up and the CRM gets it with her words."""
+    with them; he saves the wrap-up and the CRM gets it with her words; alice's card stays for her own
+    wrap-up, which the CRM gets too: one entry per agent."""
     from playwright.sync_api import expect
 
     from tests.e2e.conftest import login
@@ -351,4 +352,9 @@ def test_a_transferred_call_carries_the_notes_so_far(console: Callable[..., Any]
     expect(theirs.get_by_test_id("wrapup-state")).to_have_attribute("data-state", "saved", timeout=TIMEOUT_MS)
     (entry,) = [e for e in stack.crm_entries(call_id) if e["agent"] == "Bob Chen"]
     assert entry["notes"] == "Invoice 42 disputed; customer sends a photo Photo received, credit note issued."
+    expect(card).to_have_attribute("data-state", "ended")  # over for alice, kept for her wrap-up
+    card.get_by_label("Disposition").select_option("callback")
+    card.get_by_test_id("wrapup-save").click()
+    expect(card.get_by_test_id("wrapup-state")).to_have_attribute("data-state", "saved", timeout=TIMEOUT_MS)
+    assert sorted(e["agent"] for e in stack.crm_entries(call_id)) == ["Alice Martin", "Bob Chen"]
     stack.end(call_id, KNOWN)

@@ -245,7 +245,8 @@ function retire(callId, outcome, reason) {
   const entry = state.entries.get(callId);
   if (!entry) return;
   if (outcome === "ended") entry.card.state = "ended";
-  if (outcome === "ended" && keptForWrapup(entry)) {
+  if (outcome === "withdrawn" && keptForWrapup(entry)) entry.card.state = "ended"; // transferred on: over for me
+  if ((outcome === "ended" || outcome === "withdrawn") && keptForWrapup(entry)) {
     render(); // the card stays for the wrap-up until the agent closes it
     return;
   }
