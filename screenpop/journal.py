@@ -226,6 +226,10 @@ class JournalService:
         error: str | None = None
         try:
             await asyncio.wait_for(self.writer.write(row.entry), self.write_timeout_s)
+        except asyncio.CancelledError:  # shutting down: let the next instance try at once, not after the hold
+            await self.store.finish(row.entry.key, delivered=False, now=self.clock(), next_at=self.clock(),
+                                    error="interrupted by a shutdown")
+            raise
         except TimeoutError:
             error = f"no answer within {self.write_timeout_s:g} s"
         except ConnectorError as err:

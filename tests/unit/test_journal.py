@@ -172,11 +172,11 @@ async def test_a_restart_delivers_what_was_queued(store_factory: Callable[[], Jo
     calls, sent, crm, clock = Calls(), Sent(), FakeCrm(), Clock()
     calls.add("c3", "bob")
     first = service(store_factory(), calls, sent, crm, clock)
-    await first.start()
+    await first.store.start()  # (no delivery loop: the one pass below is the only try)
     crm.down = True
     await first.save("bob", wrapup("c3"))
     await first.deliver_due()
-    await first.close()
+    await first.store.close()
 
     crm.down = False
     calls.records.clear()  # the call itself is long gone
@@ -190,6 +190,32 @@ async def test_a_restart_delivers_what_was_queued(store_factory: Callable[[], Jo
         assert [(r.state, r.attempts) for r in rows] == [("saved", 2)]
     finally:
         await second.close()
+
+
+async def test_a_shutdown_during_a_write_releases_the_row(store_factory: Callable[[], JournalStore]) -> None:
+    """Closing the service while a write hangs counts a failed try and frees the row for the next instance
+    at once (not after the hold)."""
+    started = asyncio.Event()
+
+    class Hangs(FakeCrm):
+        async def write(self, entry: WrapUp) -> None:
+            started.set()
+            await asyncio.sleep(3600)
+
+    calls, sent, clock = Calls(), Sent(), Clock()
+    calls.add("s1", "alice")
+    journal = service(store_factory(), calls, sent, Hangs(), clock)
+    await journal.start()
+    await journal.save("alice", wrapup("s1"))
+    await asyncio.wait_for(started.wait(), 10)
+    await journal.close()
+    store = store_factory()
+    await store.start()
+    try:
+        (row,) = await store.claim(clock.t, 60, 10)
+        assert (row.attempts, row.last_error) == (1, "interrupted by a shutdown")
+    finally:
+        await store.close()
 
 
 async def test_two_instances_never_hold_the_same_row(store_factory: Callable[[], JournalStore]) -> None:
