@@ -7,6 +7,13 @@ call flow builds one instance per configured connector, calls `start()` once, `f
 a third-party package's (see screenpop/plugins.py; tests/plugins/screenpop-sample-plugin is a complete
 example).
 
+Two more capabilities go through the same seam:
+
+    Connector.search    the identity source looked up by hand (name, company, another number); a kind
+                        that cannot search keeps the default, which says so
+    Journal             the `journal` role: a wrap-up written back to a back-office system, found through
+                        the entry point group `screenpop.journals` (kinds `http`, `sql`: connectors/journal.py)
+
 Errors:
     ConnectorError      the source failed or answered something unusable; `str(err)` is a short reason
                         shown to the agent (no secrets, no stack trace).
@@ -20,9 +27,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from screenpop.models import LookupQuery, View
+from screenpop.models import LookupQuery, View, WrapUp
 
-__all__ = ["Connector", "ConnectorError", "ConnectorOptions"]  # what plugins import (pinned by a test)
+__all__ = ["Connector", "ConnectorError", "ConnectorOptions", "Journal"]  # what plugins import (pinned by a test)
 
 class ConnectorError(Exception):
     """The source failed or answered something unusable. The message is short and safe to show."""
@@ -82,3 +89,49 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     async def ping(self) -> None:
         """Check that the source is reachable. Returns None when it is, raises ConnectorError if not."""
+
+    async def search(self, text: str, limit: int) -> list[dict[str, Any]]:
+        """Customers whose name, company or a number matches `text` (what an agent typed: at least two
+        characters, already stripped), for the identity role: at most `limit` records shaped as `fetch`
+        returns them (each with at least `id` and `name`), best first; [] when none matches. Raises
+        ConnectorError with a short reason when the source fails, or when this kind cannot search (the
+        default). Must be safe to call concurrently; the caller applies the timeout."""
+        raise ConnectorError(f"the {self.kind} connector {self.name!r} cannot search")
+
+
+class Journal(abc.ABC):
+    """A back-office system that takes wrap-ups (the `journal` role): one per configured connector."""
+
+    kind: ClassVar[str]
+    Options: ClassVar[type[ConnectorOptions]] = ConnectorOptions
+
+    def __init__(self, name: str, options: ConnectorOptions) -> None:
+        self.name = name
+        self.options = options
+
+    @classmethod
+    def from_config(cls, name: str, options: dict[str, Any]) -> Journal:
+        """Build from raw options; raises pydantic.ValidationError naming the bad field."""
+        return cls(name, cls.Options.model_validate(options))
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Open pools and sessions, once, before the first write. Must not fail because the target is down."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release everything `start` opened. Called once at shutdown; must not raise."""
+
+    @abc.abstractmethod
+    async def write(self, entry: WrapUp) -> None:
+        """Deliver one wrap-up to the target; return only once the target has it.
+
+        The same entry may be written again (after a timeout, a crash, a restart: screenpop delivers at
+        least once), always with the same `entry.key`: the kind must pass the key on (HTTP: the
+        `Idempotency-Key` header) or use it itself (SQL: a unique column), so that the target keeps exactly
+        one entry per key. A target that answers "already have it" counts as delivered. Raises
+        ConnectorError with a short reason (shown to the agent, no secrets) when the target failed or
+        refused; screenpop then retries with back-off. Must be safe to call concurrently.
+        """
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Check that the target is reachable. Returns None when it is, raises ConnectorError if not."""

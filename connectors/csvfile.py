@@ -243,6 +243,24 @@ class CsvConnector(Connector):
             return dict(rows[0])
         return [dict(r) for r in rows[: self.options.max_rows]]
 
+    async def search(self, text: str, limit: int) -> list[dict[str, Any]]:
+        """Rows where any text value contains `text` (case-insensitive), or, for three digits or more, a
+        value's digits contain them; in the file's order."""
+        table = self._table
+        if table is None:
+            raise ConnectorError(self._error or "CSV file not loaded")
+        needle, digits = text.casefold(), _digits(text)
+        found: list[dict[str, Any]] = []
+        for rows in table.by_key.values():
+            for row in rows:
+                values = [v for v in row.values() if isinstance(v, str)]
+                if any(needle in v.casefold() for v in values) or (
+                        len(digits) >= 3 and any(digits in _digits(v) for v in values)):
+                    found.append(dict(row))
+                    if len(found) >= limit:
+                        return found
+        return found
+
     async def ping(self) -> None:
         """Fine when the file was read and its latest version could be read too."""
         if self._table is None or self._error is not None:

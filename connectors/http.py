@@ -10,6 +10,10 @@
              | {"type": "api_key", "query": "api_key", "value": ...}       (optional)
     verify_tls / ca_file   TLS certificates are verified (default); ca_file trusts a private CA (PEM)
 
+search_url  "https://crm.example/api/customers/search?q={text}"   for an identity connector: the agent's
+             search by hand; {text} (percent-encoded) is the only placeholder; the answer is shaped by `items`
+             and `fields` like a lookup's and must be a list of records (or one)
+
 With `auth`, redirects are not followed (the secret would go wherever the redirect points): a 3xx answer
 is ConnectorError("HTTP 302 ..."); point `url` at the final address.
 
@@ -110,6 +114,7 @@ class HttpOptions(ConnectorOptions):
     verify_tls: bool = True
     ca_file: str | None = None
     ping_url: str | None = None
+    search_url: str | None = None
     auth: Auth | None = None
 
     @field_validator("url")
@@ -123,6 +128,17 @@ class HttpOptions(ConnectorOptions):
     def _check_ping_url(cls, v: str | None) -> str | None:
         if v is not None:
             _url_parts(v, placeholders=False)
+        return v
+
+    @field_validator("search_url")
+    @classmethod
+    def _check_search_url(cls, v: str | None) -> str | None:
+        if v is not None:
+            if "{text}" not in v:
+                raise ValueError("search_url needs the {text} placeholder")
+            _url_parts(v.replace("{text}", "x"), placeholders=False)
+            if v.split("{text}", 1)[0].count("/") < 3:
+                raise ValueError("{text} may only appear in the path, query or fragment")
         return v
 
     @field_validator("headers")
@@ -308,6 +324,27 @@ class HttpConnector(Connector):
         if data is not None and not isinstance(data, dict | list):
             raise ConnectorError(f"expected a JSON object or list, got {type(data).__name__}")
         return data
+
+    async def search(self, text: str, limit: int) -> list[dict[str, Any]]:
+        """GET `search_url` with {text} filled; the records it answers (shaped like a lookup's), at most `limit`."""
+        if self.options.search_url is None:
+            return await super().search(text, limit)
+        session = self._require_session()
+        url = self.options.search_url.replace("{text}", quote(text, safe=""))
+        parts, host, port = _url_parts(url, placeholders=False)
+        with _errors(f"{host}:{port}"):
+            async with session.get(self._signed(_render(parts, {}, str)), headers=self._auth_headers,
+                                   allow_redirects=self.options.auth is None) as resp:
+                if resp.status == 404 or resp.status == 204:
+                    await _drain(resp)
+                    return []
+                if resp.status >= 300:
+                    await _drain(resp)
+                    raise ConnectorError(f"HTTP {resp.status}")
+                raw = await self._read(resp)
+        data = self._shape(raw)
+        records = [data] if isinstance(data, dict) else data or []
+        return [r for r in records if isinstance(r, dict)][:limit]
 
     async def ping(self) -> None:
         """GET `ping_url` (a status below 400 is fine; below 300 with auth), or open a TCP connection."""

@@ -16,6 +16,10 @@ function fails there. Give the database user SELECT rights only, all the same.
 Rows become dicts of JSON-friendly values (Decimal -> float, dates and times -> ISO 8601 strings,
 bytes -> hex, UUID -> str). `one: true` returns the first row or None; otherwise a list of at most
 `max_rows` rows, or None when there is none.
+
+An identity connector may have a `search_query` (a SELECT too, read-only the same way) for the agent's
+search by hand: its parameters are :text (what the agent typed), :like ("%text%") and :digits ("%4155%",
+the typed digits; matches nothing with fewer than three). At most `max_rows` rows are returned.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from connectors.base import Connector, ConnectorError, ConnectorOptions
 from screenpop.models import LookupQuery
 
 PARAMETERS = tuple(LookupQuery(phone="").template_values())
+SEARCH_PARAMETERS = ("text", "like", "digits")
 _DRIVERS = {"postgresql": "asyncpg", "postgres": "asyncpg", "sqlite": "aiosqlite", "mysql": "aiomysql",
             "mariadb": "aiomysql"}
 _BACKENDS = {"postgres": "postgresql", "mariadb": "mysql"}
@@ -79,7 +84,7 @@ def _mask(sql: str) -> str:
     return _NOT_CODE.sub(lambda m: (" " if m.group().startswith(("--", "/*")) else "0") * len(m.group()), sql)
 
 
-def check_query(query: str) -> str:
+def check_query(query: str, parameters: tuple[str, ...] = PARAMETERS) -> str:
     """The query without a trailing ";"; raises ValueError unless it is one SELECT / WITH statement."""
     code = _mask(query)
     if not re.match(r"\s*(select|with)\b", code, re.IGNORECASE):
@@ -93,9 +98,9 @@ def check_query(query: str) -> str:
         raise ValueError("unterminated quote or comment")
     if _INTO_FILE.search(code):
         raise ValueError("SELECT ... INTO OUTFILE / DUMPFILE writes a file; it is not allowed")
-    unknown = sorted(set(text(query).compile().params) - set(PARAMETERS))
+    unknown = sorted(set(text(query).compile().params) - set(parameters))
     if unknown:
-        names = ", ".join(f":{p}" for p in PARAMETERS)
+        names = ", ".join(f":{p}" for p in parameters)
         raise ValueError(f"unknown parameter :{unknown[0]}; use {names} (write \\: for a literal colon)")
     return query
 
@@ -133,6 +138,7 @@ class SqlOptions(ConnectorOptions):
     max_rows: int = Field(default=50, ge=1)
     one: bool = False
     pool_size: int = Field(default=5, ge=1)
+    search_query: str | None = None  # identity only: the agent's search (see the module docstring)
 
     @field_validator("url")
     @classmethod
@@ -143,6 +149,11 @@ class SqlOptions(ConnectorOptions):
     @classmethod
     def _check_query(cls, v: str) -> str:
         return check_query(v)
+
+    @field_validator("search_query")
+    @classmethod
+    def _check_search_query(cls, v: str | None) -> str | None:
+        return None if v is None else check_query(v, SEARCH_PARAMETERS)
 
 
 def _reason(err: BaseException) -> str:
@@ -303,6 +314,22 @@ class SqlConnector(Connector):
         if self.options.one:
             return records[0] if records else None
         return records or None
+
+    async def search(self, text_: str, limit: int) -> list[dict[str, Any]]:
+        """Run `search_query` with :text, :like and :digits; at most `limit` rows as dicts."""
+        if self.options.search_query is None:
+            return await super().search(text_, limit)
+        engine = self._require_engine()
+        statement = text(self.options.search_query)
+        digits = "".join(c for c in text_ if c.isdigit())
+        values = {"text": text_, "like": f"%{text_}%", "digits": f"%{digits}%" if len(digits) >= 3 else ""}
+        params = {p: v for p, v in values.items() if p in statement.compile().params}
+        with _errors(self._where):
+            async with engine.connect() as conn:
+                result = await conn.execute(statement, params)
+                columns = [str(c) for c in result.keys()]
+                rows = result.fetchmany(min(limit, self.options.max_rows))
+        return [{k: jsonable(v) for k, v in zip(columns, row, strict=True)} for row in rows]
 
     async def ping(self) -> None:
         """Run `SELECT 1`."""

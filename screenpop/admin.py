@@ -115,8 +115,8 @@ class ConnectorAdmin:
     def validate(self, connectors: list[ConnectorConfig]) -> Config:
         """The full config with these connectors; ConfigError names the problem."""
         try:
-            return Config(agents=self.config.agents, connectors=connectors, lookup=self.config.lookup,
-                          telephony=self.config.telephony)
+            kept = {name: getattr(self.config, name) for name in type(self.config).model_fields}
+            return Config(**{**kept, "connectors": connectors})  # every other part of the file as it is
         except ValidationError as err:
             raise ConfigError(format_validation_error(err)) from None
 

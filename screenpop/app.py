@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Mount, Route, Router, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from screenpop import __version__
-from screenpop.api import admin, admin_access, admin_agents, admin_connectors, agents, pages, twilio
+from screenpop.api import admin, admin_access, admin_agents, admin_connectors, agents, console, pages, twilio
 from screenpop.api.agents import SOCKET_PATH, AgentSocket
 from screenpop.api.deps import error_answer
 from screenpop.api.health import HEALTH_PATH, READY_PATH, Probe, describe_probes
@@ -98,6 +98,7 @@ def build_api(services: Services) -> FastAPI:
     api.state.services = services
     api.include_router(twilio.router)
     api.include_router(agents.router)
+    api.include_router(console.router)
     api.include_router(admin.router)
     api.include_router(admin_connectors.router)
     api.include_router(admin_agents.router)

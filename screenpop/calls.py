@@ -50,7 +50,7 @@ from screenpop.callstore.memory import MemoryCallStore
 from screenpop.logs import call_id_var
 from screenpop.lookup import CUSTOMER, Emit, Lookup
 from screenpop.masking import Masker
-from screenpop.models import CallEvent, Card, EventKind, LookupQuery, Section, SectionStatus
+from screenpop.models import CallEvent, Card, Customer, EventKind, LookupQuery, Section, SectionStatus
 from screenpop.outbox import Outbox
 from screenpop.phone import normalize
 
@@ -280,11 +280,12 @@ class CallRegistry:
         self._run(call_id, token, rest)
 
     # -- agent requests --------------------------------------------------------------------------
-    async def select(self, agent_id: str, call_id: str, customer_id: str) -> str | None:
-        """The agent picked one of several matching customers; fill the sections for that one, on this
-        instance whichever instance holds the agent's socket. Returns None when done, else why refused."""
+    async def select(self, agent_id: str, call_id: str, customer_id: str, found: Customer | None = None) -> str | None:
+        """The agent picked one of several matching customers (or `found` one by a search); fill the sections
+        for that one, on this instance whichever instance holds the agent's socket. Returns None when done,
+        else why refused."""
         token = self._token()
-        out = await self.store.apply(call_id, self._apply(call_id, Select(agent_id, customer_id, token)),
+        out = await self.store.apply(call_id, self._apply(call_id, Select(agent_id, customer_id, token, found)),
                                      self._render)
         if out.record is None:
             return "no such call for this agent"

@@ -110,7 +110,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with DemoEnvironment(latency_scale=args.latency_scale) as env:
         settings = _settings(host=args.host, port=args.port, config=str(env.config_path), demo=True,
                              webhook_secret=DEMO_WEBHOOK_SECRET, session_secret=secrets.token_hex(16),
-                             state_url=f"sqlite:///{env.workdir / 'state.db'}",
+                             state_url=env.state_url,
                              twilio_auth_token="demo-twilio-token",
                              bus_url=os.environ.get("SCREENPOP_BUS_URL"))
         url = f"http://{args.host}:{args.port}"
@@ -125,7 +125,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     logins:   alice / {DEMO_PASSWORD}  (ext. 1001)    bob / {DEMO_PASSWORD}  (ext. 1002)    admin / {DEMO_PASSWORD}
     webhook:  {url}/telephony/webhook   secret: {DEMO_WEBHOOK_SECRET}
     twilio:   voice {url}/telephony/twilio/voice   status {url}/telephony/twilio/status   token: demo-twilio-token
-    backends: accounting {env.accounting_url}   credit {env.credit_url}   sales {env.db_path}
+    backends: accounting {env.accounting_url}   credit {env.credit_url}   crm {env.crm_url}   sales {env.db_path}
+    crm down: curl -X POST {env.crm_url}/admin/down -d '{{"down": true}}'   (screenpop retries the wrap-ups)
 
   Log in as alice, then ring her from another terminal:
     {command} call {n['known']} --agent 1001{port_arg}

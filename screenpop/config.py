@@ -22,6 +22,12 @@
         options: {url: "http://accounting/api/balance/{customer_id}"}
     lookup:
       deadline_ms: 800                  # every section settles within this, from the start (default 800)
+    wrapup:                             # the agent's notes after a call (docs/wrapup.md)
+      dispositions: [resolved, callback, sale, complaint]
+      history: 5                        # the built-in `history` section: the customer's last 5 calls
+    console:
+      new_customer_url: "https://crm.example.com/customers/new?phone={phone}"
+      translations: {sv: {Balance: Saldo}}   # section titles, column labels, dispositions per language
 
 A bad file raises ConfigError whose message names the file, the field and the reason.
 """
@@ -76,6 +82,17 @@ class AgentConfig(Strict):
         return v
 
 
+_LINK = r"^https?://[^\s{}]+[/?#]?"
+
+
+class LinkConfig(Strict):
+    """A link on the card to the record in another system: `url` is a template ({customer_id}, and for a
+    row link any of the row's keys), always http:// or https:// with a fixed host."""
+
+    label: str = Field(default="Open in CRM", min_length=1, max_length=60)
+    url: str = Field(min_length=8, max_length=2000, pattern=r"^https?://[A-Za-z0-9.\-\[\]:]+(/|\?|#|$)")
+
+
 class BreakerConfig(Strict):
     failures: int = Field(default=5, ge=1, le=1000)  # consecutive failures that open the breaker
     cooldown_s: float = Field(default=30.0, gt=0, le=3600)  # how long the source is skipped
@@ -84,7 +101,7 @@ class BreakerConfig(Strict):
 class ConnectorConfig(Strict):
     name: str = Field(pattern=_NAME)
     kind: str
-    role: Literal["identity", "identity_fallback", "section"] = "section"
+    role: Literal["identity", "identity_fallback", "section", "journal"] = "section"
     section: str | None = Field(default=None, pattern=_NAME)
     title: str | None = None
     timeout_ms: int = Field(default=600, gt=0, le=60_000)
@@ -96,6 +113,17 @@ class ConnectorConfig(Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     view: View | None = None  # how the console shows the section (default: the kind's; see docs/connectors.md)
     masking: list[MaskRule] = Field(default_factory=list, max_length=100)  # fields masked by role (masking.py)
+    links: list[LinkConfig] = Field(default_factory=list, max_length=5)  # on the section: {customer_id}
+    row_links: dict[str, str] = Field(default_factory=dict)  # column key -> URL template from the row's keys
+
+    @field_validator("row_links")
+    @classmethod
+    def _row_links(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, url in v.items():
+            LinkConfig(url=url)  # the same rule: http(s), a fixed host
+            if not key or len(key) > 100:
+                raise ValueError("a row link's key is a column key")
+        return v
 
     @model_validator(mode="before")
     @classmethod
@@ -144,6 +172,33 @@ class LookupConfig(Strict):
     rank_activity_field: str = "last_activity"  # then the most recent activity (ISO date) first
 
 
+class Disposition(Strict):
+    id: str = Field(pattern=_NAME)
+    label: str = ""  # shown to the agent (default: the id, capitalised); translatable in console.translations
+
+
+class WrapUpConfig(Strict):
+    """The wrap-up form: the dispositions an agent picks from, and how a journal entry is retried."""
+
+    dispositions: list[Disposition] = Field(default_factory=lambda: [
+        Disposition(id=d) for d in ("resolved", "callback", "sale", "complaint")], max_length=50)
+    retry_base_s: float = Field(default=2.0, gt=0, le=3600)  # first retry after this; doubles each time
+    retry_max_s: float = Field(default=300.0, gt=0, le=86_400)  # up to this between two tries
+    history: int = Field(default=0, ge=0, le=50)  # past calls in the built-in `history` section (0: no section)
+
+    @field_validator("dispositions", mode="before")
+    @classmethod
+    def _ids(cls, v: Any) -> Any:
+        return [{"id": d} if isinstance(d, str) else d for d in v] if isinstance(v, list) else v
+
+
+class ConsoleConfig(Strict):
+    """The agent console's settings: the new-customer link, and translations of the config's own words."""
+
+    new_customer_url: str | None = Field(default=None, pattern=r"^https?://[A-Za-z0-9.\-\[\]:]+(/|\?|#|$)")
+    translations: dict[str, dict[str, str]] = Field(default_factory=dict)  # language -> English -> translated
+
+
 class TwilioConfig(Strict):
     """Who rings for which of your Twilio numbers when screenpop answers the voice webhook with <Dial>."""
 
@@ -161,6 +216,8 @@ class Config(Strict):
     connectors: list[ConnectorConfig] = Field(default_factory=list)
     lookup: LookupConfig = Field(default_factory=LookupConfig)
     telephony: TelephonyConfig = Field(default_factory=TelephonyConfig)
+    wrapup: WrapUpConfig = Field(default_factory=WrapUpConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
@@ -176,7 +233,7 @@ class Config(Strict):
         if dup or CUSTOMER_SECTION in sections:
             taken = sorted(dup | ({CUSTOMER_SECTION} & set(sections)))
             raise ValueError(f"section name(s) {taken} used twice or reserved")
-        for role in ("identity", "identity_fallback"):
+        for role in ("identity", "identity_fallback", "journal"):
             if sum(1 for c in self.connectors if c.role == role and c.enabled) > 1:
                 raise ValueError(f"only one enabled connector may have role {role}")
         return self

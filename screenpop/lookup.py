@@ -224,6 +224,15 @@ class Lookup:
             result.status = SectionStatus.OK
         return result, customers
 
+    async def search(self, text: str, limit: int = 10) -> list[Customer]:
+        """The agent's search by hand on the identity source (`Connector.search`), within its timeout.
+        Raises ConnectorError (or TimeoutError) when there is no identity source or it fails."""
+        if self.identity is None:
+            raise ConnectorError("no identity source is configured")
+        source = self.identity
+        rows = await asyncio.wait_for(source.connector.search(text, limit), max(source.timeout_s, 2.0))
+        return _customers(rows[:limit])
+
     def rank(self, customers: list[Customer], called: str | None) -> list[Customer]:
         """Best first: the record listing the called number (DNIS), then the most recent activity."""
         if len(customers) < 2:

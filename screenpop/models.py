@@ -10,6 +10,7 @@ This module imports nothing of the project, so any room may import it.
     Section     one part of a card (the customer, the balance, ...) with its own status
     View        how the console shows a section (`customer`, `fields`, `table`, `offers`), with its columns
     Card        everything the agent sees for one call
+    WrapUp      what an agent wrote about a call (notes, disposition, follow-up), written back by a journal
 
 and the one way to tell what was wrong with a value pydantic refused: `format_validation_error`.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -26,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 __all__ = [  # the shared vocabulary: what plugins and every room import (pinned by a test)
     "CUSTOMER_SECTION", "SETTLED", "CallEvent", "CallState", "Caller", "Card", "Column", "ColumnFormat", "Customer",
-    "EventKind", "LookupQuery", "Section", "SectionStatus", "View", "ViewKind", "format_validation_error",
+    "EventKind", "LookupQuery", "Section", "SectionStatus", "View", "ViewKind", "WrapUp", "format_validation_error",
 ]
 
 class EventKind(StrEnum):
@@ -199,6 +200,35 @@ class Card(BaseModel):
     def complete(self) -> bool:
         """True once every section has settled."""
         return all(s.status in SETTLED for s in self.sections)
+
+
+class WrapUp(BaseModel):
+    """One agent's wrap-up of one call, as a journal connector writes it back. `key` is the same for every
+    delivery of the same (call, agent): the target uses it to keep exactly one entry (`Idempotency-Key`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(min_length=1, max_length=200)
+    call_id: str = Field(min_length=1, max_length=200)
+    agent: str = Field(min_length=1, max_length=64)
+    agent_name: str = ""
+    customer_id: str | None = None
+    customer_name: str | None = None
+    phone: str | None = None  # the caller's number, E.164 when known
+    disposition: str = Field(default="", max_length=64)
+    notes: str = Field(default="", max_length=10_000)
+    follow_up: date | None = None
+    saved_at: datetime
+
+    def template_values(self) -> dict[str, str]:
+        """The values a journal may put in a URL, a header or a body template (strings; "" when unknown)."""
+        return {
+            "key": self.key, "call_id": self.call_id, "agent": self.agent, "agent_name": self.agent_name,
+            "customer_id": self.customer_id or "", "customer_name": self.customer_name or "",
+            "phone": self.phone or "", "disposition": self.disposition, "notes": self.notes,
+            "follow_up": self.follow_up.isoformat() if self.follow_up else "",
+            "saved_at": self.saved_at.isoformat(),
+        }
 
 
 # -- validation errors --------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ declares its own (tests/plugins/screenpop-sample-plugin is a complete example):
     group                  entry point name    value
     screenpop.connectors   the kind            "module:Class", a subclass of connectors.base.Connector
     screenpop.cti          the URL scheme      "module:Class", a subclass of telephony.base.CtiAdapter
+    screenpop.journals     the kind            "module:Class", a subclass of connectors.base.Journal
 
 A plugin's module is imported only when its name is asked for. When two installed packages declare the
 same name, screenpop's own wins (a plugin cannot shadow a built-in). Adding a telephony protocol is one
@@ -23,7 +24,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Generic, TypeVar, cast
 from urllib.parse import urlsplit
 
-from connectors.base import Connector
+from connectors.base import Connector, Journal
 from telephony.base import CtiAdapter
 
 log = logging.getLogger("screenpop.plugins")
@@ -86,6 +87,12 @@ class Plugins(Generic[T]):
 
 CONNECTOR_KINDS: Plugins[Connector] = Plugins("screenpop.connectors", Connector, "connector kind", "kinds")
 CTI_ADAPTERS: Plugins[CtiAdapter] = Plugins("screenpop.cti", CtiAdapter, "CTI URL scheme", "schemes")
+JOURNAL_KINDS: Plugins[Journal] = Plugins("screenpop.journals", Journal, "journal kind", "journal kinds")
+
+
+def journal_kind(name: str) -> type[Journal]:
+    """The journal class of kind `name` (the `journal` role); PluginError naming the known kinds."""
+    return JOURNAL_KINDS.load(name)
 
 
 def connector_kind(name: str) -> type[Connector]:

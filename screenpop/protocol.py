@@ -9,6 +9,16 @@ Server -> agent, one JSON object per message, with a `type` (DESIGN.md, "Public 
     call.answered   {"type", "call_id", "agent"}
     call.withdrawn  {"type", "call_id", "reason"}
     call.ended      {"type", "call_id", "reason"}
+    wrapup.state    {"type", "call_id", "agent", "state", "attempts", "last_error", "disposition", "notes",
+                     "follow_up", "saved_at"}                 where the agent's wrap-up stands (state: draft,
+                     queued, saved, local, refused); only to that agent
+
+Agent -> server (`read_request` checks them; web/js/protocol.js builds them):
+
+    ack             {"type", "call_id"}                       the ringing card is on screen
+    select          {"type", "call_id", "customer_id"}        the agent's choice among several customers
+    wrapup          {"type", "call_id", "notes", "disposition", "follow_up"}   save the wrap-up
+    wrapup.draft    {"type", "call_id", "notes"}              the notes so far (a transfer carries them)
 
 A message is serialised once (pydantic, in one pass), whatever the number of its recipients, and crosses
 the bus in an envelope `"<agent id>,<agent id>\\t<type>\\t<call id>\\n<JSON>"` (agent ids hold no comma,
@@ -23,11 +33,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from datetime import date
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from screenpop.models import CUSTOMER_SECTION, Card, Customer, Section
+from screenpop.models import CUSTOMER_SECTION, Card, Customer, Section, WrapUp, format_validation_error
 
 __all__ = [
     "CUSTOMER_SECTION",
@@ -38,10 +49,12 @@ __all__ = [
     "ended",
     "envelope",
     "open_envelope",
+    "read_request",
     "ringing",
     "section",
     "snapshot",
     "withdrawn",
+    "wrapup_state",
 ]
 
 _JSON: TypeAdapter[Any] = TypeAdapter(Any)  # serialises dicts holding models (a Card, a View) in one pass
@@ -83,6 +96,14 @@ def withdrawn(call_id: str, reason: str) -> Message:
 def ended(call_id: str, reason: str) -> Message:
     """`call.ended`: the call is over."""
     return _message("call.ended", call_id, {"type": "call.ended", "call_id": call_id, "reason": reason})
+
+
+def wrapup_state(entry: WrapUp, state: str, attempts: int = 0, last_error: str | None = None) -> Message:
+    """`wrapup.state`: where the agent's wrap-up of the call stands (its fields as stored)."""
+    return _message("wrapup.state", entry.call_id, {
+        "type": "wrapup.state", "call_id": entry.call_id, "agent": entry.agent, "state": state,
+        "attempts": attempts, "last_error": last_error, "disposition": entry.disposition, "notes": entry.notes,
+        "follow_up": entry.follow_up, "saved_at": entry.saved_at})
 
 
 def snapshot(cards: list[dict[str, Any]]) -> str:
@@ -171,7 +192,56 @@ def apply(card: dict[str, Any] | None, message: dict[str, Any]) -> dict[str, Any
         card["state"], card["answered_by"] = "answered", message.get("agent")
     elif kind == "call.ended":
         card["state"] = "ended"
+    elif kind == "wrapup.state":
+        card["wrapup"] = {k: v for k, v in message.items() if k not in ("type", "call_id")}
     return card
+
+
+# -- what an agent sends ---------------------------------------------------------------------------------
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    call_id: str = Field(min_length=1, max_length=200)
+
+
+class Ack(_Request):
+    type: Literal["ack"]
+
+
+class Select(_Request):
+    type: Literal["select"]
+    customer_id: str = Field(min_length=1, max_length=200)
+
+
+class WrapUpRequest(_Request):
+    """Save the wrap-up: notes, a disposition (one of the configured ids), an optional follow-up date."""
+
+    type: Literal["wrapup"]
+    notes: str = Field(default="", max_length=10_000)
+    disposition: str = Field(min_length=1, max_length=64)
+    follow_up: date | None = None
+
+
+class DraftRequest(_Request):
+    """The notes typed so far (not saved)."""
+
+    type: Literal["wrapup.draft"]
+    notes: str = Field(default="", max_length=10_000)
+
+
+Request = Ack | Select | WrapUpRequest | DraftRequest
+_REQUEST: TypeAdapter[Request] = TypeAdapter(Annotated[Request, Field(discriminator="type")])
+
+
+def read_request(message: Any) -> Request | str:
+    """An agent's message as its model, or a short reason why it is not one (never raises)."""
+    if isinstance(message, dict) and isinstance(message.get("customer_id"), int | float):
+        message = {**message, "customer_id": str(message["customer_id"])}
+    try:
+        return _REQUEST.validate_python(message)
+    except ValidationError as err:
+        return format_validation_error(err, limit=3)
 
 
 def _customer(data: Any) -> Customer | None:

@@ -37,6 +37,8 @@ from screenpop.ctilink import CtiLink, supervise_cti
 from screenpop.gcpace import GcSettler
 from screenpop.healthboard import HealthBoard
 from screenpop.hub import AgentHub
+from screenpop.journal import HistoryConnector, JournalService
+from screenpop.journalstore import journal_store_from_url
 from screenpop.lease import LeaseError, LeaseKeeper, LeaseStore, lease_key, lease_store_from_url, pbx_name
 from screenpop.lookup import Lookup
 from screenpop.masking import Masker, Rules
@@ -47,7 +49,7 @@ from screenpop.probes import Probes
 from screenpop.settings import Settings
 from screenpop.sources import Source
 from screenpop.store import AdminStore, store_from_url
-from screenpop.wiring import SourceFactory, build_cti
+from screenpop.wiring import SourceFactory, build_cti, build_journal
 from telephony.base import CtiAdapter
 from telephony.generic import GenericWebhook
 
@@ -81,6 +83,7 @@ class Services:
     access: AccessRecorder
     masker: Masker
     health: HealthBoard
+    journal: JournalService
     cti: list[CtiLink] = field(default_factory=list)
     freeze_gc: bool = False  # the CLI sets it: after start, keep the long-lived objects out of collections
     _cti_tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -114,6 +117,8 @@ class Services:
             await self.agents.reload()  # the file's agents with the stored ones
             await self.access.start()
             _closing(stack, "the access audit", self.access.close)
+            await self.journal.start()
+            _closing(stack, "the journal", self.journal.close)
             await self.admin.reload()  # builds and starts the connectors
             _closing(stack, "the connectors", self.admin.close)
             await self.hub.start()
@@ -182,8 +187,6 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
     metrics = Metrics()
     cache_backend = _cache_backend(settings.cache_url)
     cache = SectionCache(cache_backend)
-    sources = SourceFactory(cache=cache, observer=metrics.observe_section)
-    lookup = sources.lookup(config, settings.config or "<config>")
     directory = Directory(config.agents)
     if settings.session_secret is None:
         log.warning("SCREENPOP_SESSION_SECRET is not set: logins last until restart and work on this instance only")
@@ -199,6 +202,14 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
     masker = Masker(_rules(lambda: slot[0].lookup), directory.role_of)
     access = AccessRecorder(access_log_for(store), retention_days=settings.access_retention_days, masker=masker,
                             role_of=directory.role_of, calls=calls)
+    journal = JournalService(journal_store_from_url(settings.state_url), calls, outbox,
+                             writer=build_journal(config, settings.config or "<config>"),
+                             names=functools.partial(_agent_name, directory),
+                             dispositions=[d.id for d in config.wrapup.dispositions],
+                             retry_base_s=config.wrapup.retry_base_s, retry_max_s=config.wrapup.retry_max_s)
+    sources = SourceFactory(cache=cache, observer=metrics.observe_section,
+                            history=HistoryConnector(journal, config.wrapup.history))
+    lookup = sources.lookup(config, settings.config or "<config>")
     # metrics, all here: sections through the sources' observer (above), events and pops from the calls,
     # sources and sockets read at scrape time
     registry = CallRegistry(directory, lookup, outbox, store=calls, region=settings.default_region,
@@ -228,6 +239,7 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
         leases=leases, probes=probes, masker=masker, access=access,
         health=HealthBoard(lambda: registry.lookup.sources, control.health),
         agents=AgentAdmin(config, store, directory, announce=control.agents_changed),
+        journal=journal,
     )
 
 
@@ -282,6 +294,11 @@ def _adapters(adapter: CtiAdapter, url: str) -> Callable[[], CtiAdapter]:
         return first.pop() if first else type(adapter).from_url(url)
 
     return make
+
+
+def _agent_name(directory: Directory, agent_id: str) -> str:
+    agent = directory.get(agent_id)
+    return (agent.name if agent is not None else "") or agent_id
 
 
 def _call_store(settings: Settings) -> CallStore:

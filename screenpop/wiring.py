@@ -3,6 +3,7 @@
     SourceFactory   builds each configured connector as a Source, with its cache and observer set at
                     construction, and the Lookup over a config's enabled connectors
     build_lookup    the same without cache or observer (check-config, tests)
+    build_journal   the enabled `journal` connector (its kind from the `screenpop.journals` entry points)
     build_cti       the CTI adapters named by the settings, each chosen by its URL's scheme
 
 A bad kind, option or URL raises ConfigError naming where it is (never quoting a secret).
@@ -14,11 +15,12 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from connectors.base import Connector, Journal
 from screenpop.cache import SectionCache
 from screenpop.config import Config, ConfigError, ConnectorConfig
 from screenpop.lookup import Lookup
-from screenpop.models import format_validation_error
-from screenpop.plugins import PluginError, connector_kind, cti_adapter
+from screenpop.models import Column, View, format_validation_error
+from screenpop.plugins import PluginError, connector_kind, cti_adapter, journal_kind
 from screenpop.settings import Settings
 from screenpop.sources import Observer, Source
 from telephony.base import CtiAdapter
@@ -30,6 +32,7 @@ class SourceFactory:
 
     cache: SectionCache | None = None
     observer: Observer | None = None
+    history: Connector | None = None  # the built-in `history` section (screenpop.journal), after the others
 
     def source(self, c: ConnectorConfig, where: str) -> Source:
         """One connector instance from its config; a bad kind or option raises ConfigError naming `where`."""
@@ -49,18 +52,46 @@ class SourceFactory:
         fallback: Source | None = None
         sections: list[Source] = []
         for i, c in enumerate(config.connectors):
-            if not c.enabled:
+            if not c.enabled or c.role == "journal":  # a journal is built by screenpop.journal
                 continue
             source = self.source(c, f"{source_name}: connectors[{i}] ({c.name})")
             if c.role == "identity":
                 identity = source
             elif c.role == "identity_fallback":
                 fallback = source
-            else:
+            elif c.role == "section":
                 sections.append(source)
+        if self.history is not None and config.wrapup.history > 0 and all(s.name != "history" for s in sections):
+            sections.append(Source(config=HISTORY, connector=self.history, cache=None, observer=self.observer))
         lc = config.lookup
         return Lookup(identity, sections, lc.deadline_ms / 1000, fallback=fallback, suffix_digits=lc.suffix_digits,
                       rank_called_field=lc.rank_called_field, rank_activity_field=lc.rank_activity_field)
+
+
+HISTORY = ConnectorConfig(
+    name="history", kind="history", role="section", title="History", timeout_ms=1000,
+    view=View(kind="table", columns=(Column(key="date", format="date"), Column(key="agent"),
+                                     Column(key="disposition"), Column(key="notes"),
+                                     Column(key="follow_up", label="Follow-up", format="date"))))
+"""The built-in section of a customer's last calls (`wrapup.history` of them; a connector section named
+`history` takes its place)."""
+
+
+def build_journal(config: Config, source_name: str = "<config>") -> Journal | None:
+    """The enabled `journal` connector of `config`, or None; a bad kind or option raises ConfigError."""
+    for i, c in enumerate(config.connectors):
+        if c.role != "journal" or not c.enabled:
+            continue
+        where = f"{source_name}: connectors[{i}] ({c.name})"
+        try:
+            kind = journal_kind(c.kind)
+        except PluginError as err:
+            raise ConfigError(f"{where}.kind: {err}") from None
+        try:
+            return kind.from_config(c.name, c.options)
+        except ValidationError as err:
+            raise ConfigError(f"{where}: {format_validation_error(err, prefix='options.')}") from None
+    return None
 
 
 def build_lookup(config: Config, source_name: str = "<config>") -> Lookup:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from screenpop import protocol
 from screenpop.api.deps import AgentDep, ServicesDep, read_model, session_token
 from screenpop.auth import COOKIE_NAME
 from screenpop.callstore import CallStoreError
@@ -101,7 +102,7 @@ class AgentSocket:
 
 async def agent_socket(services: Services, ws: WebSocket) -> None:
     """Check the session (and, for a cookie, the page's origin), then attach the socket to the hub until the
-    agent leaves; the agent's own messages are `ack` and `select`."""
+    agent leaves; the agent's own messages are `ack`, `select`, `wrapup` and `wrapup.draft`."""
     token, from_cookie = session_token(ws)
     agent_id = services.tokens.check(token)
     agent = services.directory.get(agent_id) if agent_id else None
@@ -125,7 +126,7 @@ async def agent_socket(services: Services, ws: WebSocket) -> None:
 
 
 async def _agent_message(services: Services, agent_id: str, text: str) -> None:
-    """Handle `ack` and `select` from an agent; anything else is logged and ignored."""
+    """Handle `ack`, `select`, `wrapup` and `wrapup.draft` from an agent; anything else is logged and ignored."""
     try:
         m = json.loads(text)
     except json.JSONDecodeError:
@@ -149,5 +150,20 @@ async def _agent_message(services: Services, agent_id: str, text: str) -> None:
             log.info("select on %s by %s refused: %s", call_id, agent_id, refused)
         else:
             await services.access.chosen(agent_id, call_id, str(m["customer_id"])[:200])
+    elif kind in ("wrapup", "wrapup.draft"):
+        await _wrapup(services, agent_id, m)
     else:
         log.info("agent %s sent an unknown message type %r", agent_id, str(kind)[:50])
+
+
+async def _wrapup(services: Services, agent_id: str, m: dict[str, Any]) -> None:
+    """Save a wrap-up (the agent hears back through `wrapup.state`) or keep the notes typed so far."""
+    request = protocol.read_request(m)
+    if isinstance(request, protocol.WrapUpRequest):
+        refused = await services.journal.save(agent_id, request)
+    elif isinstance(request, protocol.DraftRequest):
+        refused = await services.journal.draft(agent_id, request)
+    else:
+        refused = request if isinstance(request, str) else "not a wrap-up"
+    if refused:
+        log.info("wrap-up by %s refused: %s", agent_id, refused)

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from pydantic import TypeAdapter
 
 from screenpop import protocol
-from screenpop.models import CUSTOMER_SECTION, Caller, Card, EventKind, Section, SectionStatus
+from screenpop.models import CUSTOMER_SECTION, Caller, Card, Customer, EventKind, Section, SectionStatus
 
 MAX_SEEN = 32  # keys of applied events kept for dedup (those carrying `at`)
 STOPPED = "the instance looking it up stopped"
@@ -124,11 +124,13 @@ class Sweep:
 
 @dataclass(frozen=True, slots=True)
 class Select:
-    """`agent` picked `customer_id` among the card's candidates: a new lookup run `token` for its sections."""
+    """`agent` picked `customer_id` among the card's candidates (or `found` it by a search by hand): a new
+    lookup run `token` for its sections."""
 
     agent: str
     customer_id: str
     token: str
+    found: Customer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +323,8 @@ class _Turn:
         if s.agent not in rec.ringing:
             self.out.refused = "no such call for this agent"
             return
-        chosen = next((c for c in card.candidates if c.id == s.customer_id), None)
+        chosen = s.found if s.found is not None and s.found.id == s.customer_id else next(
+            (c for c in card.candidates if c.id == s.customer_id), None)
         if chosen is None:
             self.out.refused = "that customer is not among the candidates"
             return

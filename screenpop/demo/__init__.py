@@ -3,6 +3,9 @@
     sales       a SQLite file (sales.db) read by the `sql` connector: customers and their purchases
     accounting  an HTTP server (subprocess): balances           GET /api/balance/{customer_id}
     credit      an HTTP server (subprocess): credit terms       GET /api/terms/{customer_id}
+    crm         an HTTP server (subprocess): takes wrap-ups     POST /api/calls (can be made to fail:
+                POST /admin/down {"down": true}); the `journal` connector writes there, "Open in CRM" links
+                point there
 
     with DemoEnvironment() as env:      # builds sales.db, starts both servers, writes config.yaml
         serve(config=env.config_path)   # agents alice, bob (agents) and admin log in with DEMO_PASSWORD
@@ -36,7 +39,7 @@ DEMO_AGENTS: dict[str, dict[str, Any]] = {
 }
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 5.0
-_BACKENDS = ("accounting", "credit")
+_BACKENDS = ("accounting", "credit", "crm")
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 
 CUSTOMERS_QUERY = "SELECT id, name, company, phone, email, city FROM customers WHERE phone = :phone ORDER BY id"
@@ -63,8 +66,13 @@ OFFERS_QUERY = (
 OFFERS_CATALOG_QUERY = "SELECT sku, price, 'USD' AS currency, in_stock, durable FROM products"
 
 
+SEARCH_QUERY = ("SELECT id, name, company, phone, email, city FROM customers WHERE name LIKE :like"
+                " OR company LIKE :like OR email LIKE :like OR replace(phone, '+', '') LIKE :digits ORDER BY name")
+PURCHASES_ORDER = "o.id AS order_id"
+
+
 def demo_config(db_path: Path, accounting_url: str, credit_url: str,
-                password_hash: str | None = None) -> dict[str, Any]:
+                password_hash: str | None = None, crm_url: str | None = None) -> dict[str, Any]:
     """The configuration (as data for config.yaml) that wires screenpop to the three demo systems.
 
     Every agent's password is DEMO_PASSWORD, hashed with argon2 (or `password_hash` when given).
@@ -73,7 +81,7 @@ def demo_config(db_path: Path, accounting_url: str, credit_url: str,
 
     hasher = PasswordHasher()
     db_url = f"sqlite:///{Path(db_path).resolve()}"
-    return {
+    config = {
         "agents": [
             {"id": agent_id, "name": agent["name"], "password_hash": password_hash or hasher.hash(DEMO_PASSWORD),
              "extensions": list(agent["extensions"]), "addresses": list(agent["addresses"]), "role": agent["role"]}
@@ -108,7 +116,56 @@ def demo_config(db_path: Path, accounting_url: str, credit_url: str,
         ],
         "lookup": {"deadline_ms": 1500},
         "telephony": {"twilio": {"default_agents": ["alice", "bob"]}},
+        "wrapup": {"dispositions": ["resolved", "callback", "sale", "complaint"], "history": 5,
+                   "retry_base_s": 2, "retry_max_s": 30},
     }
+    if crm_url:
+        _with_crm(config, crm_url)
+    return config
+
+
+def _with_crm(config: dict[str, Any], crm_url: str) -> None:
+    """The CRM's parts of the demo config: the journal, links to its pages, the new-customer link."""
+    connectors = config["connectors"]
+    identity = connectors[0]
+    identity["options"]["search_query"] = SEARCH_QUERY
+    identity["links"] = [{"label": "Open in CRM", "url": f"{crm_url}/customers/{{customer_id}}"}]
+    purchases = next(c for c in connectors if c["name"] == "purchases")
+    purchases["options"]["query"] = purchases["options"]["query"].replace(
+        "SELECT date(o.ordered_at) AS date,", f"SELECT {PURCHASES_ORDER}, date(o.ordered_at) AS date,")
+    purchases["row_links"] = {"product": f"{crm_url}/orders/{{order_id}}"}
+    connectors.append({"name": "crm-journal", "kind": "http", "role": "journal", "timeout_ms": 3000,
+                       "options": {"url": f"{crm_url}/api/calls",
+                                   "body": {"customer_id": "{customer_id}", "customer": "{customer_name}",
+                                            "phone": "{phone}", "agent": "{agent_name}",
+                                            "disposition": "{disposition}", "notes": "{notes}",
+                                            "follow_up": "{follow_up}", "saved_at": "{saved_at}",
+                                            "call_id": "{call_id}"}}})
+    config["console"] = {"new_customer_url": f"{crm_url}/customers/new?phone={{phone}}",
+                         "translations": DEMO_TRANSLATIONS}
+
+
+# The demo's own words (its section titles and column labels) in the console's other languages; screenpop's
+# built-in words (Customer, History, the dispositions ...) are in web/i18n/<lang>.json.
+DEMO_TRANSLATIONS: dict[str, dict[str, str]] = {
+    "sv": {"Balance": "Saldo", "Recent purchases": "Senaste köp", "Credit terms": "Kreditvillkor",
+           "Suggested offers": "Föreslagna erbjudanden", "Product": "Produkt", "Qty": "Antal", "Total": "Summa",
+           "Overdue": "Förfallet", "Last payment": "Senaste betalning", "Terms": "Villkor", "Limit": "Gräns",
+           "Available": "Tillgängligt", "Hold": "Spärr", "Hold reason": "Spärrorsak"},
+    "fi": {"Balance": "Saldo", "Recent purchases": "Viimeisimmät ostot", "Credit terms": "Luottoehdot",
+           "Suggested offers": "Ehdotetut tarjoukset", "Product": "Tuote", "Qty": "Määrä", "Total": "Yhteensä",
+           "Overdue": "Erääntynyt", "Last payment": "Viimeisin maksu", "Terms": "Ehdot", "Limit": "Raja",
+           "Available": "Käytettävissä", "Hold": "Esto", "Hold reason": "Eston syy"},
+    "el": {"Balance": "Υπόλοιπο", "Recent purchases": "Πρόσφατες αγορές", "Credit terms": "Όροι πίστωσης",
+           "Suggested offers": "Προτεινόμενες προσφορές", "Product": "Προϊόν", "Qty": "Ποσότητα",
+           "Total": "Σύνολο", "Overdue": "Ληξιπρόθεσμο", "Last payment": "Τελευταία πληρωμή", "Terms": "Όροι",
+           "Limit": "Όριο", "Available": "Διαθέσιμο", "Hold": "Δέσμευση", "Hold reason": "Αιτία δέσμευσης"},
+    "tl": {"Balance": "Balanse", "Recent purchases": "Mga kamakailang binili",
+           "Credit terms": "Mga tuntunin sa kredito",
+           "Suggested offers": "Mga mungkahing alok", "Product": "Produkto", "Qty": "Dami", "Total": "Kabuuan",
+           "Overdue": "Lampas sa takdang petsa", "Last payment": "Huling bayad", "Terms": "Mga tuntunin",
+           "Limit": "Limitasyon", "Available": "Magagamit", "Hold": "Hold", "Hold reason": "Dahilan ng hold"},
+}
 
 
 def _free_port() -> int:
@@ -162,6 +219,15 @@ class DemoEnvironment:
     def credit_url(self) -> str:
         return self._url("credit")
 
+    @property
+    def crm_url(self) -> str:
+        return self._url("crm")
+
+    @property
+    def state_url(self) -> str:
+        """screenpop's state store for the demo (its journal holds the past calls)."""
+        return f"sqlite:///{self.workdir / 'state.db'}"
+
     # -- life cycle ---------------------------------------------------------------------------------------
     def start(self) -> DemoEnvironment:
         """Build sales.db, start both backends, wait (at most 15 s) until they answer, write config.yaml."""
@@ -179,7 +245,10 @@ class DemoEnvironment:
             for kind in _BACKENDS:
                 self._spawn(kind)
             self._wait_healthy(time.monotonic() + START_TIMEOUT_S)
-            config = demo_config(self.db_path, self.accounting_url, self.credit_url)
+            config = demo_config(self.db_path, self.accounting_url, self.credit_url, crm_url=self.crm_url)
+            from screenpop.demo.history import seed_journal
+
+            seed_journal(self.state_url)
             tmp = self.config_path.with_suffix(".yaml.tmp")
             tmp.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=1000), encoding="utf-8")
             os.replace(tmp, self.config_path)

@@ -7,6 +7,8 @@
     credit      GET /api/terms/{customer_id}   -> {"customer_id","terms","limit","available","currency",
                                                    "hold","hold_reason"}
     both        GET /health -> {"ok": true}, at once; an unknown id -> 404 {"error": "no such customer"}
+    crm         POST /api/calls (wrap-ups, by Idempotency-Key), POST /admin/down, record pages
+                (screenpop/demo/crm.py; no simulated latency)
 
 Each answer waits a jittered latency like a real back office (accounting 20-90 ms, credit 40-150 ms),
 multiplied by --latency-scale (0 answers at once). SIGTERM or SIGINT stops the server cleanly. With
@@ -28,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from screenpop.demo import data
+from screenpop.demo.crm import make_crm_app
 
 LATENCY_MS = {"accounting": (20.0, 90.0), "credit": (40.0, 150.0)}
 _ROUTES: dict[str, tuple[str, Callable[[str], dict[str, Any] | None]]] = {
@@ -38,7 +41,9 @@ _PARENT_POLL_S = 1.0
 
 
 def make_app(kind: str, latency_scale: float = 1.0, rng: random.Random | None = None) -> web.Application:
-    """The aiohttp application of one back office: `accounting` or `credit`."""
+    """The aiohttp application of one back office: `accounting`, `credit` or `crm`."""
+    if kind == "crm":
+        return make_crm_app()
     if kind not in _ROUTES:
         raise ValueError(f"unknown backend {kind!r}; expected one of {sorted(_ROUTES)}")
     if latency_scale < 0:
@@ -94,7 +99,7 @@ async def serve(kind: str, host: str, port: int, latency_scale: float = 1.0, par
 def main(argv: list[str] | None = None) -> int:
     """Command line entry: parse the arguments and serve."""
     parser = argparse.ArgumentParser(prog="python -m screenpop.demo.backends", description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=sorted(_ROUTES))
+    parser.add_argument("kind", choices=sorted([*_ROUTES, "crm"]))
     parser.add_argument("--port", type=int, required=True, help="TCP port (0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--latency-scale", type=float, default=1.0, help="multiplies the simulated latency")

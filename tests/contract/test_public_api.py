@@ -11,13 +11,14 @@ import inspect
 
 import connectors.base
 import screenpop.models
-from connectors.base import Connector
+from connectors.base import Connector, Journal
 from screenpop.models import Card, LookupQuery, Section
 
 
 def test_connector_seam_exports() -> None:
-    """connectors.base exports exactly the seam: the base class, its options model and its error."""
-    assert sorted(connectors.base.__all__) == ["Connector", "ConnectorError", "ConnectorOptions"]
+    """connectors.base exports exactly the seam: the base class, its options model, its error, and the
+    journal role's base class."""
+    assert sorted(connectors.base.__all__) == ["Connector", "ConnectorError", "ConnectorOptions", "Journal"]
     assert all(hasattr(connectors.base, name) for name in connectors.base.__all__)
 
 
@@ -25,7 +26,7 @@ def test_models_exports() -> None:
     """screenpop.models exports the shared vocabulary, and every exported name exists."""
     assert sorted(screenpop.models.__all__) == sorted([
         "CUSTOMER_SECTION", "SETTLED", "CallEvent", "CallState", "Caller", "Card", "Column", "ColumnFormat",
-        "Customer", "EventKind", "LookupQuery", "Section", "SectionStatus", "View", "ViewKind",
+        "Customer", "EventKind", "LookupQuery", "Section", "SectionStatus", "View", "ViewKind", "WrapUp",
         "format_validation_error",
     ])
     assert all(hasattr(screenpop.models, name) for name in screenpop.models.__all__)
@@ -41,10 +42,14 @@ def test_connector_methods_and_parameters() -> None:
         "close": ["self"],
         "fetch": ["self", "query"],
         "ping": ["self"],
+        "search": ["self", "text", "limit"],
     }
     for name, params in expected.items():
         assert list(inspect.signature(getattr(Connector, name)).parameters) == params, name
     assert {"fetch", "ping"} <= Connector.__abstractmethods__
+    assert "search" not in Connector.__abstractmethods__  # optional: the default says it cannot search
+    assert list(inspect.signature(Journal.write).parameters) == ["self", "entry"]
+    assert Journal.__abstractmethods__ == {"write", "ping"}
     assert {"kind", "Options", "view"} <= set(Connector.__annotations__)
 
 

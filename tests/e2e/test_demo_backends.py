@@ -95,10 +95,12 @@ def test_unknown_customer_id_is_404(env: DemoEnvironment) -> None:
 
 
 def test_config_yaml_loads_and_names_the_four_connectors(env: DemoEnvironment) -> None:
-    """The written config.yaml is valid for screenpop.config and points at sales.db and both servers."""
+    """The written config.yaml is valid for screenpop.config and points at sales.db and the servers (the CRM
+    takes the wrap-ups)."""
     config = load_config(env.config_path)
     conns = {c.name: c for c in config.connectors}
-    assert list(conns) == ["customers", "balance", "purchases", "credit", "offers"]
+    assert list(conns) == ["customers", "balance", "purchases", "credit", "offers", "crm-journal"]
+    assert conns["crm-journal"].role == "journal" and conns["crm-journal"].options["url"] == f"{env.crm_url}/api/calls"
     assert conns["customers"].options["url"] == f"sqlite:///{env.db_path.resolve()}"
     assert conns["balance"].options["url"] == f"{env.accounting_url}/api/balance/{{customer_id}}"
     assert conns["credit"].options["url"] == f"{env.credit_url}/api/terms/{{customer_id}}"
@@ -109,10 +111,10 @@ def test_stop_ends_the_processes_and_removes_the_temp_dir() -> None:
     """stop() ends both backends cleanly (exit code 0 on SIGTERM) and deletes the temporary workdir."""
     demo = DemoEnvironment(latency_scale=0).start()
     workdir, procs = demo.workdir, dict(demo.processes)
-    assert workdir.is_dir() and (workdir / "config.yaml").is_file() and set(procs) == {"accounting", "credit"}
+    assert workdir.is_dir() and (workdir / "config.yaml").is_file() and set(procs) == {"accounting", "credit", "crm"}
     demo.stop()
     demo.stop()  # a second stop does nothing
-    assert {kind: p.returncode for kind, p in procs.items()} == {"accounting": 0, "credit": 0}
+    assert {kind: p.returncode for kind, p in procs.items()} == {"accounting": 0, "credit": 0, "crm": 0}
     for p in procs.values():
         with pytest.raises(ProcessLookupError):
             os.kill(p.pid, 0)

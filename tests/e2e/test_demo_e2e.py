@@ -47,7 +47,8 @@ async def test_known_caller_gives_alice_a_complete_card_and_bob_nothing(demo_ser
         call_id = demo_server.call("+14155550100", agent="1001")
         card = await until_complete(alice, call_id)
         status = {s["name"]: s["status"] for s in card["sections"]}
-        assert status == {"customer": "ok", "balance": "ok", "purchases": "ok", "credit": "ok", "offers": "ok"}
+        assert status == {"customer": "ok", "balance": "ok", "purchases": "ok", "credit": "ok", "offers": "ok",
+                          "history": "ok"}
         customer = card["sections"][0]["data"]["customer"]
         assert customer["name"] and customer["phone"] == "+14155550100"
         balance = next(s for s in card["sections"] if s["name"] == "balance")
@@ -83,7 +84,7 @@ async def test_select_fills_the_card_for_the_chosen_customer(demo_server: Server
         await alice.send(json.dumps({"type": "select", "call_id": call_id, "customer_id": chosen["id"]}))
         settled: dict[str, str] = {}
         async with asyncio.timeout(15):
-            while len(settled) < 4:
+            while len(settled) < 5:  # balance, purchases, credit, offers, history
                 m = json.loads(await alice.recv())
                 if m["type"] == "card.section" and m["name"] != "customer" and m["status"] != "pending":
                     settled[m["name"]] = m["status"]

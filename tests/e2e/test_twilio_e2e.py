@@ -84,7 +84,7 @@ async def test_twilio_call_pops_alices_full_card_then_answers_and_ends(demo_serv
             assert (await post(demo_server, status_path, params)).status_code == 204
         card = await complete_card(alice, sid)
         assert {s["name"]: s["status"] for s in card["sections"]} == {
-            "customer": "ok", "balance": "ok", "purchases": "ok", "credit": "ok", "offers": "ok"}
+            "customer": "ok", "balance": "ok", "purchases": "ok", "credit": "ok", "offers": "ok", "history": "ok"}
         assert card["sections"][0]["data"]["customer"]["phone"] == CALLER
         assert (await next_of(bob, "call.ringing", sid))["call"]["caller"]["e164"] == CALLER
 

@@ -4,7 +4,9 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { test } from "node:test";
 
-import { applyMessage } from "../../web/js/protocol.js";
+import * as protocol from "../../web/js/protocol.js";
+
+const BUILDERS = { wrapup: protocol.wrapupRequest, "wrapup.draft": protocol.draftRequest, select: protocol.selectRequest };
 
 const dir = new URL("../fixtures/protocol/", import.meta.url);
 
@@ -12,7 +14,10 @@ for (const file of readdirSync(dir).filter((f) => f.endsWith(".json")).sort()) {
   const fixture = JSON.parse(readFileSync(new URL(file, dir), "utf8"));
   test(`${file}: ${fixture.description}`, () => {
     let card = null;
-    for (const message of fixture.messages) card = applyMessage(card, structuredClone(message));
+    for (const message of fixture.messages) card = protocol.applyMessage(card, structuredClone(message));
     assert.deepEqual(card, fixture.card);
+    for (const { build, args, message } of fixture.requests || []) {
+      assert.deepEqual(BUILDERS[build](...args), message);
+    }
   });
 }

@@ -83,3 +83,40 @@ def test_the_envelope_round_trips() -> None:
     message = protocol.ended("a\tb\nc", "over")
     to, kind, call_id, text = protocol.open_envelope(protocol.envelope(["alice", "bob"], message))
     assert (to, kind, call_id, text) == (["alice", "bob"], "call.ended", "a b c", message.text)
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+def test_fixture_requests_are_what_the_server_reads(path: Path) -> None:
+    """Each request the console builds (the fixture's `requests`) is read by `read_request` as it is."""
+    for r in load(path).get("requests", []):
+        request = protocol.read_request(r["message"])
+        assert not isinstance(request, str), request
+        assert request.model_dump(mode="json") == r["message"]
+
+
+def test_wrapup_state_is_built_from_the_stored_entry() -> None:
+    """`wrapup.state` carries the entry's fields, its state, tries and last error, for the agent."""
+    from datetime import UTC, date, datetime
+
+    from screenpop.models import WrapUp
+
+    entry = WrapUp(key="k", call_id="c3", agent="alice", disposition="callback", notes="n",
+                   follow_up=date(2026, 12, 1), saved_at=datetime(2026, 1, 5, 10, 5, tzinfo=UTC))
+    m = protocol.wrapup_state(entry, "queued", 1, "HTTP 503")
+    body = json.loads(m.text)
+    assert (m.kind, m.call_id) == ("wrapup.state", "c3")
+    assert body == {"type": "wrapup.state", "call_id": "c3", "agent": "alice", "state": "queued", "attempts": 1,
+                    "last_error": "HTTP 503", "disposition": "callback", "notes": "n", "follow_up": "2026-12-01",
+                    "saved_at": "2026-01-05T10:05:00Z"}
+
+
+@pytest.mark.parametrize("message", [
+    {"type": "wrapup", "call_id": "c", "disposition": ""},
+    {"type": "wrapup", "call_id": "c", "disposition": "x", "follow_up": "tomorrow"},
+    {"type": "wrapup", "call_id": "c", "disposition": "x", "notes": "n" * 10_001},
+    {"type": "wrapup.draft", "call_id": "", "notes": ""},
+    {"type": "wrapup", "call_id": "c", "disposition": "x", "extra": 1},
+])
+def test_bad_requests_get_a_reason(message: dict[str, Any]) -> None:
+    """A malformed wrap-up is refused with a short reason, never an exception."""
+    assert isinstance(protocol.read_request(message), str)

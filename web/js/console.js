@@ -1,21 +1,22 @@
-// The agent console: who am I, the live socket, the call cards, the recent list, the demo's call button.
+// The agent console: who am I, the live socket, the call cards, the recent list, the demo's call button,
+// the wrap-ups, notifications, shortcuts and the language.
 
 import { api, ApiError } from "./api.js";
-import { clear, h } from "./dom.js";
-import { applyMessage } from "./protocol.js";
-import { patchCard, renderCard, renderRecent } from "./render.js";
+import { clear } from "./dom.js";
+import { applyStatic, languageSwitch, loadLanguage, pickLanguage, setConfigWords, t } from "./i18n.js";
+import { setupDemo } from "./demo.js";
+import { installShortcuts } from "./keys.js";
+import { cardPopped, loadPrefs, setupNotifications } from "./notify.js";
+import { applyMessage, selectRequest } from "./protocol.js";
+import { callerHeadline, patchCard, renderCard, renderRecent } from "./render.js";
 import { ReconnectingSocket, backoffDelay } from "./socket.js";
 
 const MAX_RECENT = 8;
 const SELECT_TIMEOUT_MS = 10_000;
 const ACK_STORE = "screenpop.acked";
 const ACK_STORE_MAX = 200;
-const DEMO_PICKS = [
-  ["+14155550100", "known"],
-  ["+14155550199", "unknown"],
-  ["+14155550111", "two matches"],
-];
-const CONN_TEXT = { connecting: "Connecting…", connected: "Connected", reconnecting: "Reconnecting…", stopped: "Disconnected" };
+const CONN_TEXT = { connecting: "conn.connecting", connected: "conn.connected", reconnecting: "conn.reconnecting",
+  stopped: "conn.stopped" };
 
 const $ = (id) => document.getElementById(id);
 
@@ -27,13 +28,24 @@ const state = {
   acked: loadAcked(),
   socket: null,
   leaving: false,
+  prefs: { desktop: false, sound: false },
 };
 const cardEls = new Map(); // call_id -> article element
-const ctx = { meId: null, onSelect: selectCustomer };
+const ctx = { meId: null, onSelect: selectCustomer, settings: null, send, onDismiss: dismiss };
+
+function send(message) {
+  return Boolean(state.socket && state.socket.send(message));
+}
 
 // -- boot -------------------------------------------------------------------------------------------
 
 async function boot() {
+  await loadLanguage(pickLanguage());
+  applyStatic();
+  languageSwitch($("lang"), () => location.reload());
+  installShortcuts($("help"));
+  $("help-open").addEventListener("click", () => $("help").showModal());
+  $("help-close").addEventListener("click", () => $("help").close());
   $("logout").addEventListener("click", logout);
   for (let attempt = 0; ; attempt += 1) {
     try {
@@ -42,16 +54,24 @@ async function boot() {
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) return goLogin();
       const delay = backoffDelay(attempt);
-      showNotice(`${err.message} Retrying in ${Math.ceil(delay / 1000)} s.`);
+      showNotice(t("notice.retrying", { error: err.message, s: Math.ceil(delay / 1000) }));
       await new Promise((resolve) => setTimeout(resolve, delay));
     }
   }
   showNotice("");
   ctx.meId = state.me.id;
+  state.prefs = loadPrefs(state.me.id);
+  setupNotifications(state.prefs, (prefs) => { state.prefs = prefs; });
+  try {
+    ctx.settings = await api("GET", "/api/console");
+  } catch {
+    ctx.settings = { dispositions: [], links: {}, row_links: {}, translations: {} };
+  }
+  setConfigWords(ctx.settings.translations);
   $("agent-name").textContent = state.me.name || state.me.id;
   const ext = (state.me.extensions || []).join(", ");
-  $("agent-ext").textContent = ext ? `ext. ${ext}` : "";
-  if (state.me.demo) setupDemo();
+  $("agent-ext").textContent = ext ? t("agent.ext", { ext }) : "";
+  if (state.me.demo) setupDemo(goLogin);
   render();
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   state.socket = new ReconnectingSocket(`${scheme}//${location.host}/ws/agent`, {
@@ -75,7 +95,7 @@ async function refused(reason) {
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return goLogin();
   }
-  showNotice(`The server refused the live connection (${reason}). Reload the page to try again.`);
+  showNotice(t("notice.refused", { reason }));
 }
 
 async function logout() {
@@ -99,7 +119,7 @@ function showConnection(kind) {
   if (state.leaving && kind === "stopped") return;
   const el = document.querySelector("[data-testid=conn-status]");
   el.dataset.state = kind;
-  el.querySelector(".conn-text").textContent = CONN_TEXT[kind] || kind;
+  el.querySelector(".conn-text").textContent = CONN_TEXT[kind] ? t(CONN_TEXT[kind]) : kind;
 }
 
 // -- messages ---------------------------------------------------------------------------------------
@@ -112,6 +132,7 @@ function handle(m) {
     case "call.answered": return onAnswered(m);
     case "call.withdrawn": return retire(m.call_id, "withdrawn", m.reason || "");
     case "call.ended": return retire(m.call_id, "ended", "");
+    case "wrapup.state": return onWrapup(m);
     default: console.info("screenpop: ignoring message type", m.type);
   }
 }
@@ -133,8 +154,11 @@ function onSnapshot(calls) {
   }
   // the snapshot is the truth: a call missing from it closed while we were away
   for (const [callId, entry] of [...state.entries]) {
-    if (!seen.has(callId)) moveToRecent(entry, "ended", "closed while disconnected");
+    if (seen.has(callId)) continue;
+    if (keptForWrapup(entry)) entry.card.state = "ended";
+    else moveToRecent(entry, "ended", t("recent.closed_away"));
   }
+  for (const entry of state.entries.values()) refreshWrapup(entry);
   render();
 }
 
@@ -142,12 +166,60 @@ function onRinging(card) {
   if (!card.call_id) return;
   const entry = state.entries.get(card.call_id);
   if (entry) {
-    entry.card = card;
+    entry.card = { ...card, wrapup: entry.card.wrapup };
   } else {
     dropRecent(card.call_id);
     state.entries.set(card.call_id, newEntry(card));
   }
   render();
+  if (!entry) {
+    const number = (card.caller || {}).display || (card.caller || {}).e164 || "";
+    cardPopped(state.prefs, { callId: card.call_id, title: t("notify.title"), body: [callerHeadline(card), number]
+      .filter(Boolean).join(" · ") }, () => focusCard(card.call_id));
+  }
+}
+
+function focusCard(callId) {
+  const el = cardEls.get(callId);
+  if (el) el.focus();
+}
+
+function onWrapup(m) {
+  const entry = state.entries.get(m.call_id) || state.recent.find((e) => e.card.call_id === m.call_id);
+  if (!entry) return;
+  applyMessage(entry.card, m);
+  render();
+}
+
+/** After a (re)connection: where this agent's queued wrap-up stands now (a state sent while the socket
+ *  was away is not sent again). */
+async function refreshWrapup(entry) {
+  const w = entry.card.wrapup;
+  if (!w || w.state !== "queued") return;
+  try {
+    const rows = (await api("GET", `/api/calls/${encodeURIComponent(entry.card.call_id)}/wrapups`)).wrapups || [];
+    const mine = rows.find((r) => r.agent === state.me.id);
+    if (mine && mine.state !== "draft") {
+      entry.card.wrapup = mine;
+      render();
+    }
+  } catch {
+    // the next wrapup.state brings it
+  }
+}
+
+/** An ended call the agent answered stays on screen until its wrap-up is saved and the agent closes it. */
+function keptForWrapup(entry) {
+  const w = entry.card.wrapup;
+  return entry.card.answered_by === state.me.id && !(w && (w.state === "saved" || w.state === "local"));
+}
+
+function dismiss(callId) {
+  const entry = state.entries.get(callId);
+  if (!entry) return;
+  moveToRecent(entry, "ended", "");
+  render();
+  $("calls").focus();
 }
 
 function onSection(m) {
@@ -173,6 +245,11 @@ function retire(callId, outcome, reason) {
   const entry = state.entries.get(callId);
   if (!entry) return;
   if (outcome === "ended") entry.card.state = "ended";
+  if (outcome === "withdrawn" && keptForWrapup(entry)) entry.card.state = "ended"; // transferred on: over for me
+  if ((outcome === "ended" || outcome === "withdrawn") && keptForWrapup(entry)) {
+    render(); // the card stays for the wrap-up until the agent closes it
+    return;
+  }
   moveToRecent(entry, outcome, reason);
   render();
 }
@@ -197,8 +274,8 @@ function selectCustomer(callId, customerId) {
   const entry = state.entries.get(callId);
   if (!entry || entry.selecting) return;
   entry.selectError = null;
-  if (!state.socket || !state.socket.send({ type: "select", call_id: callId, customer_id: customerId })) {
-    entry.selectError = "Not connected right now. Try again in a moment.";
+  if (!send(selectRequest(callId, customerId))) {
+    entry.selectError = t("customer.not_connected");
     render();
     return;
   }
@@ -207,7 +284,7 @@ function selectCustomer(callId, customerId) {
   setTimeout(() => {
     if (entry.selecting === customerId && state.entries.get(callId) === entry) {
       entry.selecting = null;
-      entry.selectError = "The server did not confirm the choice. Try again.";
+      entry.selectError = t("customer.not_confirmed");
       render();
     }
   }, SELECT_TIMEOUT_MS);
@@ -271,7 +348,7 @@ function render() {
   $("empty").hidden = active.length > 0;
   renderRecentList();
   const ringing = active.filter((e) => e.card.state === "ringing" || e.card.state === "offered").length;
-  document.title = ringing ? `(${ringing}) Ringing — screenpop` : "screenpop — agent console";
+  document.title = ringing ? t("title.ringing", { n: ringing }) : t("title.console");
   ackDisplayed();
 }
 
@@ -288,46 +365,6 @@ function renderRecentList() {
   }
   $("recent-empty").hidden = state.recent.length > 0;
   recentShown = [...state.recent];
-}
-
-// -- demo -------------------------------------------------------------------------------------------
-
-function setupDemo() {
-  const box = $("demo");
-  const form = $("demo-form");
-  const input = $("demo-number");
-  const status = $("demo-status");
-  const picks = $("demo-picks");
-  for (const [number, label] of DEMO_PICKS) {
-    picks.appendChild(h("li", {}, h("button", {
-      type: "button", class: "btn btn--small", "data-number": number,
-      on: { click: () => { input.value = number; ring(number); } },
-    }, number, " ", h("span", { class: "pick-label" }, `(${label})`))));
-  }
-  async function ring(number) {
-    status.className = "demo-status";
-    status.textContent = `Calling you from ${number}…`;
-    try {
-      const answer = await api("POST", "/api/demo/call", { number });
-      status.textContent = `Call ${answer && answer.call_id ? answer.call_id : ""} from ${number} is ringing.`;
-    } catch (err) {
-      if (err instanceof ApiError && err.status === 401) return goLogin();
-      status.className = "demo-status inline-error";
-      status.textContent = err.message;
-    }
-  }
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    const number = input.value.trim();
-    if (!number) {
-      status.className = "demo-status inline-error";
-      status.textContent = "Enter a phone number.";
-      input.focus();
-      return;
-    }
-    ring(number);
-  });
-  box.hidden = false;
 }
 
 boot();

@@ -1,6 +1,7 @@
 // The login page: post the credentials, show what went wrong inline, go to the console on success.
 
 import { api, ApiError } from "./api.js";
+import { applyStatic, languageSwitch, loadLanguage, pickLanguage, t } from "./i18n.js";
 
 const form = document.getElementById("login-form");
 const username = document.getElementById("username");
@@ -21,22 +22,22 @@ function showError(message, field = null) {
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   const user = username.value.trim();
-  if (!user) return showError("Enter your username.", username);
-  if (!password.value) return showError("Enter your password.", password);
+  if (!user) return showError(t("login.enter_username"), username);
+  if (!password.value) return showError(t("login.enter_password"), password);
   showError("");
   submit.disabled = true;
-  submit.textContent = "Signing in…";
+  submit.textContent = t("login.signing");
   try {
     const answer = await api("POST", "/api/login", { username: user, password: password.value });
     location.replace(homeOf(answer.agent));
   } catch (err) {
     submit.disabled = false;
-    submit.textContent = "Sign in";
+    submit.textContent = t("login.submit");
     if (err instanceof ApiError && err.status === 401) {
       password.value = "";
       showError(err.message || "Wrong username or password.", password);
     } else {
-      showError(err.message || "Sign-in failed. Try again.");
+      showError(err.message || t("login.failed"));
     }
   }
 });
@@ -46,6 +47,13 @@ function homeOf(agent) {
   const role = agent && agent.role;
   return role === "admin" ? "/admin" : role === "supervisor" ? "/admin/live" : "/";
 }
+loadLanguage(pickLanguage()).then(() => {
+  applyStatic();
+  languageSwitch(document.getElementById("lang"), async (code) => {
+    await loadLanguage(code);
+    applyStatic();
+  });
+}, () => {});
 
 // already signed in (e.g. the back button): straight to the console
 api("GET", "/api/me").then((me) => location.replace(homeOf(me)), () => {});

@@ -39,5 +39,27 @@ export function applyMessage(card, message) {
     card.state = "answered";
     card.answered_by = message.agent ?? null;
   } else if (message.type === "call.ended") card.state = "ended";
+  else if (message.type === "wrapup.state") {
+    const { type, call_id: callId, ...wrapup } = message; // eslint-disable-line no-unused-vars
+    card.wrapup = wrapup;
+  }
   return card;
+}
+
+// -- what the agent sends (screenpop/protocol.py: read_request) ---------------------------------------
+
+/** `wrapup`: save the wrap-up of a call. `followUp` is an ISO date ("2026-12-01") or empty. */
+export function wrapupRequest(callId, { notes = "", disposition = "", followUp = "" } = {}) {
+  return { type: "wrapup", call_id: callId, notes: String(notes), disposition: String(disposition),
+    follow_up: followUp ? String(followUp) : null };
+}
+
+/** `wrapup.draft`: the notes typed so far (a transfer carries them to the next agent). */
+export function draftRequest(callId, notes = "") {
+  return { type: "wrapup.draft", call_id: callId, notes: String(notes) };
+}
+
+/** `select`: the agent's choice of customer for a call (among several, or found by a search). */
+export function selectRequest(callId, customerId) {
+  return { type: "select", call_id: callId, customer_id: String(customerId) };
 }

@@ -3,16 +3,20 @@
 
 import { h, uid } from "./dom.js";
 import { formatAge, formatClock, formatLatency, humanise } from "./format.js";
+import { t, word } from "./i18n.js";
+import { fillLink } from "./links.js";
+import { ensureSearch } from "./search.js";
 import { matchOf, orgLine } from "./views/customer.js";
 import { emptyText, isWide, renderBody, viewState } from "./views/index.js";
+import { ensureWrapup } from "./wrapup.js";
 
 export { matchOf };
 
-const FAILED = { timeout: "Timeout", error: "Error", unavailable: "Unavailable" };
+const FAILED = { timeout: "section.timeout", error: "section.error", unavailable: "section.unavailable" };
 const FAILED_HELP = {
-  timeout: "The source did not answer in time.",
-  error: "The source failed or answered something unusable.",
-  unavailable: "The source is switched off or down.",
+  timeout: "section.timeout_help",
+  error: "section.error_help",
+  unavailable: "section.unavailable_help",
 };
 
 // -- the caller -------------------------------------------------------------------------------------
@@ -20,16 +24,16 @@ const FAILED_HELP = {
 /** The headline of a card: the customer's name, or what is known about the caller. */
 export function callerHeadline(card) {
   const caller = card.caller || {};
-  if (caller.status === "withheld") return "Number withheld";
-  if (caller.status === "invalid") return "Invalid number";
+  if (caller.status === "withheld") return t("caller.withheld");
+  if (caller.status === "invalid") return t("caller.invalid");
   const match = matchOf(card);
   if (match === "one" && card.customer && card.customer.name) return card.customer.name;
   if (match === "several") {
     const n = (card.candidates || []).length;
-    return n > 1 ? `${n} possible customers` : "Several possible customers";
+    return n > 1 ? t("caller.possible", { n }) : t("caller.several");
   }
-  if (match === "pending") return "Identifying caller…";
-  return "Unknown caller";
+  if (match === "pending") return t("caller.identifying");
+  return t("caller.unknown");
 }
 
 function callerNumber(card) {
@@ -40,15 +44,15 @@ function callerNumber(card) {
 
 /** The badge of a call: {label, kind} from its state and what happened to it here. */
 export function badgeOf(entry, meId) {
-  if (entry.outcome === "withdrawn") return { label: "Withdrawn", kind: "withdrawn" };
-  if (entry.outcome === "ended" || entry.card.state === "ended") return { label: "Ended", kind: "ended" };
+  if (entry.outcome === "withdrawn") return { label: t("state.withdrawn"), kind: "withdrawn" };
+  if (entry.outcome === "ended" || entry.card.state === "ended") return { label: t("state.ended"), kind: "ended" };
   if (entry.card.state === "answered") {
     const by = entry.card.answered_by;
-    if (!by || by === meId) return { label: "Answered", kind: "answered" };
-    return { label: "Answered elsewhere", kind: "withdrawn" };
+    if (!by || by === meId) return { label: t("state.answered"), kind: "answered" };
+    return { label: t("state.answered_elsewhere"), kind: "withdrawn" };
   }
-  if (entry.card.state === "offered") return { label: "Incoming", kind: "ringing" };
-  return { label: "Ringing", kind: "ringing" };
+  if (entry.card.state === "offered") return { label: t("state.incoming"), kind: "ringing" };
+  return { label: t("state.ringing"), kind: "ringing" };
 }
 
 function renderHead(entry, ctx, headingId) {
@@ -68,10 +72,11 @@ function renderHead(entry, ctx, headingId) {
       org ? h("p", { class: "caller-org", "data-testid": "caller-org" }, org) : null,
       h("p", { class: "caller-line" },
         number ? h("span", { class: "caller-number", "data-testid": "caller-number" }, number) : null,
-        card.called ? h("span", { class: "muted" }, `to ${card.called}`) : null,
-        started ? h("span", { class: "muted" }, `since ${started}`) : null,
+        card.called ? h("span", { class: "muted" }, t("card.to", { number: card.called })) : null,
+        started ? h("span", { class: "muted" }, t("card.since", { time: started })) : null,
         card.transferred_from
-          ? h("span", { class: "muted", "data-testid": "transferred-from" }, `transferred from ${card.transferred_from}`)
+          ? h("span", { class: "muted", "data-testid": "transferred-from" },
+            t("card.transferred_from", { agent: card.transferred_from }))
           : null)),
     h("span", { class: ["badge", `badge--${badge.kind}`], "data-testid": "call-state" }, badge.label));
 }
@@ -80,7 +85,7 @@ function renderHead(entry, ctx, headingId) {
 
 function skeleton() {
   return h("div", { class: "skeleton" },
-    h("span", { class: "visually-hidden" }, "Loading…"),
+    h("span", { class: "visually-hidden" }, t("section.loading")),
     h("span", { class: "skeleton-line", "aria-hidden": "true" }),
     h("span", { class: "skeleton-line skeleton-line--short", "aria-hidden": "true" }),
     h("span", { class: "skeleton-line", "aria-hidden": "true" }));
@@ -91,7 +96,7 @@ function metaLine(section) {
   if (section.source) bits.push(section.source);
   const latency = formatLatency(section.latency_ms);
   if (latency && section.status !== "pending") bits.push(latency);
-  if (section.cached) bits.push("cached");
+  if (section.cached) bits.push(t("section.cached"));
   return bits.length ? h("span", { class: "panel-meta" }, bits.join(" · ")) : null;
 }
 
@@ -102,17 +107,35 @@ function renderSectionBody(section, entry, ctx) {
   if (status === "stale") {
     const age = formatAge(section.age_s);
     return [
-      h("p", { class: "mark mark--stale" }, h("strong", {}, "Stale"), age ? `, ${age} old` : ""),
+      h("p", { class: "mark mark--stale" }, h("strong", {}, t("section.stale")),
+        age ? ` ${t("section.age", { age })}` : ""),
       renderBody(section, entry, ctx),
     ];
   }
   if (status === "empty") {
     return h("p", { class: "muted" }, emptyText(section), section.reason ? `: ${section.reason}` : "");
   }
-  const word = FAILED[status] || humanise(status);
+  const label = FAILED[status] ? t(FAILED[status]) : humanise(status);
   return h("div", { class: ["mark", `mark--${FAILED[status] ? status : "error"}`], role: "note" },
-    h("strong", { class: "mark-word" }, word),
-    h("span", {}, section.reason || FAILED_HELP[status] || ""));
+    h("strong", { class: "mark-word" }, label),
+    h("span", {}, section.reason || (FAILED_HELP[status] ? t(FAILED_HELP[status]) : "")));
+}
+
+/** The section's links to other systems ("Open in CRM"), filled from the card's customer. */
+function renderLinks(section, entry, ctx) {
+  const templates = ((ctx.settings || {}).links || {})[section.name] || [];
+  const customer = entry.card.customer;
+  if (!templates.length || !customer || section.status === "pending") return null;
+  const caller = entry.card.caller || {};
+  const values = { ...(customer.extra || {}), customer_id: customer.id, name: customer.name,
+    phone: customer.phone || caller.e164 || "" };
+  const links = templates.map((link, i) => {
+    const href = fillLink(link.url, values);
+    return href ? h("a", { href, target: "_blank", rel: "noopener noreferrer", class: "btn btn--small",
+      "data-testid": "crm-link", "data-shortcut": i === 0 && section.name === "customer" ? "open" : null },
+    word(link.label)) : null;
+  }).filter(Boolean);
+  return links.length ? h("p", { class: "panel-links" }, links) : null;
 }
 
 /** One section panel: data-section, data-status; its body by status. */
@@ -125,20 +148,21 @@ export function renderSection(section, entry, ctx) {
     "aria-busy": status === "pending" ? "true" : null, tabindex: "-1",
   },
   h("header", { class: "panel-head" },
-    h("h3", { id: headingId }, section.title || humanise(section.name)),
+    h("h3", { id: headingId }, word(section.title) || humanise(section.name)),
     metaLine(section)),
-  h("div", { class: "panel-body" }, renderSectionBody(section, entry, ctx)));
+  h("div", { class: "panel-body" }, renderSectionBody(section, entry, ctx)),
+  renderLinks(section, entry, ctx));
 }
 
 // -- cards ------------------------------------------------------------------------------------------
 
 function signature(section, entry) {
-  return JSON.stringify([section, viewState(section, entry)]);
+  return JSON.stringify([section, viewState(section, entry), section.name === "customer" ? entry.card.customer : null]);
 }
 
 /** A new card element for an entry {card, outcome, reason, selecting, selectError}. */
 export function renderCard(entry, ctx) {
-  const el = h("article", { class: "card" });
+  const el = h("article", { class: "card", tabindex: ctx.readOnly ? null : "-1" });
   patchCard(el, entry, ctx);
   return el;
 }
@@ -191,6 +215,13 @@ export function patchCard(el, entry, ctx) {
     previous = panel;
   }
   for (const stale of existing.values()) stale.remove();
+  if (!ctx.readOnly) {
+    const match = matchOf(card);
+    const mine = !card.answered_by || card.answered_by === ctx.meId;
+    ensureSearch(el, entry, ctx, Boolean((ctx.settings || {}).search) && !entry.outcome && mine
+      && (match === "none" || match === "several") && (card.caller || {}).status !== "invalid");
+    if (mine && entry.outcome !== "withdrawn" && ctx.settings) ensureWrapup(el, entry, ctx);
+  }
   return el;
 }
 

@@ -2,6 +2,7 @@
 // (the agent's choice goes back through ctx.onSelect). Its data is {match, customer, candidates}.
 
 import { h } from "../dom.js";
+import { t } from "../i18n.js";
 import { isPlainObject, renderData, renderObject } from "./values.js";
 
 /** The card's section shown by the `customer` view, or null. */
@@ -31,7 +32,7 @@ function renderCandidates(entry, candidates, ctx) {
   const selecting = entry.selecting;
   const readOnly = ctx.readOnly || entry.outcome;
   return h("div", { class: "candidates" },
-    h("p", {}, `${candidates.length} customers share this number. Who is calling?`),
+    h("p", {}, t("customer.share", { n: candidates.length })),
     h("ul", { class: "candidate-list" }, candidates.map((c) => {
       const extra = (c && c.extra) || {};
       const detail = [extra.company, extra.city].filter((v) => typeof v === "string" && v.trim()).join(" · ");
@@ -43,7 +44,7 @@ function renderCandidates(entry, candidates, ctx) {
         type: "button", class: "candidate", "data-customer-id": c.id,
         "aria-disabled": selecting ? "true" : null, "aria-busy": busy ? "true" : null,
         on: { click: () => ctx.onSelect(entry.card.call_id, c.id) },
-      }, label, busy ? h("span", { class: "candidate-detail" }, "Selecting…") : null));
+      }, label, busy ? h("span", { class: "candidate-detail" }, t("customer.selecting")) : null));
     })),
     entry.selectError ? h("p", { class: "inline-error", role: "alert" }, entry.selectError) : null);
 }
@@ -64,11 +65,11 @@ export function render(section, columns, entry, ctx) {
     const others = Array.isArray(data.candidates) ? data.candidates.length : 0;
     return [
       match === "selected" && others > 1
-        ? h("p", { class: "muted small picked" }, `Picked from ${others} customers who share this number.`) : null,
+        ? h("p", { class: "muted small picked" }, t("customer.picked", { n: others })) : null,
       renderObject(facts, columns ? columns.filter((col) => col.key in facts) : null),
     ];
   }
-  if (match === "none") return h("p", { class: "muted" }, "No customer has this number.");
+  if (match === "none") return h("p", { class: "muted" }, t("customer.none"));
   return renderData(section.data);
 }
 
@@ -77,7 +78,7 @@ export function wide(section) {
   return matchOf({ sections: [section] }) === "several";
 }
 
-export const emptyText = "No customer found";
+export const emptyText = "customer.not_found";
 
 /** What else, beyond the section, changes this view: the agent's choice on its way, and its outcome. */
 export function state(entry) {

@@ -9,6 +9,7 @@ import * as customer from "./customer.js";
 import * as fields from "./fields.js";
 import * as offers from "./offers.js";
 import * as table from "./table.js";
+import { t } from "../i18n.js";
 import { columnsOf, isPlainObject } from "./values.js";
 
 const VIEWS = { customer, fields, table, offers };
@@ -31,7 +32,7 @@ export function isWide(section) {
 }
 
 export function emptyText(section) {
-  return viewOf(section).emptyText || "No data";
+  return t(viewOf(section).emptyText || "value.no_data");
 }
 
 export function viewState(section, entry) {

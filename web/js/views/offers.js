@@ -4,6 +4,7 @@
 // lists: "Likely to order again" (a due product is marked) and "Fits what they bought".
 
 import { h } from "../dom.js";
+import { t } from "../i18n.js";
 import { MAX_ROWS, isPlainObject, labelOf, renderList, renderValue } from "./values.js";
 
 const LISTS = [
@@ -24,7 +25,7 @@ function renderOffer(offer, name, why, rest) {
 export function render(section, columns) {
   const list = Array.isArray(section.data) ? section.data.filter(isPlainObject) : [];
   if (!columns || columns.length < 2) return renderList(list, columns);
-  if (!list.length) return h("p", { class: "muted" }, "No offers");
+  if (!list.length) return h("p", { class: "muted" }, t("value.no_offers"));
   const [name, why, ...rest] = columns;
   if (!list.some((offer) => typeof offer.list === "string")) {
     return h("ol", { class: "offer-list" }, list.slice(0, MAX_ROWS).map((o) => renderOffer(o, name, why, rest)));

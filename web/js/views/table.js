@@ -2,9 +2,10 @@
 
 import { isPlainObject, renderList } from "./values.js";
 
-export function render(section, columns) {
+export function render(section, columns, entry, ctx) {
   const d = section.data;
-  return renderList(Array.isArray(d) ? d : isPlainObject(d) ? [d] : [], columns);
+  const rowLinks = ctx && ctx.settings && ctx.settings.row_links ? ctx.settings.row_links[section.name] : null;
+  return renderList(Array.isArray(d) ? d : isPlainObject(d) ? [d] : [], columns, rowLinks || null);
 }
 
 export function wide(section) {

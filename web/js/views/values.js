@@ -3,6 +3,8 @@
 // labelled by its key, formatted by its key and value (money, dates, numbers, yes/no).
 
 import { h } from "../dom.js";
+import { t, word } from "../i18n.js";
+import { fillLink } from "../links.js";
 import {
   currencyKeys, currencyOf, formatDate, formatMoney, formatNumber, humanise, isMoneyKey,
 } from "../format.js";
@@ -22,7 +24,7 @@ export function columnsOf(section) {
 }
 
 export function labelOf(column) {
-  return column.label || humanise(column.key);
+  return word(column.label || humanise(column.key));
 }
 
 export function warnRow(key, value) {
@@ -43,7 +45,7 @@ function formatted(value, format, parent) {
     return h("span", { class: "num" }, `${formatNumber(Math.round(value * 100))} %`);
   }
   if (format === "date") return document.createTextNode(formatDate(value) ?? String(value));
-  if (format === "yesno") return h("span", {}, value ? "Yes" : "No");
+  if (format === "yesno") return h("span", {}, value ? t("value.yes") : t("value.no"));
   if (format === "text") return document.createTextNode(String(value));
   return null;
 }
@@ -57,7 +59,7 @@ export function renderValue(value, key = "", parent = null, format = null) {
   }
   if (typeof value === "boolean") {
     const warn = value && WARN_WHEN_TRUE.has(String(key).toLowerCase());
-    return h("span", { class: warn ? "flag flag--warn" : "" }, value ? "Yes" : "No");
+    return h("span", { class: warn ? "flag flag--warn" : "" }, value ? t("value.yes") : t("value.no"));
   }
   if (isMoneyKey(key)) {
     const money = formatMoney(value, currencyOf(parent));
@@ -86,7 +88,7 @@ export function renderObject(obj, columns = null) {
     const hidden = currencyOf(obj) && hasMoney(obj) ? new Set(currencyKeys(obj)) : new Set();
     cols = Object.keys(obj).filter((k) => !hidden.has(k)).map((key) => ({ key }));
   }
-  if (!cols.length) return h("p", { class: "muted" }, "No data");
+  if (!cols.length) return h("p", { class: "muted" }, t("value.no_data"));
   return h("dl", { class: "kv" },
     cols.map((c) => {
       const v = obj[c.key];
@@ -99,8 +101,8 @@ export function renderObject(obj, columns = null) {
 }
 
 /** A list: a table of records (the given columns, or every field), a bulleted list otherwise. */
-export function renderList(list, columns = null) {
-  if (!list.length) return h("p", { class: "muted" }, "Nothing recent");
+export function renderList(list, columns = null, rowLinks = null) {
+  if (!list.length) return h("p", { class: "muted" }, t("value.nothing_recent"));
   if (!list.every(isPlainObject)) {
     return h("ul", { class: "plain-list" }, list.slice(0, MAX_ROWS).map((v) => h("li", {}, renderValue(v))));
   }
@@ -124,14 +126,21 @@ export function renderList(list, columns = null) {
       cols.map((c) => h("td", {
         class: [numeric.has(c.key) ? "num" : "", warnRow(c.key, row[c.key]) ? "cell--warn" : ""],
         "data-label": labelOf(c),
-      }, renderValue(row[c.key], c.key, row, c.format)))))));
-  const more = list.length > rows.length ? h("p", { class: "muted small" }, `and ${list.length - rows.length} more`) : null;
+      }, linked(renderValue(row[c.key], c.key, row, c.format), rowLinks && rowLinks[c.key], row)))))));
+  const more = list.length > rows.length
+    ? h("p", { class: "muted small" }, t("value.more", { n: list.length - rows.length })) : null;
   return h("div", { class: "table-wrap" }, table, more);
+}
+
+/** A cell's content as a link to its record elsewhere, when the config has a template for its column. */
+function linked(content, template, row) {
+  const href = template ? fillLink(template, row) : null;
+  return href ? h("a", { href, target: "_blank", rel: "noopener noreferrer", "data-testid": "row-link" }, content) : content;
 }
 
 /** Any data, by its shape. */
 export function renderData(data, columns = null) {
-  if (data === null || data === undefined) return h("p", { class: "muted" }, "No data");
+  if (data === null || data === undefined) return h("p", { class: "muted" }, t("value.no_data"));
   if (Array.isArray(data)) return renderList(data, columns);
   if (isPlainObject(data)) return renderObject(data, columns);
   return h("p", {}, renderValue(data));
