@@ -20,12 +20,14 @@ bytes -> hex, UUID -> str). `one: true` returns the first row or None; otherwise
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import importlib.util
 import math
 import os
 import re
+import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -39,6 +41,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from connectors.base import Connector, ConnectorError, ConnectorOptions
+from connectors.lanes import LaneRefused, Lanes
 from screenpop.models import LookupQuery
 
 PARAMETERS = tuple(LookupQuery(phone="").template_values())
@@ -71,6 +74,9 @@ def normalize_url(url: str) -> str:
     if wanted == "aiomysql" and importlib.util.find_spec("aiomysql") is None:
         raise ValueError("mysql needs the aiomysql package, which is not installed")
     backend = _BACKENDS.get(backend, backend)
+    if backend == "sqlite" and (u.query or (u.database or "").startswith("file:")):
+        raise ValueError("a SQLite URL is sqlite:///path/to/file.db, without file: URIs or ?options "
+                         "(they could open a file for writing)")
     return u.set(drivername=f"{backend}+{wanted}").render_as_string(hide_password=False)
 
 
@@ -128,6 +134,10 @@ class SqlOptions(ConnectorOptions):
 
     model_config = ConfigDict(hide_input_in_errors=True)  # the URL may carry a password
 
+    SECRET_URLS: ClassVar[tuple[str, ...]] = ("url",)  # its password and its query values are secret
+    PUBLIC_PARAMS: ClassVar[tuple[str, ...]] = ("sslmode", "ssl", "charset", "application_name", "connect_timeout",
+                                                "target_session_attrs")
+
     url: str
     query: str
     max_rows: int = Field(default=50, ge=1)
@@ -182,10 +192,21 @@ def _errors(where: str) -> Iterator[None]:
         raise ConnectorError(_reason(err)) from err
 
 
-def _require_file(path: str, *_args: Any) -> None:
-    """Refuse to open a missing SQLite file (sqlite would create an empty one)."""
+def _require_file(path: str, lanes: Lanes, *_args: Any) -> None:
+    """Refuse to open a missing SQLite file (sqlite would create an empty one), or one outside the lanes."""
     if not os.path.exists(path):
         raise ConnectorError("database file not found")
+    try:
+        lanes.check_file(path)
+    except LaneRefused as err:
+        raise ConnectorError(str(err)) from None
+
+
+def _interrupt(raw: Any) -> None:
+    """Stop the statement a SQLite connection is running (thread-safe): the section's deadline has passed."""
+    inner = getattr(getattr(raw, "driver_connection", None), "_conn", None)  # aiosqlite's sqlite3 connection
+    if isinstance(inner, sqlite3.Connection):
+        inner.interrupt()
 
 
 def _read_only_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -238,11 +259,17 @@ class SqlConnector(Connector):
         if backend == "sqlite":
             event.listen(engine.sync_engine, "connect", _read_only_sqlite)
             path = self._url.database
-            if path and path != ":memory:" and not path.startswith("file:"):
-                event.listen(engine.sync_engine, "do_connect", functools.partial(_require_file, path))
+            if path and path != ":memory:":
+                event.listen(engine.sync_engine, "do_connect", functools.partial(_require_file, path, self.lanes))
         elif backend == "mysql":
             event.listen(engine.sync_engine, "connect", _read_only_mysql)
         self._engine = engine
+
+    def check_lanes(self) -> None:
+        """A SQLite file must be inside the data folders and none of screenpop's own."""
+        path = self._url.database
+        if self._url.get_backend_name() == "sqlite" and path and path != ":memory:":
+            self.lanes.check_file(path)
 
     async def close(self) -> None:
         """Dispose of the engine and close every pooled connection."""
@@ -267,14 +294,19 @@ class SqlConnector(Connector):
         more = False
         with _errors(self._where):
             async with engine.connect() as conn:
-                result = await conn.stream(self._statement, params)
-                columns = [str(c) for c in result.keys()]
-                while len(rows) <= limit:
-                    chunk = await result.fetchmany(min(batch, limit + 1 - len(rows)))
-                    if not chunk:
-                        break
-                    rows.extend(chunk)
-                await result.close()
+                try:
+                    result = await conn.stream(self._statement, params)
+                    columns = [str(c) for c in result.keys()]
+                    while len(rows) <= limit:
+                        chunk = await result.fetchmany(min(batch, limit + 1 - len(rows)))
+                        if not chunk:
+                            break
+                        rows.extend(chunk)
+                    await result.close()
+                except asyncio.CancelledError:  # the deadline: SQLite runs in a thread, stop it there too
+                    if self._url.get_backend_name() == "sqlite":
+                        _interrupt(await conn.get_raw_connection())
+                    raise
         if len(rows) > limit:
             rows, more = rows[:limit], True
         return columns, rows, more

@@ -182,10 +182,10 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from screenpop.config import load_config
-    from screenpop.wiring import build_sources
+    from screenpop.wiring import SourceFactory, lanes_from_settings
 
     config = load_config(args.path)
-    build_sources(config, args.path)
+    SourceFactory(lanes=lanes_from_settings(_settings(config=args.path))).lookup(config, args.path)
     print(f"{args.path}: ok ({len(config.agents)} agents, {len(config.connectors)} connectors)")
     return 0
 

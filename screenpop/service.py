@@ -42,7 +42,7 @@ from screenpop.probes import Probes
 from screenpop.settings import Settings
 from screenpop.sources import Source
 from screenpop.store import AdminStore, store_from_url
-from screenpop.wiring import SourceFactory, build_cti
+from screenpop.wiring import SourceFactory, build_cti, lanes_from_settings
 from telephony.base import CtiAdapter
 from telephony.generic import GenericWebhook
 
@@ -168,7 +168,7 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
     metrics = Metrics()
     cache_backend = _cache_backend(settings.cache_url)
     cache = SectionCache(cache_backend)
-    sources = SourceFactory(cache=cache, observer=metrics.observe_section)
+    sources = SourceFactory(cache=cache, observer=metrics.observe_section, lanes=lanes_from_settings(settings))
     lookup = sources.lookup(config, settings.config or "<config>")
     directory = Directory(config.agents)
     if settings.session_secret is None:

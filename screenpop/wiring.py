@@ -10,9 +10,13 @@ A bad kind, option or URL raises ConfigError naming where it is (never quoting a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
+
+from connectors.base import ConnectorError, Lanes
 
 from screenpop.cache import SectionCache
 from screenpop.config import Config, ConfigError, ConnectorConfig
@@ -30,6 +34,7 @@ class SourceFactory:
 
     cache: SectionCache | None = None
     observer: Observer | None = None
+    lanes: Lanes = field(default_factory=Lanes)
 
     def source(self, c: ConnectorConfig, where: str) -> Source:
         """One connector instance from its config; a bad kind or option raises ConfigError naming `where`."""
@@ -38,9 +43,11 @@ class SourceFactory:
         except PluginError as err:
             raise ConfigError(f"{where}.kind: {err}") from None
         try:
-            connector = kind.from_config(c.name, c.options)
+            connector = kind.from_config(c.name, c.options, self.lanes)
         except ValidationError as err:
             raise ConfigError(f"{where}: {format_validation_error(err, prefix='options.')}") from None
+        except ConnectorError as err:  # the options lead out of the lanes
+            raise ConfigError(f"{where}: options: {err}") from None
         return Source(config=c, connector=connector, cache=self.cache, observer=self.observer)
 
     def lookup(self, config: Config, source_name: str = "<config>") -> Lookup:
@@ -61,6 +68,31 @@ class SourceFactory:
         lc = config.lookup
         return Lookup(identity, sections, lc.deadline_ms / 1000, fallback=fallback, suffix_digits=lc.suffix_digits,
                       rank_called_field=lc.rank_called_field, rank_activity_field=lc.rank_activity_field)
+
+
+def lanes_from_settings(settings: Settings) -> Lanes:
+    """Where connectors may reach: SCREENPOP_DATA_DIRS (default: the config file's folder, else the current
+    one), never the state database, the config file or screenpop's own code; SCREENPOP_CONNECTOR_ALLOW."""
+    if settings.data_dirs:
+        dirs = tuple(Path(d) for d in settings.data_dirs)
+    else:
+        dirs = (Path(settings.config).resolve().parent if settings.config else Path.cwd(),)
+    forbidden = [Path(p).parent for p in _own_packages()]
+    if settings.config:
+        forbidden.append(Path(settings.config))
+    state = settings.state_url or ""
+    if state.startswith("sqlite"):
+        forbidden.append(Path(urlsplit(state).path[1:]))  # sqlite:///relative.db, sqlite:////absolute.db
+    return Lanes(data_dirs=dirs, forbidden=tuple(forbidden), allow=tuple(settings.connector_allow))
+
+
+def _own_packages() -> list[str]:
+    import connectors
+    import screenpop
+    import telephony
+    import web
+
+    return [m.__file__ for m in (screenpop, connectors, telephony, web) if m.__file__]
 
 
 def build_lookup(config: Config, source_name: str = "<config>") -> Lookup:
