@@ -44,8 +44,8 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from yarl import URL
 
 from connectors.base import Connector, ConnectorError, ConnectorOptions
-from connectors.lanes import LaneRefused, Lanes
 from connectors.http_auth import CONTROL_CHARS, HEADER_NAME, ApiKeyAuth, Auth, BasicAuth, BearerAuth
+from connectors.lanes import LaneRefused, Lanes
 from connectors.mapping import Expression, Mapping
 from screenpop.models import LookupQuery
 
@@ -314,7 +314,14 @@ class HttpConnector(Connector):
                            params: aiohttp.TraceRequestStartParams) -> None:
             _check_literal(self.lanes, params.url.host or "")
 
+        async def on_redirect(_session: aiohttp.ClientSession, _ctx: object,
+                              params: aiohttp.TraceRequestRedirectParams) -> None:
+            location = params.response.headers.get("Location", "")
+            with contextlib.suppress(ValueError):
+                _check_literal(self.lanes, params.url.join(URL(location)).host or "")
+
         trace.on_request_start.append(on_start)
+        trace.on_request_redirect.append(on_redirect)
         return trace
 
     def check_lanes(self) -> None:

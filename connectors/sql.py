@@ -38,7 +38,7 @@ from pydantic import ConfigDict, Field, field_validator
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from connectors.base import Connector, ConnectorError, ConnectorOptions
 from connectors.lanes import LaneRefused, Lanes
@@ -202,11 +202,14 @@ def _require_file(path: str, lanes: Lanes, *_args: Any) -> None:
         raise ConnectorError(str(err)) from None
 
 
-def _interrupt(raw: Any) -> None:
-    """Stop the statement a SQLite connection is running (thread-safe): the section's deadline has passed."""
-    inner = getattr(getattr(raw, "driver_connection", None), "_conn", None)  # aiosqlite's sqlite3 connection
-    if isinstance(inner, sqlite3.Connection):
-        inner.interrupt()
+def _sqlite3(raw: Any) -> sqlite3.Connection | None:
+    """The sqlite3 connection under SQLAlchemy's pooled one (its aiosqlite adapter, aiosqlite's connection)."""
+    seen = raw
+    for _ in range(4):
+        if isinstance(seen, sqlite3.Connection):
+            return seen
+        seen = next((getattr(seen, a) for a in ("dbapi_connection", "_connection", "_conn") if hasattr(seen, a)), None)
+    return None
 
 
 def _read_only_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -294,22 +297,34 @@ class SqlConnector(Connector):
         more = False
         with _errors(self._where):
             async with engine.connect() as conn:
-                try:
-                    result = await conn.stream(self._statement, params)
-                    columns = [str(c) for c in result.keys()]
-                    while len(rows) <= limit:
-                        chunk = await result.fetchmany(min(batch, limit + 1 - len(rows)))
-                        if not chunk:
-                            break
-                        rows.extend(chunk)
-                    await result.close()
-                except asyncio.CancelledError:  # the deadline: SQLite runs in a thread, stop it there too
-                    if self._url.get_backend_name() == "sqlite":
-                        _interrupt(await conn.get_raw_connection())
-                    raise
+                if self._url.get_backend_name() != "sqlite":
+                    columns = await self._read(conn, params, rows, limit, batch)
+                else:  # SQLite runs in a thread: at the deadline, stop the statement there before anything else
+                    sqlite_conn = _sqlite3(await conn.get_raw_connection())
+                    work = asyncio.ensure_future(self._read(conn, params, rows, limit, batch))
+                    try:
+                        columns = await asyncio.shield(work)
+                    except asyncio.CancelledError:
+                        if sqlite_conn is not None:
+                            sqlite_conn.interrupt()
+                        await asyncio.gather(work, return_exceptions=True)
+                        raise
         if len(rows) > limit:
             rows, more = rows[:limit], True
         return columns, rows, more
+
+    async def _read(self, conn: AsyncConnection, params: dict[str, str], rows: list[Sequence[Any]], limit: int,
+                    batch: int) -> list[str]:
+        """Run the statement, append at most `limit` + 1 rows to `rows`; the column names."""
+        result = await conn.stream(self._statement, params)
+        columns = [str(c) for c in result.keys()]
+        while len(rows) <= limit:
+            chunk = await result.fetchmany(min(batch, limit + 1 - len(rows)))
+            if not chunk:
+                break
+            rows.extend(chunk)
+        await result.close()
+        return columns
 
     async def fetch(self, query: LookupQuery) -> dict[str, Any] | list[Any] | None:
         """Run the query with the parameters it names; rows as dicts (see the module docstring)."""

@@ -22,7 +22,6 @@ from connectors.base import ConnectorOptions
 from connectors.secrets import MASK, SecretKept
 from connectors.secrets import redact as redact_options
 from connectors.secrets import restore as restore_options
-
 from screenpop.config import Config, ConfigError, ConnectorConfig
 from screenpop.lookup import Lookup
 from screenpop.models import format_validation_error

@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from connectors.base import ConnectorError, Lanes
-
 from screenpop.cache import SectionCache
 from screenpop.config import Config, ConfigError, ConnectorConfig
 from screenpop.lookup import Lookup
