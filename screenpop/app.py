@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Mount, Route, Router, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from screenpop import __version__
-from screenpop.api import admin, agents, pages, twilio
+from screenpop.api import admin, agents, pages, sessions, twilio
 from screenpop.api.agents import SOCKET_PATH, AgentSocket
 from screenpop.api.deps import error_answer
 from screenpop.api.health import HEALTH_PATH, READY_PATH, Probe, describe_probes
@@ -99,6 +99,7 @@ def build_api(services: Services) -> FastAPI:
     api.include_router(twilio.router)
     api.include_router(agents.router)
     api.include_router(admin.router)
+    api.include_router(sessions.router)
     api.include_router(pages.router)
     api.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 

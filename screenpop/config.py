@@ -39,6 +39,7 @@ from screenpop.cache.policy import CachePolicy
 from screenpop.errors import ConfigError as ConfigError  # re-exported: the errors are defined in one tree
 from screenpop.models import CUSTOMER_SECTION, View
 from screenpop.models import format_validation_error as format_validation_error  # re-exported, one formatter
+from screenpop.names import canonical
 from web import WEB_DIR
 
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -95,7 +96,7 @@ class ConnectorConfig(Strict):
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
         """`cache_ttl_s: 60` is short for `cache: {ttl_s: 60}`."""
-        if isinstance(data, dict) and "cache_ttl_s" in data:
+        if isinstance(data, dict) and "cache_ttl_s" in data and isinstance(data.get("cache") or {}, dict):
             data = dict(data)
             ttl = data.pop("cache_ttl_s")
             cache = dict(data.get("cache") or {})
@@ -158,17 +159,22 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
+        """Agent ids and addresses are compared in canonical form (screenpop.names): `Alice` and `alice`, or
+        `client:Alice` and `client:alice`, are the same, so two agents may not hold them."""
         seen: dict[str, str] = {}
         for a in self.agents:
-            if a.id in seen:
-                raise ValueError(f"agent id {a.id!r} appears twice")
-            seen[a.id] = a.id
+            owner = seen.get(canonical(a.id))
+            if owner is not None:
+                same = "appears twice" if owner == a.id else f"is the same as {owner!r} (ids ignore case)"
+                raise ValueError(f"agent id {a.id!r} {same}")
+            seen[canonical(a.id)] = a.id
         for a in self.agents:
             for addr in [*a.extensions, *a.addresses]:
-                owner = seen.get(addr)
+                owner = seen.get(canonical(addr))
                 if owner is not None and owner != a.id:
-                    raise ValueError(f"address {addr!r} of agent {a.id!r} already belongs to {owner!r}")
-                seen[addr] = a.id
+                    raise ValueError(f"address {addr!r} of agent {a.id!r} already belongs to {owner!r} "
+                                     "(addresses are compared ignoring case and surrounding spaces)")
+                seen[canonical(addr)] = a.id
         names = [c.name for c in self.connectors]
         dup = {n for n in names if names.count(n) > 1}
         if dup:

@@ -39,9 +39,11 @@ from screenpop.lookup import Lookup
 from screenpop.metrics import Metrics
 from screenpop.outbox import Outbox
 from screenpop.probes import Probes
+from screenpop.sessions import MemorySessions, SessionGuard, SessionStore, SessionStoreError, sessions_from_url
 from screenpop.settings import Settings
 from screenpop.sources import Source
 from screenpop.store import AdminStore, store_from_url
+from screenpop.throttle import LoginThrottle, storage_for
 from screenpop.wiring import SourceFactory, build_cti, lanes_from_settings
 from telephony.base import CtiAdapter
 from telephony.generic import GenericWebhook
@@ -72,6 +74,9 @@ class Services:
     gc_settler: GcSettler
     leases: LeaseStore
     probes: Probes
+    sessions: SessionStore
+    guard: SessionGuard
+    throttle: LoginThrottle
     cti: list[CtiLink] = field(default_factory=list)
     freeze_gc: bool = False  # the CLI sets it: after start, keep the long-lived objects out of collections
     _cti_tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -104,8 +109,12 @@ class Services:
                             "last until restart")
             await self.admin.reload()  # builds and starts the connectors
             _closing(stack, "the connectors", self.admin.close)
+            await self.sessions.start()
+            _closing(stack, "the session store", self.sessions.close)
             await self.hub.start()
             _closing(stack, "the agent hub", self.hub.close)
+            self.guard.start()
+            _closing(stack, "the session guard", self.guard.close)
             self.outbox.start()
             _closing(stack, "the outbox", self.outbox.close)
             self.registry.start()
@@ -170,13 +179,18 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
     cache = SectionCache(cache_backend)
     sources = SourceFactory(cache=cache, observer=metrics.observe_section, lanes=lanes_from_settings(settings))
     lookup = sources.lookup(config, settings.config or "<config>")
-    directory = Directory(config.agents)
-    if settings.session_secret is None:
-        log.warning("SCREENPOP_SESSION_SECRET is not set: logins last until restart and work on this instance only")
-        secret = secrets.token_bytes(32)
-    else:
-        secret = settings.session_secret.get_secret_value().encode()
-    tokens = Tokens(secret, settings.session_ttl_s)
+    directory = Directory(config.agents, settings.login_hashes_at_once)
+    secret = (secrets.token_bytes(32) if settings.session_secret is None
+              else settings.session_secret.get_secret_value().encode())
+    tokens = Tokens(secret, settings.session_ttl_s)  # the benchmark floor's form; logins use `sessions`
+    try:
+        sessions = sessions_from_url(settings.bus_url, settings.bus_prefix, settings.session_ttl_s)
+    except SessionStoreError as err:
+        raise ConfigError(f"SCREENPOP_BUS_URL: {err}") from None
+    if isinstance(sessions, MemorySessions):
+        log.info("sessions are kept in memory: logins last until restart and work on this instance only")
+    throttle = LoginThrottle(storage_for(settings.bus_url, settings.bus_prefix), settings.login_failures_per_user,
+                             settings.login_failures_per_address)
     bus = bus or bus_from_url(settings.bus_url)
     outbox = Outbox(bus, channel=f"{settings.bus_prefix}.agents")
     calls = _call_store(settings)
@@ -205,7 +219,7 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
         registry=registry, webhook=GenericWebhook(secret_value), store=store, calls=calls,
         cache_backend=cache_backend,
         cache=cache, metrics=metrics, admin=admin, control=control, cti=cti, gc_settler=gc_settler,
-        leases=leases, probes=probes,
+        leases=leases, probes=probes, sessions=sessions, guard=SessionGuard(sessions), throttle=throttle,
     )
 
 
