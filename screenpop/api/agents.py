@@ -24,7 +24,7 @@ from screenpop.callstore import CallStoreError
 from screenpop.models import CallEvent, EventKind
 from screenpop.names import canonical
 from screenpop.service import Services
-from screenpop.sessions import SESSION_ENDED, SessionStoreError
+from screenpop.sessions import SessionStoreError
 
 log = logging.getLogger("screenpop.agents")
 router = APIRouter()
@@ -176,17 +176,22 @@ def _closer(ws: WebSocket) -> Callable[[int, str], Awaitable[None]]:
     return close
 
 
-_garbage_log = {"next": 0.0, "skipped": 0}
+class _RateLog:
+    """Malformed messages from agents, logged at most once a second (with how many were not logged)."""
+
+    def __init__(self, every_s: float = 1.0) -> None:
+        self.every_s, self.next, self.skipped = every_s, 0.0, 0
+
+    def __call__(self, agent_id: str, what: str) -> None:
+        now = time.monotonic()
+        if now < self.next:
+            self.skipped += 1
+            return
+        skipped, self.skipped, self.next = self.skipped, 0, now + self.every_s
+        log.info("agent %s sent %s%s", agent_id, what, f" ({skipped} more not logged)" if skipped else "")
 
 
-def _garbage(agent_id: str, what: str) -> None:
-    """Log a malformed message at most once a second (with how many were not logged meanwhile)."""
-    now = time.monotonic()
-    if now < _garbage_log["next"]:
-        _garbage_log["skipped"] += 1
-        return
-    skipped, _garbage_log["skipped"], _garbage_log["next"] = _garbage_log["skipped"], 0, now + 1.0
-    log.info("agent %s sent %s%s", agent_id, what, f" ({int(skipped)} more not logged)" if skipped else "")
+_garbage = _RateLog()
 
 
 async def _agent_message(services: Services, agent_id: str, text: str) -> str | None:
