@@ -5,12 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response
 
+from screenpop.api.browser import CSP  # one policy for every page (BrowserGuard sets it on every answer too)
 from web import WEB_DIR
 
 router = APIRouter()
-
-CSP = ("default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; "
-       "object-src 'none'; base-uri 'none'; form-action 'self'")
 
 
 def _page(name: str) -> Response:
