@@ -9,8 +9,9 @@ agent socket checks its own origin):
   Browsers send `Origin` with every such request; one without it that a browser marks as coming from
   another site (`Sec-Fetch-Site`) must carry `X-Screenpop-CSRF: 1` (a header no other site's page can add
   without a CORS preflight, which screenpop never grants). A client that is no browser (no `Origin`, no
-  `Sec-Fetch-*`: curl, scripts) cannot be made to send a request by another site, and passes. A body it carries must be `application/json` (the
-  content types a form can send without a preflight are refused). Else 403 or 415, with the reason.
+  `Sec-Fetch-*`: curl, scripts) cannot be made to send a request by another site, and passes. A body
+  sent with the cookie must be `application/json` (the content types a form can send without a preflight
+  are refused). Else 403 or 415, with the reason.
   Bearer-token clients are not affected; the telephony webhooks (`/telephony/...`) are signed instead.
 - Every answer gets `Content-Security-Policy` (no inline script or style, nothing from other origins, no
   framing: `frame-ancestors 'none'`), `X-Frame-Options: DENY`, `X-Content-Type-Options: nosniff` and

@@ -144,10 +144,23 @@ def body_doc(model: type[BaseModel], description: str = "") -> dict[str, Any]:
     return {"requestBody": body}
 
 
+ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+
+
 def describe_bodies(openapi: dict[str, Any]) -> None:
-    """Add the schemas of every body declared with `body_doc` to an OpenAPI document."""
+    """Add the schemas of every body declared with `body_doc` to an OpenAPI document, and describe every
+    error answer as what it is: `{"error": "<why>"}` (FastAPI's default 422 describes its own format)."""
     schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
     for name, model in BODY_MODELS.items():
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[name] = schema
+    schemas["Error"] = ERROR_SCHEMA
+    for path in openapi.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.get("responses", {}) if isinstance(operation, dict) else {}
+            for status, answer in responses.items():
+                if str(status).startswith(("4", "5")):
+                    answer["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
