@@ -38,6 +38,10 @@ def storage_for(bus_url: str, prefix: str) -> Storage:
     return MemoryStorage()
 
 
+class ThrottleError(Exception):
+    """The throttle's storage (Redis) cannot be reached: the login is answered 503, not let through."""
+
+
 class LoginThrottle:
     """Counts failed logins; says how long a user or an address must wait."""
 
@@ -51,6 +55,12 @@ class LoginThrottle:
 
     async def retry_after(self, user: str, address: str) -> int:
         """Seconds to wait before this user may try again from this address (0: now)."""
+        try:
+            return await self._retry_after(user, address)
+        except Exception as err:
+            raise ThrottleError(f"login throttling storage: {type(err).__name__}") from None
+
+    async def _retry_after(self, user: str, address: str) -> int:
         wait = 0.0
         now = time.time()
         for kind, key in self._keys(user, address):
@@ -62,11 +72,17 @@ class LoginThrottle:
 
     async def failed(self, user: str, address: str) -> None:
         """Count one failed login for the user and the address."""
-        for kind, key in self._keys(user, address):
-            for item in self._ladders[kind]:
-                await self._limiter.hit(item, kind, key)
+        try:
+            for kind, key in self._keys(user, address):
+                for item in self._ladders[kind]:
+                    await self._limiter.hit(item, kind, key)
+        except Exception as err:
+            raise ThrottleError(f"login throttling storage: {type(err).__name__}") from None
 
     async def succeeded(self, user: str) -> None:
         """The user logged in: their back-off starts again from nothing."""
-        for item in self._ladders["user"]:
-            await self._limiter.clear(item, "user", user[:64])
+        try:
+            for item in self._ladders["user"]:
+                await self._limiter.clear(item, "user", user[:64])
+        except Exception as err:
+            raise ThrottleError(f"login throttling storage: {type(err).__name__}") from None

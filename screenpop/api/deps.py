@@ -23,6 +23,7 @@ from screenpop.callstore import CallStoreError
 from screenpop.models import format_validation_error
 from screenpop.service import Services
 from screenpop.sessions import Session, SessionStoreError
+from screenpop.throttle import ThrottleError
 
 log = logging.getLogger("screenpop.api")
 
@@ -46,7 +47,7 @@ async def error_answer(request: HTTPConnection, exc: Exception) -> JSONResponse:
     if isinstance(exc, CallStoreError):  # Redis away: the sender may retry (its message holds no secret)
         log.warning("%s: %s", request.url.path, exc)
         return error_response(503, "the call store cannot be reached; try again")
-    if isinstance(exc, SessionStoreError):
+    if isinstance(exc, SessionStoreError | ThrottleError):
         log.warning("%s: %s", request.url.path, exc)
         return error_response(503, "the session store cannot be reached; try again", {"Retry-After": "1"})
     log.error("unhandled error on %s", request.url.path, exc_info=exc)
