@@ -26,6 +26,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
 from screenpop.redisurl import RedisURLError, close_quietly, parse_redis_url
 
 log = logging.getLogger("screenpop.sessions")
@@ -154,7 +157,7 @@ class RedisSessions(SessionStore):
         try:
             self._url = parse_redis_url(url)
             self._client: Any = self._url.client(socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
-                                                 decode_responses=True)
+                                                 decode_responses=True, retry=Retry(NoBackoff(), 1))
         except RedisURLError as err:
             raise SessionStoreError(str(err)) from None
         self._prefix = prefix

@@ -129,6 +129,10 @@ class Cluster:
             self._tokens[agent] = self.login(agent)
         return self._tokens[agent]
 
+    def forget_token(self, agent: str) -> None:
+        """The next `token(agent)` logs in again (after Redis lost the sessions)."""
+        self._tokens.pop(agent, None)
+
     def login(self, agent: str, via: int | None = None) -> str:
         """Log in over HTTP with the agents' password; the bearer token."""
         from tests.cluster.instances import PASSWORD
