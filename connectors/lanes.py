@@ -96,6 +96,18 @@ class Lanes:
         if self.allow and not named and not self._host_listed(host):
             raise LaneRefused(f"{host} ({ip}) is not in SCREENPOP_CONNECTOR_ALLOW")
 
+    def check_host_name(self, host: str) -> None:
+        """Check a host without resolving it (for drivers that resolve and connect by themselves, such as the
+        database ones): an IP address is checked as such; with `allow` set, a name must be listed by name."""
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            if self.allow and not self._host_listed(host):
+                raise LaneRefused(f"{host} is not in SCREENPOP_CONNECTOR_ALLOW (list a database server by "
+                                  "its name or use its address)") from None
+            return
+        self.check_address(host, host.strip("[]"))
+
     async def resolve(self, host: str, port: int) -> list[tuple[int, str]]:
         """Every (family, address) of `host` that may be reached; LaneRefused when one may not (a host
         whose addresses are partly refused is refused: a balancer's DNS would send some requests there)."""

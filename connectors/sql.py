@@ -269,10 +269,16 @@ class SqlConnector(Connector):
         self._engine = engine
 
     def check_lanes(self) -> None:
-        """A SQLite file must be inside the data folders and none of screenpop's own."""
+        """A SQLite file must be inside the data folders and none of screenpop's own; a database server's
+        host must be allowed (checked by name or address when configured: the drivers resolve and connect by
+        themselves)."""
         path = self._url.database
-        if self._url.get_backend_name() == "sqlite" and path and path != ":memory:":
-            self.lanes.check_file(path)
+        backend = self._url.get_backend_name()
+        if backend == "sqlite":
+            if path and path != ":memory:":
+                self.lanes.check_file(path)
+            return
+        self.lanes.check_host_name(self._url.host or "localhost")
 
     async def close(self) -> None:
         """Dispose of the engine and close every pooled connection."""

@@ -112,3 +112,14 @@ async def test_a_cpu_heavy_sqlite_query_stops_at_the_deadline(tmp_path: Path) ->
             await c.ping()  # the one pooled connection is free again
     finally:
         await c.close()
+
+
+def test_a_database_server_must_be_allowed_too() -> None:
+    """A PostgreSQL connector on the metadata address, or outside the allowlist, is refused when configured."""
+    with pytest.raises(ConnectorError, match="link-local or cloud metadata"):
+        SqlConnector.from_config("p", {"url": "postgresql://u@169.254.169.254:5432/db", "query": "SELECT 1"}, Lanes())
+    with pytest.raises(ConnectorError, match="not in SCREENPOP_CONNECTOR_ALLOW"):
+        SqlConnector.from_config("p", {"url": "postgresql://u@localhost/db", "query": "SELECT 1"},
+                                 Lanes(allow=("10.0.0.0/8",)))
+    SqlConnector.from_config("p", {"url": "postgresql://u@127.0.0.1/db", "query": "SELECT 1"},
+                             Lanes(allow=("127.0.0.0/8",)))
