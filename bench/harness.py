@@ -77,12 +77,15 @@ def write_config(path: Path, stubs: str, agents: int) -> bool:
     """The screenpop config: `agents` agents sharing ONE argon2 hash, identity + three http sections.
     Every connector caches for 60 s, as a deployment would (the callers of the other scenarios are all
     different, so there they only pay for storing). Returns True when screenpop knows `cache`."""
-    from screenpop.auth import hash_password
+    from argon2 import PasswordHasher
+
+    from bench.loadgen import BENCH_PASSWORD
     from screenpop.config import ConnectorConfig
 
     cache = "cache" in ConnectorConfig.model_fields
     extra = {"cache": {"ttl_s": 60}} if cache else {}
-    one_hash = hash_password(secrets.token_hex(8))  # nobody logs in: the sockets use minted tokens
+    # the load generator logs every agent in before the run: a cheap hash (argon2's parameters are in it)
+    one_hash = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(BENCH_PASSWORD)
     config = {
         "agents": [{"id": f"a{i:04d}", "password_hash": one_hash, "extensions": [str(1000 + i)]}
                    for i in range(1, agents + 1)],

@@ -7,8 +7,9 @@ One JSON command a line on stdin, one JSON answer a line on stdout:
      "sequential": bool, "bound_s": 5, "record": bool}
     {"cmd": "close", "group": g}          {"cmd": "quit"}
 
-Sockets are authenticated like real agents: a bearer token minted with screenpop.auth.Tokens and the
-session secret the servers check. Calls are offered OPEN LOOP: call i is due at t0 + i/rate whatever the
+Sockets are authenticated like real agents: screenpop's by logging in (sessions live on the server), the
+floor's with a bearer token minted with screenpop.auth.Tokens and the session secret it checks. Calls are
+offered OPEN LOOP: call i is due at t0 + i/rate whatever the
 server does, and every time is counted from that due time, so a server that queues cannot hide it. Each
 call is ONE signed `ringing` webhook carrying the caller and the ringing agent's extension (screenpop starts
 the lookup at the first event with a number; the floor gets the identical request), then an unmeasured
@@ -50,6 +51,9 @@ class Pending:
     ended_on: str | None = None
 
 
+BENCH_PASSWORD = "bench"  # the agents' password in the benchmark's config (bench/harness.py: a cheap hash)
+
+
 class LoadGen:
     def __init__(self, secret: str, session_secret: str) -> None:
         self.secret = secret
@@ -81,7 +85,8 @@ class LoadGen:
 
         async def one(agent: str) -> None:
             async with gate:
-                ws = await self.ws_http.ws_connect(url, headers={"Authorization": f"Bearer {self.tokens.issue(agent)}"},
+                token = await self.token(url, agent)
+                ws = await self.ws_http.ws_connect(url, headers={"Authorization": f"Bearer {token}"},
                                                    timeout=aiohttp.ClientWSTimeout(ws_close=2), autoping=True,
                                                    max_msg_size=1 << 20)
                 reader = asyncio.create_task(self.read(ws, active))
@@ -93,6 +98,17 @@ class LoadGen:
         if active:
             self.active.setdefault(group, []).extend(agents)
         return {"connected": len(agents), "seconds": round(time.perf_counter() - started, 2)}
+
+    async def token(self, ws_url: str, agent: str) -> str:
+        """A bearer token: screenpop's sessions live on the server, so log in (BENCH_PASSWORD, a cheap hash);
+        a server without /api/login (the floor) takes a token minted with the session secret."""
+        assert self.ws_http is not None
+        base = ws_url.replace("ws://", "http://", 1).split("/ws/", 1)[0]
+        async with self.ws_http.post(f"{base}/api/login", json={"username": agent, "password": BENCH_PASSWORD}) as r:
+            if r.status == 404:
+                return self.tokens.issue(agent)
+            r.raise_for_status()
+            return str((await r.json())["token"])
 
     async def read(self, ws: aiohttp.ClientWebSocketResponse, active: bool) -> None:
         async for msg in ws:  # ends when the socket closes

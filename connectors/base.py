@@ -27,18 +27,33 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from connectors.lanes import LaneRefused, Lanes
 from screenpop.models import LookupQuery, View, WrapUp
 
-__all__ = ["Connector", "ConnectorError", "ConnectorOptions", "Journal"]  # what plugins import (pinned by a test)
+# what plugins import (pinned by a test: tests/contract/test_public_api.py)
+__all__ = ["Connector", "ConnectorError", "ConnectorOptions", "Journal", "Lanes"]
+
 
 class ConnectorError(Exception):
     """The source failed or answered something unusable. The message is short and safe to show."""
 
 
 class ConnectorOptions(BaseModel):
-    """Base of every kind's options: unknown keys are refused, so a typo is caught at start."""
+    """Base of every kind's options: unknown keys are refused, so a typo is caught at start.
+
+    Secrets are declared, never guessed from a key's name (connectors.secrets masks and restores them):
+    every `SecretStr` field is secret; so are the userinfo and query values of the URL fields named in
+    SECRET_URLS (but the parameters in PUBLIC_PARAMS or in the options' own `public_params`), and the values
+    of the mappings named in SECRET_MAPS (but the names in PUBLIC_HEADERS or in the options' `public_headers`).
+    A masked secret is kept on write-back only while the SECRET_URLS still point at the same destination.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    SECRET_URLS: ClassVar[tuple[str, ...]] = ()
+    SECRET_MAPS: ClassVar[tuple[str, ...]] = ()
+    PUBLIC_PARAMS: ClassVar[tuple[str, ...]] = ()
+    PUBLIC_HEADERS: ClassVar[tuple[str, ...]] = ()
 
 
 class Connector(abc.ABC):
@@ -49,14 +64,29 @@ class Connector(abc.ABC):
     view: ClassVar[View | None] = None
     """How this kind's section is shown unless its config says (`view:`); None: by the data's shape."""
 
+    lanes: Lanes = Lanes()
+    """Where this connector may reach (files, addresses); screenpop sets its settings' lanes in from_config."""
+
     def __init__(self, name: str, options: ConnectorOptions) -> None:
         self.name = name
         self.options = options
 
     @classmethod
-    def from_config(cls, name: str, options: dict[str, Any]) -> Connector:
-        """Build from raw options; raises pydantic.ValidationError naming the bad field."""
-        return cls(name, cls.Options.model_validate(options))
+    def from_config(cls, name: str, options: dict[str, Any], lanes: Lanes | None = None) -> Connector:
+        """Build from raw options within `lanes`; raises pydantic.ValidationError naming the bad field, or
+        ConnectorError when the options lead out of the lanes (a file outside the data folders)."""
+        connector = cls(name, cls.Options.model_validate(options))
+        if lanes is not None:
+            connector.lanes = lanes
+        try:
+            connector.check_lanes()
+        except LaneRefused as err:
+            raise ConnectorError(str(err)) from None
+        return connector
+
+    def check_lanes(self) -> None:  # noqa: B027 - optional hook
+        """Raise LaneRefused when the options name a file or host that `self.lanes` refuses. Called once by
+        from_config; a kind that opens files or connects checks again each time it does (a link may change)."""
 
     @classmethod
     def default_view(cls, role: str) -> View | None:

@@ -35,6 +35,7 @@ import phonenumbers
 from pydantic import Field, field_validator
 
 from connectors.base import Connector, ConnectorError, ConnectorOptions
+from connectors.lanes import LaneRefused
 from connectors.mapping import Expression, Mapping
 from screenpop.models import LookupQuery
 
@@ -195,10 +196,18 @@ class CsvConnector(Connector):
         if self.options.reload_s > 0:
             self._watcher = asyncio.create_task(self._watch(), name=f"csv-watch-{self.name}")
 
+    def check_lanes(self) -> None:
+        """The file must be inside the data folders and none of screenpop's own."""
+        self.lanes.check_file(self.options.path)
+
     async def _load(self) -> None:
         try:
+            self.lanes.check_file(self.options.path)  # again at each read: a link may have changed
             self._table = await asyncio.to_thread(load_table, self.options, self._mapping)
             self._error = None
+        except LaneRefused as err:
+            self._table, self._error = None, str(err)
+            log.warning("csv connector %s: %s", self.name, err)
         except _Changed:
             self._seen = None  # look again next time
         except ConnectorError as err:

@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import os
 import re
+import socket
 import ssl
 import string
 from collections.abc import Callable, Iterator
@@ -41,11 +43,13 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from yarl import URL
 
 from connectors.base import Connector, ConnectorError, ConnectorOptions
 from connectors.http_auth import CONTROL_CHARS, HEADER_NAME, ApiKeyAuth, Auth, BasicAuth, BearerAuth
+from connectors.lanes import LaneRefused, Lanes
 from connectors.mapping import Expression, Mapping
 from screenpop.models import LookupQuery
 
@@ -103,9 +107,16 @@ class HttpOptions(ConnectorOptions):
 
     model_config = ConfigDict(hide_input_in_errors=True)  # a URL or a header may carry a secret
 
+    # declared secrets (connectors.secrets): the URLs' userinfo and query values, every header value, `auth`
+    SECRET_URLS: ClassVar[tuple[str, ...]] = ("url", "ping_url")
+    SECRET_MAPS: ClassVar[tuple[str, ...]] = ("headers",)
+    PUBLIC_HEADERS: ClassVar[tuple[str, ...]] = ("Accept", "Accept-Language", "Content-Type", "User-Agent")
+
     url: str
     method: Literal["GET", "POST"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict)
+    public_headers: list[str] = Field(default_factory=list, max_length=100)  # header values shown to admins
+    public_params: list[str] = Field(default_factory=list, max_length=100)  # query values shown to admins
     max_bytes: int = Field(default=1_048_576, gt=0)
     items: Expression | None = None
     fields: dict[str, Expression] | None = None
@@ -187,6 +198,47 @@ def _url_value(value: str) -> str:
     return quote(value, safe="")
 
 
+class _LaneResolver(AbstractResolver):
+    """aiohttp's resolver, checking every address against the connector's lanes before it is used."""
+
+    def __init__(self, lanes: Lanes) -> None:
+        self.lanes = lanes
+        self._inner = aiohttp.ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+                      ) -> list[ResolveResult]:
+        """The addresses of `host`, each one allowed; LaneRefused (an OSError) when one is not."""
+        found = await self._inner.resolve(host, port, family)
+        for info in found:
+            self.lanes.check_address(host, info["host"])
+        return found
+
+    async def close(self) -> None:
+        """Release the inner resolver."""
+        await self._inner.close()
+
+
+def _refused(err: BaseException) -> LaneRefused | None:
+    seen: BaseException | None = err
+    for _ in range(5):
+        if seen is None:
+            return None
+        if isinstance(seen, LaneRefused):
+            return seen
+        inner = getattr(seen, "os_error", None)
+        seen = inner if isinstance(inner, BaseException) else seen.__cause__
+    return None
+
+
+def _check_literal(lanes: Lanes, host: str) -> None:
+    """An IP literal host is not resolved (aiohttp connects to it directly): check it here."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return
+    lanes.check_address(host, host.strip("[]"))
+
+
 @contextlib.contextmanager
 def _errors(where: str) -> Iterator[None]:
     """Turn aiohttp's failures into short ConnectorErrors; timeouts and cancellation pass through."""
@@ -194,18 +246,29 @@ def _errors(where: str) -> Iterator[None]:
         yield
     except (ConnectorError, TimeoutError):
         raise
-    except aiohttp.ClientConnectorCertificateError as err:
-        raise ConnectorError(f"TLS certificate of {where} is not trusted") from err
-    except aiohttp.ClientSSLError as err:
-        raise ConnectorError(f"TLS handshake with {where} failed") from err
-    except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError, ConnectionError) as err:
-        raise ConnectorError(f"cannot connect to {where}") from err  # refused, reset, closed early
-    except aiohttp.ClientPayloadError as err:
-        raise ConnectorError(f"incomplete response from {where}") from err
-    except aiohttp.ClientResponseError as err:
-        raise ConnectorError(f"bad HTTP response from {where}") from err
     except (aiohttp.ClientError, OSError, ValueError) as err:
-        raise ConnectorError(f"request to {where} failed") from err
+        refused = _refused(err)
+        if refused is None:
+            raise _short(err, where) from err
+        raise ConnectorError(str(refused)) from None
+
+
+def _short(err: BaseException, where: str) -> ConnectorError:
+    """The short reason of an aiohttp failure."""
+    try:
+        raise err
+    except aiohttp.ClientConnectorCertificateError:
+        return ConnectorError(f"TLS certificate of {where} is not trusted")
+    except aiohttp.ClientSSLError:
+        return ConnectorError(f"TLS handshake with {where} failed")
+    except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError, ConnectionError):
+        return ConnectorError(f"cannot connect to {where}")  # refused, reset, closed early
+    except aiohttp.ClientPayloadError:
+        return ConnectorError(f"incomplete response from {where}")
+    except aiohttp.ClientResponseError:
+        return ConnectorError(f"bad HTTP response from {where}")
+    except BaseException:
+        return ConnectorError(f"request to {where} failed")
 
 
 async def _drain(resp: aiohttp.ClientResponse) -> None:
@@ -251,11 +314,37 @@ class HttpConnector(Connector):
             except (OSError, ssl.SSLError, ValueError) as err:
                 raise ConnectorError("ca_file is not a readable PEM bundle of CA certificates") from err
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.options.max_connections, ssl=tls),
+            connector=aiohttp.TCPConnector(limit=self.options.max_connections, ssl=tls,
+                                           resolver=_LaneResolver(self.lanes)),
             timeout=aiohttp.ClientTimeout(total=SAFETY_TIMEOUT_S),
             cookie_jar=aiohttp.DummyCookieJar(),  # lookups for different callers share nothing
+            trace_configs=[self._lane_trace()],
             headers={"Accept": "application/json"},
         )
+
+    def _lane_trace(self) -> aiohttp.TraceConfig:
+        """Every request, a redirect's too, to an IP literal is checked (a name is checked by the resolver)."""
+        trace = aiohttp.TraceConfig()
+
+        async def on_start(_session: aiohttp.ClientSession, _ctx: object,
+                           params: aiohttp.TraceRequestStartParams) -> None:
+            _check_literal(self.lanes, params.url.host or "")
+
+        async def on_redirect(_session: aiohttp.ClientSession, _ctx: object,
+                              params: aiohttp.TraceRequestRedirectParams) -> None:
+            location = params.response.headers.get("Location", "")
+            with contextlib.suppress(ValueError):
+                _check_literal(self.lanes, params.url.join(URL(location)).host or "")
+
+        trace.on_request_start.append(on_start)
+        trace.on_request_redirect.append(on_redirect)
+        return trace
+
+    def check_lanes(self) -> None:
+        """An IP-literal host of `url` or `ping_url` must be allowed (names are checked when resolved)."""
+        _check_literal(self.lanes, self._host)
+        if self.options.ping_url is not None:
+            _check_literal(self.lanes, _url_parts(self.options.ping_url, placeholders=False)[1])
 
     async def close(self) -> None:
         """Close the session and every pooled connection."""
@@ -349,9 +438,11 @@ class HttpConnector(Connector):
     async def ping(self) -> None:
         """GET `ping_url` (a status below 400 is fine; below 300 with auth), or open a TCP connection."""
         session = self._require_session()
-        if self.options.ping_url is None:
+        if self.options.ping_url is None:  # a TCP connection, to an address the lanes allow
             with _errors(self._where):
-                _, writer = await asyncio.open_connection(self._host, self._port)
+                _check_literal(self.lanes, self._host)
+                family, address = (await self.lanes.resolve(self._host, self._port))[0]
+                _, writer = await asyncio.open_connection(address, self._port, family=family)
                 writer.close()
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()

@@ -53,6 +53,9 @@ class OffersOptions(ConnectorOptions):
 
     model_config = ConfigDict(hide_input_in_errors=True)  # the URL may carry a password
 
+    SECRET_URLS: ClassVar[tuple[str, ...]] = SqlOptions.SECRET_URLS
+    PUBLIC_PARAMS: ClassVar[tuple[str, ...]] = SqlOptions.PUBLIC_PARAMS
+
     url: str
     query: str
     customer_column: str = "customer_id"
@@ -157,6 +160,11 @@ class OffersConnector(Connector):
         self._task: asyncio.Task[None] | None = None
         self.generation = 0  # successful builds so far
         self._next_build = asyncio.Event()
+
+    def check_lanes(self) -> None:
+        """The database's lanes are the connector's (a SQLite file inside the data folders)."""
+        self._sql.lanes = self.lanes
+        self._sql.check_lanes()
 
     async def start(self) -> None:
         """Open the database engine and start the background builds; wait a little for the first one, so a

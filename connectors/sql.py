@@ -24,12 +24,14 @@ the typed digits; matches nothing with fewer than three). At most `max_rows` row
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import importlib.util
 import math
 import os
 import re
+import sqlite3
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -40,9 +42,10 @@ from pydantic import ConfigDict, Field, field_validator
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from connectors.base import Connector, ConnectorError, ConnectorOptions
+from connectors.lanes import LaneRefused, Lanes
 from screenpop.models import LookupQuery
 
 PARAMETERS = tuple(LookupQuery(phone="").template_values())
@@ -76,6 +79,9 @@ def normalize_url(url: str) -> str:
     if wanted == "aiomysql" and importlib.util.find_spec("aiomysql") is None:
         raise ValueError("mysql needs the aiomysql package, which is not installed")
     backend = _BACKENDS.get(backend, backend)
+    if backend == "sqlite" and (u.query or (u.database or "").startswith("file:")):
+        raise ValueError("a SQLite URL is sqlite:///path/to/file.db, without file: URIs or ?options "
+                         "(they could open a file for writing)")
     return u.set(drivername=f"{backend}+{wanted}").render_as_string(hide_password=False)
 
 
@@ -132,6 +138,10 @@ class SqlOptions(ConnectorOptions):
     """Options of the `sql` kind (see the module docstring)."""
 
     model_config = ConfigDict(hide_input_in_errors=True)  # the URL may carry a password
+
+    SECRET_URLS: ClassVar[tuple[str, ...]] = ("url",)  # its password and its query values are secret
+    PUBLIC_PARAMS: ClassVar[tuple[str, ...]] = ("sslmode", "ssl", "charset", "application_name", "connect_timeout",
+                                                "target_session_attrs")
 
     url: str
     query: str
@@ -193,10 +203,24 @@ def _errors(where: str) -> Iterator[None]:
         raise ConnectorError(_reason(err)) from err
 
 
-def _require_file(path: str, *_args: Any) -> None:
-    """Refuse to open a missing SQLite file (sqlite would create an empty one)."""
+def _require_file(path: str, lanes: Lanes, *_args: Any) -> None:
+    """Refuse to open a missing SQLite file (sqlite would create an empty one), or one outside the lanes."""
     if not os.path.exists(path):
         raise ConnectorError("database file not found")
+    try:
+        lanes.check_file(path)
+    except LaneRefused as err:
+        raise ConnectorError(str(err)) from None
+
+
+def _sqlite3(raw: Any) -> sqlite3.Connection | None:
+    """The sqlite3 connection under SQLAlchemy's pooled one (its aiosqlite adapter, aiosqlite's connection)."""
+    seen = raw
+    for _ in range(4):
+        if isinstance(seen, sqlite3.Connection):
+            return seen
+        seen = next((getattr(seen, a) for a in ("dbapi_connection", "_connection", "_conn") if hasattr(seen, a)), None)
+    return None
 
 
 def _read_only_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -249,11 +273,23 @@ class SqlConnector(Connector):
         if backend == "sqlite":
             event.listen(engine.sync_engine, "connect", _read_only_sqlite)
             path = self._url.database
-            if path and path != ":memory:" and not path.startswith("file:"):
-                event.listen(engine.sync_engine, "do_connect", functools.partial(_require_file, path))
+            if path and path != ":memory:":
+                event.listen(engine.sync_engine, "do_connect", functools.partial(_require_file, path, self.lanes))
         elif backend == "mysql":
             event.listen(engine.sync_engine, "connect", _read_only_mysql)
         self._engine = engine
+
+    def check_lanes(self) -> None:
+        """A SQLite file must be inside the data folders and none of screenpop's own; a database server's
+        host must be allowed (checked by name or address when configured: the drivers resolve and connect by
+        themselves)."""
+        path = self._url.database
+        backend = self._url.get_backend_name()
+        if backend == "sqlite":
+            if path and path != ":memory:":
+                self.lanes.check_file(path)
+            return
+        self.lanes.check_host_name(self._url.host or "localhost")
 
     async def close(self) -> None:
         """Dispose of the engine and close every pooled connection."""
@@ -292,19 +328,43 @@ class SqlConnector(Connector):
     async def select(self, query: LookupQuery, limit: int,
                      batch: int = 1000) -> tuple[list[str], list[Sequence[Any]], bool]:
         """The column names, at most `limit` rows (as the driver returns the values), and whether there
-        were more. Rows are read in batches, so a big result never holds the event loop for long."""
+        were more. Rows are read in batches, so a big result never holds the event loop for long; on
+        SQLite a cancellation (the section's deadline) interrupts the statement in its thread."""
+        engine = self._require_engine()
+        values = query.template_values()
+        params = {p: values[p] for p in self._params}
         rows: list[Sequence[Any]] = []
-        columns: list[str] = []
         more = False
-        async with contextlib.aclosing(self.batches(query, min(batch, limit + 1))) as chunks:
-            async for names, chunk in chunks:
-                columns = names
-                rows.extend(chunk)
-                if len(rows) > limit:
-                    break
+        with _errors(self._where):
+            async with engine.connect() as conn:
+                if self._url.get_backend_name() != "sqlite":
+                    columns = await self._read(conn, params, rows, limit, batch)
+                else:  # SQLite runs in a thread: at the deadline, stop the statement there before anything else
+                    sqlite_conn = _sqlite3(await conn.get_raw_connection())
+                    work = asyncio.ensure_future(self._read(conn, params, rows, limit, batch))
+                    try:
+                        columns = await asyncio.shield(work)
+                    except asyncio.CancelledError:
+                        if sqlite_conn is not None:
+                            sqlite_conn.interrupt()
+                        await asyncio.gather(work, return_exceptions=True)
+                        raise
         if len(rows) > limit:
             rows, more = rows[:limit], True
         return columns, rows, more
+
+    async def _read(self, conn: AsyncConnection, params: dict[str, str], rows: list[Sequence[Any]], limit: int,
+                    batch: int) -> list[str]:
+        """Run the statement, append at most `limit` + 1 rows to `rows`; the column names."""
+        result = await conn.stream(self._statement, params)
+        columns = [str(c) for c in result.keys()]
+        while len(rows) <= limit:
+            chunk = await result.fetchmany(min(batch, limit + 1 - len(rows)))
+            if not chunk:
+                break
+            rows.extend(chunk)
+        await result.close()
+        return columns
 
     async def fetch(self, query: LookupQuery) -> dict[str, Any] | list[Any] | None:
         """Run the query with the parameters it names; rows as dicts (see the module docstring)."""

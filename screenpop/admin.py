@@ -3,7 +3,9 @@
 A change is validated like the config file, stored with its audit entry, applied on this instance at once
 (changed sources are rebuilt and started; unchanged ones keep their breaker, statistics and pool), and
 announced on the bus so every other instance reloads from the store. Secrets are write-only: what the API
-returns has them replaced by `********`, and sending `********` back keeps the stored value.
+returns (and the audit trail) has every secret the kind declares replaced by `********`; sending `********`
+back keeps the stored value only while the connector's URLs point at the same scheme, host and port
+(connectors.secrets).
 """
 
 from __future__ import annotations
@@ -11,63 +13,62 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
+from connectors.base import ConnectorOptions
+from connectors.secrets import MASK, SecretKept
+from connectors.secrets import redact as redact_options
+from connectors.secrets import restore as restore_options
 from screenpop.config import Config, ConfigError, ConnectorConfig
 from screenpop.lookup import Lookup
 from screenpop.models import format_validation_error
+from screenpop.plugins import PluginError, connector_kind
 from screenpop.sources import Source, fingerprint
 from screenpop.store import AdminStore
-from screenpop.wiring import SourceFactory
+from screenpop.wiring import SourceFactory, journal_from
 
 log = logging.getLogger("screenpop.admin")
 
-REDACTED = "********"
-_SECRET = re.compile(r"pass(word)?|secret|token|api[_-]?key|^value$|authorization|cookie|credential|private", re.I)
+REDACTED = MASK
 
 
-def _redact_url(text: str) -> str:
+def _options_model(kind: object) -> type[ConnectorOptions] | None:
+    """The options model of a connector kind; None when the kind is unknown (then every value is masked)."""
     try:
-        u = urlsplit(text)
-    except ValueError:
-        return text
-    if not u.scheme or u.password is None:
-        return text
-    netloc = f"{u.username or ''}:{REDACTED}@{u.hostname or ''}" + (f":{u.port}" if u.port else "")
-    return urlunsplit((u.scheme, netloc, u.path, u.query, u.fragment))
+        return connector_kind(str(kind)).Options
+    except PluginError:
+        return None
 
 
-def redact(value: Any, key: str = "") -> Any:
-    """A deep copy with every secret replaced: secret-looking keys, header values of such names, URL passwords."""
+def redact(body: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a connector's config as an administrator may see it: every secret its kind declares in
+    `options` replaced by `********` (connectors.secrets)."""
+    out = copy.deepcopy(body)
+    if isinstance(out.get("options"), dict):
+        out["options"] = redact_options(_options_model(out.get("kind")), out["options"])
+    return out
+
+
+def restore(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    """`new` with the stored secret back wherever the administrator sent `********` unchanged; SecretKept
+    (a ValueError naming the field) when a secret would go to another destination or none is stored."""
+    options = new.get("options")
+    if not isinstance(options, dict) or not any(MASK in s for s in _strings(options)):
+        return new
+    stored = old.get("options") if old is not None and old.get("kind") == new.get("kind") else None
+    model = _options_model(new.get("kind"))
+    return {**new, "options": restore_options(model, options, stored if isinstance(stored, dict) else None)}
+
+
+def _strings(value: Any) -> list[str]:
     if isinstance(value, dict):
-        return {k: redact(v, k) for k, v in value.items()}
+        return [s for v in value.values() for s in _strings(v)]
     if isinstance(value, list):
-        return [redact(v, key) for v in value]
-    if isinstance(value, str):
-        if key and _SECRET.search(key):
-            return REDACTED
-        return _redact_url(value) if "://" in value else value
-    return value
-
-
-def restore(new: Any, old: Any) -> Any:
-    """Put back the stored secret wherever the admin sent the redaction mark unchanged."""
-    if isinstance(new, dict):
-        return {k: restore(v, old.get(k) if isinstance(old, dict) else None) for k, v in new.items()}
-    if isinstance(new, list):
-        olds = old if isinstance(old, list) else []
-        return [restore(v, olds[i] if i < len(olds) else None) for i, v in enumerate(new)]
-    if isinstance(new, str) and REDACTED in new and isinstance(old, str):
-        if new == REDACTED:
-            return old
-        if "://" in new and _redact_url(old) == new:
-            return old
-    return new
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
 
 
 class LookupSlot(Protocol):
@@ -176,12 +177,15 @@ class ConnectorAdmin:
         """Validate, store and apply one connector; returns it and whether it is new."""
         current = {c.name: c for c in await self.effective()}
         old = current.get(name)
-        body = restore({**body, "name": name}, old.model_dump(mode="json") if old else None)
+        try:
+            body = restore({**body, "name": name}, old.model_dump(mode="json") if old else None)
+        except SecretKept as err:
+            raise ConfigError(str(err)) from None
         try:
             cfg = ConnectorConfig.model_validate(body)
         except ValidationError as err:
             raise ConfigError(format_validation_error(err)) from None
-        self.build.source(cfg, f"connector {name}")  # the kind and its options, as at start
+        self._check_kind(cfg, f"connector {name}")
         self.validate([c for c in current.values() if c.name != name] + [cfg])
         stored = cfg.model_dump(mode="json")
         await self.store.put(name, stored, actor, {"config": redact(stored)})
@@ -200,9 +204,18 @@ class ConnectorAdmin:
                 cfg = ConnectorConfig.model_validate(restore(body, old.model_dump(mode="json") if old else None))
             except ValidationError as err:
                 raise ConfigError(format_validation_error(err, prefix=f"connectors[{i}].")) from None
-            self.build.source(cfg, f"connectors[{i}] ({cfg.name})")  # the kind and its options
+            except SecretKept as err:
+                raise ConfigError(f"connectors[{i}] ({body.get('name')}): {err}") from None
+            self._check_kind(cfg, f"connectors[{i}] ({cfg.name})")
             checked[cfg.name] = cfg
         self.validate([c for c in current.values() if c.name not in checked] + list(checked.values()))
+
+    def _check_kind(self, cfg: ConnectorConfig, where: str) -> None:
+        """The connector's kind and options, as at start (a journal through the journal kinds); ConfigError."""
+        if cfg.role == "journal":
+            journal_from(cfg, where)
+        else:
+            self.build.source(cfg, where)
 
     async def delete(self, name: str, actor: str) -> bool:
         """Remove a connector (file or admin); False when there is none of that name."""

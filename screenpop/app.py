@@ -26,9 +26,11 @@ from starlette.routing import BaseRoute, Mount, Route, Router, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from screenpop import __version__
-from screenpop.api import admin, admin_access, admin_agents, admin_connectors, agents, console, pages, twilio
+from screenpop.api import admin, admin_access, admin_agents, admin_connectors, agents, console, pages, sessions, twilio
 from screenpop.api.agents import SOCKET_PATH, AgentSocket
-from screenpop.api.deps import error_answer
+from screenpop.api.browser import BrowserGuard
+from screenpop.api.deps import describe_bodies, error_answer
+from screenpop.api.docs import mount_docs
 from screenpop.api.health import HEALTH_PATH, READY_PATH, Probe, describe_probes
 from screenpop.api.telephony import WEBHOOK_PATH, GenericWebhook, describe_webhook
 from screenpop.bus import Bus
@@ -86,16 +88,19 @@ class Api(FastAPI):
         if self.openapi_schema is None:
             describe_webhook(super().openapi())
             describe_probes(super().openapi())
+            describe_bodies(super().openapi())
         return super().openapi()
 
 
 def build_api(services: Services) -> FastAPI:
     """The FastAPI application: every route but the hot ones. Its lifespan never runs (it is mounted)."""
-    api = Api(title="screenpop", version=__version__, docs_url="/api/docs", redoc_url=None,
+    api = Api(title="screenpop", version=__version__, docs_url=None, redoc_url=None,
               openapi_url="/api/openapi.json",
               exception_handlers={StarletteHTTPException: error_answer, RequestValidationError: error_answer,
                                   Exception: error_answer})
     api.state.services = services
+    api.add_middleware(BrowserGuard, allowed_origins=services.settings.allowed_origins)  # CSRF, headers
+    mount_docs(api)  # /api/docs, offline
     api.include_router(twilio.router)
     api.include_router(agents.router)
     api.include_router(console.router)
@@ -103,6 +108,7 @@ def build_api(services: Services) -> FastAPI:
     api.include_router(admin_connectors.router)
     api.include_router(admin_agents.router)
     api.include_router(admin_access.router)
+    api.include_router(sessions.router)
     api.include_router(pages.router)
     api.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 

@@ -1,7 +1,17 @@
 """Agents, passwords and session tokens.
 
-Passwords are argon2id hashes (argon2-cffi) kept in the config file; checking one costs tens of
-milliseconds of CPU, so it runs in a thread, never in the event loop.
+Passwords are argon2id hashes (argon2-cffi) kept in the config file, made with RFC 9106's second
+recommended profile (section 4, "low memory": t=3 passes, m=64 MiB, p=4 lanes, 16-byte salt, 32-byte tag):
+`argon2.profiles.RFC_9106_LOW_MEMORY`. A hash made with other parameters still verifies (they are in it).
+Checking one costs tens of milliseconds of CPU and 64 MiB of memory, so it runs in a thread, never in the
+event loop, and at most `hashes_at_once` run at a time (SCREENPOP_LOGIN_HASHES_AT_ONCE, default 2): a
+flood of logins waits in line (at most MAX_WAITING, then LoginBusy) instead of taking every core and
+gigabytes of memory from the webhooks.
+
+Agent ids and addresses are compared in their canonical form (screenpop.names).
+
+`Tokens` (stateless signed tokens) is what the benchmark's floor uses; screenpop's own sessions are kept on
+the server (screenpop.sessions).
 
 A session token is `<agent id>.<expiry unix s>.<hex HMAC-SHA256>` signed with the session secret. It is
 stateless, so every instance that shares the secret accepts it; the agent id inside is checked against the
@@ -19,11 +29,14 @@ from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from argon2.profiles import RFC_9106_LOW_MEMORY
 
 from screenpop.config import AgentConfig
+from screenpop.names import canonical
 
 COOKIE_NAME = "screenpop_session"
-_hasher = PasswordHasher()
+MAX_WAITING = 64  # logins waiting for a hash slot; more are answered 429 at once
+_hasher = PasswordHasher.from_parameters(RFC_9106_LOW_MEMORY)
 # Verified against when the username is unknown, so that both cases cost the same time.
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(8))
 
@@ -55,10 +68,16 @@ class Agent:
         }
 
 
-class Directory:
-    """The agents, found by id or by any of their telephony addresses."""
+class LoginBusy(Exception):
+    """Too many logins are waiting for a password check; the client should retry in a moment."""
 
-    def __init__(self, agents: list[AgentConfig]) -> None:
+
+class Directory:
+    """The agents, found by id or by any of their telephony addresses (compared in canonical form)."""
+
+    def __init__(self, agents: list[AgentConfig], hashes_at_once: int = 2) -> None:
+        self._hashing = asyncio.Semaphore(hashes_at_once)
+        self._waiting = 0
         self._by_id: dict[str, Agent] = {}
         self._by_address: dict[str, str] = {}
         self.load(agents)
@@ -71,26 +90,26 @@ class Directory:
         for a in agents:
             if a.disabled:
                 continue
-            by_id[a.id] = Agent(
+            by_id[canonical(a.id)] = Agent(
                 id=a.id, name=a.name, role=a.role, extensions=tuple(a.extensions),
                 addresses=tuple(a.addresses), password_hash=a.password_hash,
             )
             for addr in (a.id, *a.extensions, *a.addresses):
-                by_address[addr.lower()] = a.id
+                by_address[canonical(addr)] = a.id
         self._by_id, self._by_address = by_id, by_address
 
     def role_of(self, agent_id: str) -> str:
         """The agent's role; `agent` (the least) for an id the directory does not know."""
-        agent = self._by_id.get(agent_id)
+        agent = self.get(agent_id)
         return agent.role if agent is not None else "agent"
 
     def get(self, agent_id: str) -> Agent | None:
-        """The agent with this id, or None."""
-        return self._by_id.get(agent_id)
+        """The agent with this id (in any case), or None."""
+        return self._by_id.get(canonical(agent_id))
 
     def resolve(self, address: str) -> str | None:
         """The agent id for an id, extension or telephony address (`1001`, `client:alice`, `sip:1001@pbx`)."""
-        key = address.strip().lower()
+        key = canonical(address)
         found = self._by_address.get(key)
         if found is None and key.startswith(("sip:", "sips:")):
             user = key.split(":", 1)[1].split("@", 1)[0]
@@ -100,9 +119,12 @@ class Directory:
         return found
 
     async def authenticate(self, username: str, password: str) -> Agent | None:
-        """The agent if the password is right, else None. Runs the hash check in a thread."""
-        agent = self._by_id.get(username)
+        """The agent if the password is right, else None. Runs the hash check in a thread, at most
+        `hashes_at_once` at a time; LoginBusy when MAX_WAITING logins already wait."""
+        agent = self.get(username)
         stored = agent.password_hash if agent else _DUMMY_HASH
+        if self._waiting >= MAX_WAITING:
+            raise LoginBusy("too many logins at once; try again in a moment")
 
         def check() -> bool:
             try:
@@ -110,7 +132,12 @@ class Directory:
             except (VerificationError, InvalidHashError):
                 return False
 
-        ok = await asyncio.to_thread(check)
+        self._waiting += 1
+        try:
+            async with self._hashing:
+                ok = await asyncio.to_thread(check)
+        finally:
+            self._waiting -= 1
         return agent if ok and agent is not None else None
 
     def agents(self) -> list[Agent]:

@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import sys
 import uuid
@@ -107,6 +108,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if not _port_free(args.host, args.port):
         return _fail(f"port {args.port} on {args.host} is already in use; try: screenpop demo --port {args.port + 1}")
+    # SIGTERM as Ctrl-C: leave through the `with` below, which stops the backends and removes the temporary
+    # folder (state database, config with password hashes). uvicorn re-raises a SIGTERM it handled once it has
+    # shut down, with this handler back in place.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with DemoEnvironment(latency_scale=args.latency_scale) as env:
         settings = _settings(host=args.host, port=args.port, config=str(env.config_path), demo=True,
                              webhook_secret=DEMO_WEBHOOK_SECRET, session_secret=secrets.token_hex(16),
@@ -134,6 +139,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 """, flush=True)
         _run(settings)
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def cmd_call(args: argparse.Namespace) -> int:
@@ -183,10 +192,10 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from screenpop.config import load_config
-    from screenpop.wiring import build_sources
+    from screenpop.wiring import SourceFactory, lanes_from_settings
 
     config = load_config(args.path)
-    build_sources(config, args.path)
+    SourceFactory(lanes=lanes_from_settings(_settings(config=args.path))).lookup(config, args.path)
     print(f"{args.path}: ok ({len(config.agents)} agents, {len(config.connectors)} connectors)")
     return 0
 

@@ -129,7 +129,7 @@ class ConnectorConfig(Strict):
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
         """`cache_ttl_s: 60` is short for `cache: {ttl_s: 60}`."""
-        if isinstance(data, dict) and "cache_ttl_s" in data:
+        if isinstance(data, dict) and "cache_ttl_s" in data and isinstance(data.get("cache") or {}, dict):
             data = dict(data)
             ttl = data.pop("cache_ttl_s")
             cache = dict(data.get("cache") or {})
@@ -221,6 +221,8 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
+        """Agent ids and addresses are compared in canonical form (screenpop.names): `Alice` and `alice`, or
+        `client:Alice` and `client:alice`, are the same, so two agents may not hold them."""
         problem = agent_collision(self.agents)
         if problem:
             raise ValueError(problem)

@@ -46,10 +46,12 @@ from screenpop.metrics import Metrics
 from screenpop.models import Card
 from screenpop.outbox import Outbox
 from screenpop.probes import Probes
+from screenpop.sessions import MemorySessions, SessionGuard, SessionStore, SessionStoreError, sessions_from_url
 from screenpop.settings import Settings
 from screenpop.sources import Source
 from screenpop.store import AdminStore, store_from_url
-from screenpop.wiring import SourceFactory, build_cti, build_journal
+from screenpop.throttle import LoginThrottle, storage_for
+from screenpop.wiring import SourceFactory, build_cti, build_journal, lanes_from_settings
 from telephony.base import CtiAdapter
 from telephony.generic import GenericWebhook
 
@@ -84,6 +86,9 @@ class Services:
     masker: Masker
     health: HealthBoard
     journal: JournalService
+    sessions: SessionStore
+    guard: SessionGuard
+    throttle: LoginThrottle
     cti: list[CtiLink] = field(default_factory=list)
     freeze_gc: bool = False  # the CLI sets it: after start, keep the long-lived objects out of collections
     _cti_tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -121,8 +126,12 @@ class Services:
             _closing(stack, "the journal", self.journal.close)
             await self.admin.reload()  # builds and starts the connectors
             _closing(stack, "the connectors", self.admin.close)
+            await self.sessions.start()
+            _closing(stack, "the session store", self.sessions.close)
             await self.hub.start()
             _closing(stack, "the agent hub", self.hub.close)
+            self.guard.start()
+            _closing(stack, "the session guard", self.guard.close)
             self.outbox.start()
             _closing(stack, "the outbox", self.outbox.close)
             self.registry.start()
@@ -187,13 +196,18 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
     metrics = Metrics()
     cache_backend = _cache_backend(settings.cache_url)
     cache = SectionCache(cache_backend)
-    directory = Directory(config.agents)
-    if settings.session_secret is None:
-        log.warning("SCREENPOP_SESSION_SECRET is not set: logins last until restart and work on this instance only")
-        secret = secrets.token_bytes(32)
-    else:
-        secret = settings.session_secret.get_secret_value().encode()
-    tokens = Tokens(secret, settings.session_ttl_s)
+    directory = Directory(config.agents, settings.login_hashes_at_once)
+    secret = (secrets.token_bytes(32) if settings.session_secret is None
+              else settings.session_secret.get_secret_value().encode())
+    tokens = Tokens(secret, settings.session_ttl_s)  # the benchmark floor's form; logins use `sessions`
+    try:
+        sessions = sessions_from_url(settings.bus_url, settings.bus_prefix, settings.session_ttl_s)
+    except SessionStoreError as err:
+        raise ConfigError(f"SCREENPOP_BUS_URL: {err}") from None
+    if isinstance(sessions, MemorySessions):
+        log.info("sessions are kept in memory: logins last until restart and work on this instance only")
+    throttle = LoginThrottle(storage_for(settings.bus_url, settings.bus_prefix), settings.login_failures_per_user,
+                             settings.login_failures_per_address)
     bus = bus or bus_from_url(settings.bus_url)
     outbox = Outbox(bus, channel=f"{settings.bus_prefix}.agents")
     calls = _call_store(settings)
@@ -207,7 +221,7 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
                              names=functools.partial(_agent_name, directory),
                              dispositions=[d.id for d in config.wrapup.dispositions],
                              retry_base_s=config.wrapup.retry_base_s, retry_max_s=config.wrapup.retry_max_s)
-    sources = SourceFactory(cache=cache, observer=metrics.observe_section,
+    sources = SourceFactory(cache=cache, observer=metrics.observe_section, lanes=lanes_from_settings(settings),
                             history=HistoryConnector(journal, config.wrapup.history))
     lookup = sources.lookup(config, settings.config or "<config>")
     # metrics, all here: sections through the sources' observer (above), events and pops from the calls,
@@ -239,7 +253,7 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
         leases=leases, probes=probes, masker=masker, access=access,
         health=HealthBoard(lambda: registry.lookup.sources, control.health),
         agents=AgentAdmin(config, store, directory, announce=control.agents_changed),
-        journal=journal,
+        journal=journal, sessions=sessions, guard=SessionGuard(sessions), throttle=throttle,
     )
 
 

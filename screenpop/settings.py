@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     # takes the instance out meanwhile), then at most shutdown_timeout_s for what is in flight
     drain_s: float = Field(default=2.0, ge=0, le=120)
     shutdown_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    # trust boundaries (docs/security.md)
+    data_dirs: Annotated[list[str], NoDecode] = Field(default_factory=list)  # SQLite/CSV files only under these
+    connector_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)  # outbound hosts / networks
+    max_sockets_per_agent: int = Field(default=10, ge=1, le=1000)
+    login_failures_per_user: int = Field(default=5, ge=1, le=1000)  # then the back-off doubles per failure
+    login_failures_per_address: int = Field(default=20, ge=1, le=100_000)
+    login_hashes_at_once: int = Field(default=2, ge=1, le=64)  # argon2 uses 64 MiB each
     log_level: str = "INFO"
     log_format: str = Field(default="auto", pattern="^(auto|json|text)$")  # auto: JSON unless on a terminal
 
@@ -87,6 +94,13 @@ class Settings(BaseSettings):
         older = (("SCREENPOP_AMI_URL", self.ami_url), ("SCREENPOP_ESL_URL", self.esl_url))
         found += [(name, url) for name, url in older if url is not None]
         return found
+
+    @field_validator("data_dirs", "connector_allow", mode="before")
+    @classmethod
+    def _comma_list(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

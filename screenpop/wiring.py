@@ -11,11 +11,13 @@ A bad kind, option or URL raises ConfigError naming where it is (never quoting a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from connectors.base import Connector, Journal
+from connectors.base import Connector, ConnectorError, Journal, Lanes
 from screenpop.cache import SectionCache
 from screenpop.config import Config, ConfigError, ConnectorConfig
 from screenpop.lookup import Lookup
@@ -33,6 +35,7 @@ class SourceFactory:
     cache: SectionCache | None = None
     observer: Observer | None = None
     history: Connector | None = None  # the built-in `history` section (screenpop.journal), after the others
+    lanes: Lanes = field(default_factory=Lanes)
 
     def source(self, c: ConnectorConfig, where: str) -> Source:
         """One connector instance from its config; a bad kind or option raises ConfigError naming `where`."""
@@ -41,9 +44,11 @@ class SourceFactory:
         except PluginError as err:
             raise ConfigError(f"{where}.kind: {err}") from None
         try:
-            connector = kind.from_config(c.name, c.options)
+            connector = kind.from_config(c.name, c.options, self.lanes)
         except ValidationError as err:
             raise ConfigError(f"{where}: {format_validation_error(err, prefix='options.')}") from None
+        except ConnectorError as err:  # the options lead out of the lanes
+            raise ConfigError(f"{where}: options: {err}") from None
         return Source(config=c, connector=connector, cache=self.cache, observer=self.observer)
 
     def lookup(self, config: Config, source_name: str = "<config>") -> Lookup:
@@ -80,18 +85,46 @@ HISTORY = ConnectorConfig(
 def build_journal(config: Config, source_name: str = "<config>") -> Journal | None:
     """The enabled `journal` connector of `config`, or None; a bad kind or option raises ConfigError."""
     for i, c in enumerate(config.connectors):
-        if c.role != "journal" or not c.enabled:
-            continue
-        where = f"{source_name}: connectors[{i}] ({c.name})"
-        try:
-            kind = journal_kind(c.kind)
-        except PluginError as err:
-            raise ConfigError(f"{where}.kind: {err}") from None
-        try:
-            return kind.from_config(c.name, c.options)
-        except ValidationError as err:
-            raise ConfigError(f"{where}: {format_validation_error(err, prefix='options.')}") from None
+        if c.role == "journal" and c.enabled:
+            return journal_from(c, f"{source_name}: connectors[{i}] ({c.name})")
     return None
+
+
+def journal_from(c: ConnectorConfig, where: str) -> Journal:
+    """The journal connector of one connector's config (role `journal`); ConfigError naming `where`."""
+    try:
+        kind = journal_kind(c.kind)
+    except PluginError as err:
+        raise ConfigError(f"{where}.kind: {err}") from None
+    try:
+        return kind.from_config(c.name, c.options)
+    except ValidationError as err:
+        raise ConfigError(f"{where}: {format_validation_error(err, prefix='options.')}") from None
+
+
+def lanes_from_settings(settings: Settings) -> Lanes:
+    """Where connectors may reach: SCREENPOP_DATA_DIRS (default: the config file's folder, else the current
+    one), never the state database, the config file or screenpop's own code; SCREENPOP_CONNECTOR_ALLOW."""
+    if settings.data_dirs:
+        dirs = tuple(Path(d) for d in settings.data_dirs)
+    else:
+        dirs = (Path(settings.config).resolve().parent if settings.config else Path.cwd(),)
+    forbidden = [Path(p).parent for p in _own_packages()]
+    if settings.config:
+        forbidden.append(Path(settings.config))
+    state = settings.state_url or ""
+    if state.startswith("sqlite"):
+        forbidden.append(Path(urlsplit(state).path[1:]))  # sqlite:///relative.db, sqlite:////absolute.db
+    return Lanes(data_dirs=dirs, forbidden=tuple(forbidden), allow=tuple(settings.connector_allow))
+
+
+def _own_packages() -> list[str]:
+    import connectors
+    import screenpop
+    import telephony
+    import web
+
+    return [m.__file__ for m in (screenpop, connectors, telephony, web) if m.__file__]
 
 
 def build_lookup(config: Config, source_name: str = "<config>") -> Lookup:

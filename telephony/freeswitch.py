@@ -24,11 +24,12 @@ Header values of text/event-plain are URL-decoded; text/event-json carries them 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import unquote
+
+import pydantic_core
 
 from screenpop.models import CallEvent
 from telephony.callbook import CallBook, LiveLeg
@@ -79,7 +80,7 @@ def parse_event(packet: Packet) -> dict[str, str]:
     text = packet.body.decode("utf-8", "replace")
     if packet.type == "text/event-json":
         try:
-            data = json.loads(text)
+            data = pydantic_core.from_json(text)
         except ValueError:
             raise ProtocolError("a text/event-json body is not JSON") from None
         if not isinstance(data, dict):
@@ -186,7 +187,7 @@ class EslAdapter(CtiConnector):
 
     def _live(self, body: bytes) -> list[LiveLeg]:
         try:
-            rows = json.loads(body).get("rows") or []
+            rows = pydantic_core.from_json(body).get("rows") or []
         except (ValueError, AttributeError):
             self.log.warning("freeswitch: `show channels as json` did not answer JSON (%r); calls missed while "
                              "disconnected are not caught up", body[:60])

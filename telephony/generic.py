@@ -8,10 +8,10 @@ A timestamp more than `tolerance_s` away from now is a replay.
 from __future__ import annotations
 
 import hmac
-import json
 import time
 from collections.abc import Mapping
 
+import pydantic_core
 from pydantic import ValidationError
 
 from screenpop.models import CallEvent, format_validation_error
@@ -67,9 +67,9 @@ class GenericWebhook(WebhookAdapter):
             return [CallEvent.model_validate_json(body)]
         except ValidationError:
             pass
-        try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        try:  # pydantic-core's parser: more than 200 levels of nesting is an error, never a RecursionError
+            data = pydantic_core.from_json(body)
+        except ValueError as err:
             raise PayloadError(f"body is not valid JSON: {err}") from None
         if not isinstance(data, dict):
             raise PayloadError(f"expected a JSON object, got {type(data).__name__}", status=422)

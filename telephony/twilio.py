@@ -24,6 +24,7 @@ from typing import Literal
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 from xml.etree import ElementTree as ET
 
+import pydantic_core
 from pydantic import ValidationError
 
 from screenpop.models import CallEvent, EventKind, format_validation_error
@@ -138,8 +139,8 @@ def parse_form(body: bytes) -> Params:
 def parse_json(body: bytes) -> Params:
     """A JSON object body as (name, value) pairs: a list gives one pair per item, null is left out."""
     try:
-        data = json.loads(body) if body.strip() else {}
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        data = pydantic_core.from_json(body) if body.strip() else {}
+    except ValueError as err:
         raise PayloadError(f"body is not valid JSON: {err}") from None
     if not isinstance(data, dict):
         raise PayloadError(f"expected a JSON object, got {type(data).__name__}", status=422)

@@ -7,10 +7,11 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from pydantic import BaseModel
 
-from screenpop.api.deps import AgentDep, ServicesDep, read_object
+from screenpop.api.deps import AgentDep, ServicesDep, body_doc, read_object
 from screenpop.auth import Agent
-from screenpop.config import ConfigError
+from screenpop.config import ConfigError, ConnectorConfig
 from screenpop.lookup import CUSTOMER
 from screenpop.models import LookupQuery, Section
 from screenpop.phone import normalize
@@ -54,7 +55,7 @@ async def get_connector(name: str, admin: AdminDep, services: ServicesDep) -> di
     raise HTTPException(404, f"no connector named {name!r}")
 
 
-@router.put("/connectors/{name}")
+@router.put("/connectors/{name}", openapi_extra=body_doc(ConnectorConfig, "the connector (`name` may be left out)"))
 async def put_connector(name: str, request: Request, response: Response, admin: AdminDep,
                         services: ServicesDep) -> dict[str, Any]:
     """Create or replace a connector; it is live on every instance when this answers."""
@@ -110,7 +111,15 @@ async def connector_health(name: str, admin: AdminDep, services: ServicesDep, pi
     return out
 
 
-@router.post("/lookup")
+class LookupRequest(BaseModel):
+    """A debugging lookup: the caller's number, optionally the dialled one and a customer to pick."""
+
+    number: str
+    called: str | None = None
+    customer_id: str | None = None
+
+
+@router.post("/lookup", openapi_extra=body_doc(LookupRequest))
 async def debug_lookup(request: Request, admin: AdminDep, services: ServicesDep) -> dict[str, Any]:
     """Run a whole lookup for a number without any call: each connector's status, latency, cache, data."""
     body = await read_object(request, MAX_ADMIN_BODY)

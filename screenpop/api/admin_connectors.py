@@ -120,13 +120,23 @@ async def export_config(admin: AdminDep, services: ServicesDep) -> Response:
                     headers={"Content-Disposition": 'attachment; filename="screenpop-connectors.yaml"'})
 
 
+def _is_json(request: Request) -> bool:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower() == "application/json"
+
+
 @router.post("/config")
 async def import_config(request: Request, admin: AdminDep, services: ServicesDep) -> dict[str, Any]:
-    """Import the `connectors:` of a config file (YAML or JSON): each is created or replaced, after all of
-    them were checked together; 422 names the first problem and nothing is changed."""
+    """Import the `connectors:` of a config file: each is created or replaced, after all of them were checked
+    together; 422 names the first problem and nothing is changed. The body is the file's text (YAML, for
+    scripts with a bearer token), or JSON: `{"yaml": "<the file's text>"}` (what the console sends: a
+    browser's cookie-carried request must be JSON) or the file's content as a JSON object."""
     raw = await read_body(request, MAX_ADMIN_BODY)
     try:
         data = yaml.safe_load(raw.decode("utf-8"))
+        if _is_json(request) and isinstance(data, dict) and set(data) == {"yaml"}:
+            if not isinstance(data["yaml"], str):
+                raise HTTPException(422, "yaml: the config file's text, as a string")
+            data = yaml.safe_load(data["yaml"])
     except (UnicodeDecodeError, yaml.YAMLError) as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -6,7 +6,6 @@ turns an exception into it (FastAPI's exception handler, and the hot routes of s
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
@@ -18,10 +17,13 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 
+from screenpop import jsonlimits
 from screenpop.auth import COOKIE_NAME, Agent
 from screenpop.callstore import CallStoreError
 from screenpop.models import format_validation_error
 from screenpop.service import Services
+from screenpop.sessions import Session, SessionStoreError
+from screenpop.throttle import ThrottleError
 
 log = logging.getLogger("screenpop.api")
 
@@ -45,6 +47,9 @@ async def error_answer(request: HTTPConnection, exc: Exception) -> JSONResponse:
     if isinstance(exc, CallStoreError):  # Redis away: the sender may retry (its message holds no secret)
         log.warning("%s: %s", request.url.path, exc)
         return error_response(503, "the call store cannot be reached; try again")
+    if isinstance(exc, SessionStoreError | ThrottleError):
+        log.warning("%s: %s", request.url.path, exc)
+        return error_response(503, "the session store cannot be reached; try again", {"Retry-After": "1"})
     log.error("unhandled error on %s", request.url.path, exc_info=exc)
     return error_response(500, "internal error")
 
@@ -79,9 +84,9 @@ async def read_object(request: Request, limit: int = MAX_BODY) -> dict[str, Any]
     """The JSON body, which must be an object: 400 when it is not JSON, 422 when it is not an object."""
     raw = await read_body(request, limit)
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise HTTPException(400, "body is not valid JSON") from None
+        body = jsonlimits.loads(raw)
+    except jsonlimits.JsonError as err:
+        raise HTTPException(400, f"body: {err}") from None
     if not isinstance(body, dict):
         raise HTTPException(422, f"expected a JSON object, got {type(body).__name__}")
     return body
@@ -106,14 +111,57 @@ def session_token(conn: HTTPConnection) -> tuple[str | None, bool]:
     return conn.cookies.get(COOKIE_NAME), True
 
 
+async def current_session(conn: HTTPConnection, services: Services) -> tuple[Agent, Session] | None:
+    """The agent and the live session of the request's token (bearer, else cookie); None when there is none
+    (never logged in, logged out, expired, revoked, or the agent was removed)."""
+    token, _ = session_token(conn)
+    session = await services.sessions.check(token)
+    agent = services.directory.get(session.agent_id) if session else None
+    return (agent, session) if agent is not None and session is not None else None
+
+
 async def current_agent(request: Request, services: ServicesDep) -> Agent:
     """The agent of a valid session, else 401."""
-    token, _ = session_token(request)
-    agent_id = services.tokens.check(token)
-    agent = services.directory.get(agent_id) if agent_id else None
-    if agent is None:
+    found = await current_session(request, services)
+    if found is None:
         raise HTTPException(401, "not logged in")
-    return agent
+    return found[0]
 
 
 AgentDep = Annotated[Agent, Depends(current_agent)]
+
+
+# -- the OpenAPI document --------------------------------------------------------------------------
+BODY_MODELS: dict[str, type[BaseModel]] = {}  # the request bodies' models, added to the document's schemas
+
+
+def body_doc(model: type[BaseModel], description: str = "") -> dict[str, Any]:
+    """`openapi_extra` for a route that reads its body itself (read_model, read_object): the body is `model`."""
+    BODY_MODELS[model.__name__] = model
+    body: dict[str, Any] = {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+    if description:
+        body["description"] = description
+    return {"requestBody": body}
+
+
+ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+
+
+def describe_bodies(openapi: dict[str, Any]) -> None:
+    """Add the schemas of every body declared with `body_doc` to an OpenAPI document, and describe every
+    error answer as what it is: `{"error": "<why>"}` (FastAPI's default 422 describes its own format)."""
+    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    for name, model in BODY_MODELS.items():
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[name] = schema
+    schemas["Error"] = ERROR_SCHEMA
+    for path in openapi.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.get("responses", {}) if isinstance(operation, dict) else {}
+            for status, answer in responses.items():
+                if str(status).startswith(("4", "5")):
+                    answer["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)

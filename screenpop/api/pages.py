@@ -5,13 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from screenpop.api.deps import ServicesDep, session_token
+from screenpop.api.browser import CSP  # one policy for every page (BrowserGuard sets it on every answer too)
+from screenpop.api.deps import ServicesDep, current_session
 from web import WEB_DIR
 
 router = APIRouter()
-
-CSP = ("default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; "
-       "object-src 'none'; base-uri 'none'; form-action 'self'")
 
 
 def _page(name: str, status_code: int = 200) -> Response:
@@ -32,14 +30,13 @@ async def login_page() -> Response:
     return _page("login.html")
 
 
-def _role_page(request: Request, services: ServicesDep, name: str, roles: tuple[str, ...]) -> Response:
-    """`name` for a signed-in agent with one of `roles`; the sign-in page without a session; else 403 with
-    a link back to the agent console."""
-    token, _ = session_token(request)
-    agent_id = services.tokens.check(token)
-    agent = services.directory.get(agent_id) if agent_id else None
-    if agent is None:
+async def _role_page(request: Request, services: ServicesDep, name: str, roles: tuple[str, ...]) -> Response:
+    """`name` for a signed-in agent with one of `roles`; the sign-in page without a live session; else 403
+    with a link back to the agent console."""
+    found = await current_session(request, services)
+    if found is None:
         return RedirectResponse("/login", status_code=303)
+    agent, _session = found
     if agent.role not in roles:
         return _page("admin/forbidden.html", status_code=403)
     return _page(name)
@@ -48,10 +45,10 @@ def _role_page(request: Request, services: ServicesDep, name: str, roles: tuple[
 @router.get("/admin", include_in_schema=False)
 async def admin_console(request: Request, services: ServicesDep) -> Response:
     """The administrators' console (role admin)."""
-    return _role_page(request, services, "admin/index.html", ("admin",))
+    return await _role_page(request, services, "admin/index.html", ("admin",))
 
 
 @router.get("/admin/live", include_in_schema=False)
 async def live_view(request: Request, services: ServicesDep) -> Response:
     """The live view (supervisors and admins)."""
-    return _role_page(request, services, "admin/live.html", ("supervisor", "admin"))
+    return await _role_page(request, services, "admin/live.html", ("supervisor", "admin"))

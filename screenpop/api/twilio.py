@@ -90,7 +90,12 @@ def dial_addresses(services: Services, called: str | None) -> list[str]:
     return out
 
 
-@router.post(VOICE_PATH, response_class=Response)
+FORM_BODY = {"requestBody": {"required": True, "description": "Twilio's parameters, signed (X-Twilio-Signature)",
+                             "content": {"application/x-www-form-urlencoded": {"schema": {
+                                 "type": "object", "additionalProperties": {"type": "string"}}}}}}
+
+
+@router.post(VOICE_PATH, response_class=Response, openapi_extra=FORM_BODY)
 async def voice(request: Request, services: ServicesDep) -> Response:
     """Start the lookup (`offered`), then answer TwiML: Redirect to your app, or Dial the agents."""
     params, events = await _read(request, services, "voice")
@@ -110,7 +115,7 @@ async def voice(request: Request, services: ServicesDep) -> Response:
     return Response(twiml, media_type=XML)
 
 
-@router.post(STATUS_PATH, status_code=204, response_class=Response)
+@router.post(STATUS_PATH, status_code=204, response_class=Response, openapi_extra=FORM_BODY)
 async def status(request: Request, services: ServicesDep) -> Response:
     """A dialled leg (or the call) changed state: ringing, answered, withdrawn for that agent, or ended."""
     params, events = await _read(request, services, "status")

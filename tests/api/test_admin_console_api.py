@@ -218,21 +218,30 @@ def test_waterfall_times_each_connector(tmp_path: Path, backend: str) -> None:
 
 
 def test_export_then_import_round_trip(admin: TestClient) -> None:
-    """Export gives the YAML config format with secrets redacted; importing it back keeps the secrets; a bad
-    file changes nothing and says where."""
+    """Export gives the YAML config format with secrets redacted; importing it back keeps the stored secrets;
+    a secret that is no longer stored (the connector was deleted) must be entered again (422 naming it); a
+    bad file changes nothing and says where."""
     admin.put("/api/admin/connectors/loyalty", json={"kind": "http", "options": {
         "url": "http://127.0.0.1:9/{customer_id}", "headers": {"X-Api-Key": "key-123"}}})
     text = admin.get("/api/admin/config.yaml").text
     assert "key-123" not in text and "loyalty" in text and "connectors:" in text
-    admin.delete("/api/admin/connectors/loyalty")
-    r = admin.post("/api/admin/config", content=text.replace("timeout_ms: 600", "timeout_ms: 700", 1),
-                   headers={"Content-Type": "application/yaml"})
-    assert r.status_code == 200, r.text
     services = admin.app.state.services  # type: ignore[attr-defined]
+    r = admin.post("/api/admin/config", json={"yaml": text.replace("timeout_ms: 600", "timeout_ms: 700", 1)})
+    assert r.status_code == 200, r.text
     assert "loyalty" in {s.name for s in services.lookup.sources}
-    bad = admin.post("/api/admin/config", content="connectors:\n  - name: x\n    kind: nope\n")
+    admin.delete("/api/admin/connectors/loyalty")
+    gone = admin.post("/api/admin/config", json={"yaml": text})
+    assert gone.status_code == 422 and "X-Api-Key" in gone.json()["error"] and "enter" in gone.json()["error"]
+    assert "loyalty" not in {s.name for s in services.lookup.sources}
+    again = admin.post("/api/admin/config", json={"yaml": text.replace("'********'", "key-123")})
+    assert again.status_code == 200, again.text
+    assert "loyalty" in {s.name for s in services.lookup.sources}
+    bad = admin.post("/api/admin/config", json={"yaml": "connectors:\n  - name: x\n    kind: nope\n"})
     assert bad.status_code == 422 and "connectors[0]" in bad.json()["error"]
-    assert admin.post("/api/admin/config", content="connectors: [").status_code == 400
+    assert admin.post("/api/admin/config", json={"yaml": "connectors: ["}).status_code == 400
+    assert admin.post("/api/admin/config", json={"yaml": 3}).status_code == 422
+    as_text = admin.post("/api/admin/config", content=text, headers={"Content-Type": "application/yaml"})
+    assert as_text.status_code == 415  # a cookie-carried body must be JSON (CSRF), the file's text is for scripts
 
 
 def test_masked_frames_and_access_audit(tmp_path: Path, backend: str) -> None:

@@ -41,7 +41,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         "console": {"new_customer_url": "https://crm.example.com/new?phone={phone}",
                     "translations": {"sv": {"Call back": "Ring tillbaka"}}},
     }
-    settings = Settings(webhook_secret=SECRET, session_secret="s" * 32)
+    settings = Settings(webhook_secret=SECRET, session_secret="s" * 32, data_dirs=[str(tmp_path)])
     app = create_app(settings, config=parse_config(config))
     with TestClient(app, base_url="http://testserver") as c:
         yield c

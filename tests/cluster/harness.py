@@ -20,7 +20,6 @@ from typing import Any
 
 import httpx
 
-from screenpop.auth import Tokens
 from tests.cluster.balancer import Balancer
 from tests.cluster.clients import AgentSocket, Webhooks
 from tests.cluster.instances import AGENTS, Backend, Instance, start_all, write_config
@@ -43,7 +42,7 @@ class Cluster:
         workdir.mkdir(parents=True, exist_ok=True)
         self.webhook_secret = secrets.token_hex(16)
         self.session_secret = secrets.token_hex(16)
-        self.tokens = Tokens(self.session_secret.encode(), 3600)
+        self._tokens: dict[str, str] = {}
         self.redis = RedisRig(workdir, replicas=replicas, sentinels=sentinels, down_after_ms=down_after_ms)
         self.backend = Backend(workdir)
         self.config_path = workdir / "screenpop.yaml"
@@ -124,8 +123,15 @@ class Cluster:
 
     # -- clients ---------------------------------------------------------------------------------
     def token(self, agent: str) -> str:
-        """A bearer token for `agent`, minted with the cluster's session secret (valid on every instance)."""
-        return self.tokens.issue(agent)
+        """A bearer token for `agent` (one login, kept): sessions live in the cluster's Redis, so it is valid
+        on every instance."""
+        if agent not in self._tokens:
+            self._tokens[agent] = self.login(agent)
+        return self._tokens[agent]
+
+    def forget_token(self, agent: str) -> None:
+        """The next `token(agent)` logs in again (after Redis lost the sessions)."""
+        self._tokens.pop(agent, None)
 
     def login(self, agent: str, via: int | None = None) -> str:
         """Log in over HTTP with the agents' password; the bearer token."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import httpx
 import pytest
 
 from tests.cluster.harness import Cluster, new_call_id
@@ -65,7 +66,8 @@ async def test_socket_through_the_balancer(cluster: Cluster) -> None:
     """Login and the agent socket work through HAProxy (websocket upgrade, tunnel): bob gets a card and its end."""
     call_id = new_call_id("ws")
     token = cluster.login("bob")  # through the balancer, with the config's password
-    assert token.startswith("bob.")
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:  # valid on another instance
+        assert (await http.get(f"{cluster.base_url(1)}/api/me")).json()["id"] == "bob"
     async with cluster.socket("bob") as bob, cluster.webhooks(via=2) as hooks:
         for event, agents in (("offered", None), ("ringing", ["1002"])):
             assert (await hooks.send(call_id, event, agents=agents)).status_code == 202

@@ -16,9 +16,9 @@ from screenpop.models import Card, LookupQuery, Section
 
 
 def test_connector_seam_exports() -> None:
-    """connectors.base exports exactly the seam: the base class, its options model, its error, and the
-    journal role's base class."""
-    assert sorted(connectors.base.__all__) == ["Connector", "ConnectorError", "ConnectorOptions", "Journal"]
+    """connectors.base exports exactly the seam: the base class, its options model, its error, the journal
+    role's base class, and the lanes (files and addresses) a connector may reach."""
+    assert sorted(connectors.base.__all__) == ["Connector", "ConnectorError", "ConnectorOptions", "Journal", "Lanes"]
     assert all(hasattr(connectors.base, name) for name in connectors.base.__all__)
 
 
@@ -36,7 +36,8 @@ def test_connector_methods_and_parameters() -> None:
     """The methods a kind overrides or screenpop calls keep their names and parameters."""
     expected = {
         "__init__": ["self", "name", "options"],
-        "from_config": ["name", "options"],
+        "from_config": ["name", "options", "lanes"],
+        "check_lanes": ["self"],
         "default_view": ["role"],
         "start": ["self"],
         "close": ["self"],

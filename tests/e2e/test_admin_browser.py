@@ -281,7 +281,8 @@ def test_new_agent_signs_in_at_once_on_both_instances(
 
 def test_export_then_reimport_the_config(
         sign_in: Callable[..., Any], pair: tuple[ServerProcess, ServerProcess], backend: str) -> None:
-    """Export gives the YAML file; a connector deleted afterwards comes back when the file is imported."""
+    """Export gives the YAML file; a connector deleted afterwards comes back when the file is imported, once
+    its secret (exported as ********, and deleted with it) is entered again: the console says which."""
     from playwright.sync_api import expect
 
     a, _ = pair
@@ -300,6 +301,9 @@ def test_export_then_reimport_the_config(
         expect(page.locator(f'#connector-list [data-connector="{name}"]')).to_have_count(0, timeout=TIMEOUT_MS)
         page.get_by_role("button", name="Import YAML").click()
         page.get_by_label("YAML").fill(text)
+        page.get_by_role("button", name="Import", exact=True).click()
+        expect(page.locator("#config-import-error")).to_contain_text("X-Api-Key", timeout=TIMEOUT_MS)
+        page.get_by_label("YAML").fill(text.replace("'********'", "very-secret-key"))
         page.get_by_role("button", name="Import", exact=True).click()
         expect(page.locator(f'#connector-list [data-connector="{name}"]')).to_be_visible(timeout=TIMEOUT_MS)
         back = api.get(f"/api/admin/connectors/{name}").json()

@@ -17,10 +17,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from screenpop.auth import Tokens, hash_password
+from screenpop.auth import hash_password
 from screenpop.cli import _port_free
 from tests.conftest import free_port
-from tests.e2e.conftest import ServerProcess, start_process
+from tests.e2e.conftest import ServerProcess, login, start_process
 
 pytestmark = pytest.mark.e2e
 
@@ -77,7 +77,7 @@ async def test_sigterm_drains_then_a_restart_on_the_same_port_starts_at_once(tmp
     try:
         for _ in range(5):  # a few requests: connections the server will close
             assert (await asyncio.to_thread(first.event, "c-before", "offered")).status_code == 202
-        bearer = Tokens(ENV["SCREENPOP_SESSION_SECRET"].encode(), 3600).issue("alice")
+        bearer = await asyncio.to_thread(login, first.url, "alice", "pw")
         ws = await connect(first.url.replace("http", "ws") + "/ws/agent",
                            additional_headers={"Authorization": f"Bearer {bearer}"})
         async with asyncio.timeout(10):

@@ -5,11 +5,13 @@
 //
 // States reported to onState: "connecting" (first try), "connected", "reconnecting" (with the delay
 // in ms before the next try), "stopped". A close with code 1008 (policy violation: not logged in, or
-// origin refused) is not retried: onRefused(reason) decides what to do.
+// origin refused) or 4401 (the session ended: logout, expiry, revoked) is not retried: onRefused(reason)
+// decides what to do.
 
 const BASE_DELAY_MS = 500;
 const MAX_DELAY_MS = 10_000;
 const POLICY_VIOLATION = 1008;
+const SESSION_ENDED = 4401;
 
 /** The delay before retry number `attempt` (0-based): 0.5 s, 1 s, 2 s, ... up to 10 s, each jittered by ±20 %. */
 export function backoffDelay(attempt, random = Math.random) {
@@ -109,7 +111,7 @@ export class ReconnectingSocket {
       if (this.ws !== ws) return;
       this.ws = null;
       if (this.stopped) return;
-      if (event.code === POLICY_VIOLATION) {
+      if (event.code === POLICY_VIOLATION || event.code === SESSION_ENDED) {
         this.stopped = true;
         window.removeEventListener("online", this._online);
         this.onState("stopped");

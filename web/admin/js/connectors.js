@@ -155,8 +155,8 @@ function importForm() {
     error.hidden = true;
     try {
       const response = await fetch("/api/admin/config", {
-        method: "POST", body: text.value, credentials: "same-origin",
-        headers: { "Content-Type": "application/yaml", Accept: "application/json" },
+        method: "POST", body: JSON.stringify({ yaml: text.value }), credentials: "same-origin",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
       });
       const payload = await response.json().catch(() => ({}));
       if (!response.ok) throw new Error(payload.error || `The server answered ${response.status}.`);
