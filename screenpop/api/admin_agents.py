@@ -14,6 +14,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from screenpop.api.admin import AdminDep
 from screenpop.api.deps import ServicesDep, read_object
 from screenpop.config import ConfigError
+from screenpop.service import Services
 
 log = logging.getLogger("screenpop.admin")
 router = APIRouter(prefix="/api/admin/agents", tags=["admin"])
@@ -64,6 +65,8 @@ async def put_agent(agent_id: str, request: Request, admin: AdminDep, services: 
     except ConfigError as err:
         raise HTTPException(422, str(err)) from None
     log.info("agent %s changed by %s", agent.id, admin.id)
+    if body.get("disabled") or body.get("password"):  # a disabled agent, or a reset password: signed out now
+        await _sign_out(services, agent.id)
     return services.agents.public(agent)
 
 
@@ -72,7 +75,15 @@ async def delete_agent(agent_id: str, admin: AdminDep, services: ServicesDep) ->
     """Remove an agent (also one from the config file: the removal is stored)."""
     if agent_id == admin.id:
         raise HTTPException(422, "you cannot delete your own account")
+    known = services.directory.get(agent_id)
     if not await services.agents.delete(agent_id, admin.id):
         raise HTTPException(404, f"no agent {agent_id!r}")
     log.info("agent %s deleted by %s", agent_id, admin.id)
+    await _sign_out(services, known.id if known is not None else agent_id)
     return Response(status_code=204)
+
+
+async def _sign_out(services: Services, agent_id: str) -> None:
+    """End every session of the agent on every instance; their open sockets close (4401)."""
+    await services.sessions.revoke_agent(agent_id)
+    await services.guard.ended(agent_id=agent_id)

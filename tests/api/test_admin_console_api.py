@@ -172,6 +172,34 @@ def test_disable_reset_and_role_change(tmp_path: Path) -> None:
         assert c.delete("/api/admin/agents/nobody", headers=ada).status_code == 404
 
 
+def test_disabling_or_deleting_an_agent_closes_their_open_socket(tmp_path: Path) -> None:
+    """An agent disabled in the console loses the socket they hold at once (4401, back to login), not only
+    their token; so does a deleted one."""
+    from starlette.websockets import WebSocketDisconnect
+
+    from screenpop.sessions import SESSION_ENDED
+
+    with make(tmp_path) as c:
+        for change in ("disable", "delete"):
+            alice = bearer(c, "alice")
+            ada = bearer(c, "ada")
+            with c.websocket_connect("/ws/agent", headers=alice) as ws:
+                assert ws.receive_json()["type"] == "snapshot"
+                body = c.get("/api/admin/agents/alice", headers=ada).json()
+                if change == "disable":
+                    r = c.put("/api/admin/agents/alice", json={**body, "disabled": True}, headers=ada)
+                else:
+                    r = c.delete("/api/admin/agents/alice", headers=ada)
+                assert r.status_code in (200, 204), r.text
+                with pytest.raises(WebSocketDisconnect) as info:
+                    while True:
+                        ws.receive_json()
+                assert info.value.code == SESSION_ENDED
+            if change == "disable":
+                back = c.put("/api/admin/agents/alice", json={**body, "disabled": False}, headers=ada)
+                assert back.status_code == 200
+
+
 def test_stored_agents_survive_a_restart(tmp_path: Path) -> None:
     """An agent created in the console is there after a restart on the same state store."""
     with make(tmp_path) as c:
