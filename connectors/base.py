@@ -138,11 +138,24 @@ class Journal(abc.ABC):
     def __init__(self, name: str, options: ConnectorOptions) -> None:
         self.name = name
         self.options = options
+        self.lanes = Lanes()  # where it may write: the same lanes as the section connectors (connectors.lanes)
 
     @classmethod
-    def from_config(cls, name: str, options: dict[str, Any]) -> Journal:
-        """Build from raw options; raises pydantic.ValidationError naming the bad field."""
-        return cls(name, cls.Options.model_validate(options))
+    def from_config(cls, name: str, options: dict[str, Any], lanes: Lanes | None = None) -> Journal:
+        """Build from raw options within `lanes`; raises pydantic.ValidationError naming the bad field, or
+        ConnectorError when the options lead out of the lanes (a file outside the data folders, a refused host)."""
+        journal = cls(name, cls.Options.model_validate(options))
+        if lanes is not None:
+            journal.lanes = lanes
+        try:
+            journal.check_lanes()
+        except LaneRefused as err:
+            raise ConnectorError(str(err)) from None
+        return journal
+
+    def check_lanes(self) -> None:  # noqa: B027 - optional hook
+        """Raise LaneRefused when the options name a file or host that `self.lanes` refuses; a kind that
+        connects checks again each time it does."""
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open pools and sessions, once, before the first write. Must not fail because the target is down."""

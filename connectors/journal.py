@@ -36,10 +36,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from yarl import URL
 
 from connectors.base import ConnectorError, ConnectorOptions, Journal
 from connectors.http import SAFETY_TIMEOUT_S, _drain
+from connectors.http import _check_literal as check_literal
 from connectors.http import _errors as http_errors
+from connectors.http import _LaneResolver as LaneResolver
 from connectors.http_auth import CONTROL_CHARS, HEADER_NAME, Auth
 from connectors.sql import _errors as sql_errors
 from connectors.sql import _mask, normalize_url
@@ -161,6 +164,11 @@ class HttpJournal(Journal):
         self._where = f"{host}:{port}"
         self._session: aiohttp.ClientSession | None = None
 
+    def check_lanes(self) -> None:
+        """The target's host as configured when it is an address (a name is checked on every connection, by
+        the resolver, as for the http section kind)."""
+        check_literal(self.lanes, urlsplit(self.options.url.replace("{", "").replace("}", "")).hostname or "")
+
     async def start(self) -> None:
         """Open the session (connections are made on first use)."""
         if self._session is not None:
@@ -171,7 +179,8 @@ class HttpJournal(Journal):
                 tls = ssl.create_default_context(cafile=self.options.ca_file)
             except (OSError, ssl.SSLError, ValueError) as err:
                 raise ConnectorError("ca_file is not a readable PEM bundle of CA certificates") from err
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=20, ssl=tls),
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=20, ssl=tls,
+                                                                           resolver=LaneResolver(self.lanes)),
                                               timeout=aiohttp.ClientTimeout(total=SAFETY_TIMEOUT_S),
                                               cookie_jar=aiohttp.DummyCookieJar())
 
@@ -195,6 +204,7 @@ class HttpJournal(Journal):
         headers[IDEMPOTENCY_HEADER] = entry.key
         body = entry.model_dump(mode="json") if opts.body is None else render_body(opts.body, entry)
         with http_errors(self._where):
+            check_literal(self.lanes, URL(url).host or "")  # an IP literal is not resolved: checked here
             async with self._session.request(opts.method, url, headers=headers, json=body,
                                              allow_redirects=False) as resp:
                 await _drain(resp)
@@ -207,7 +217,9 @@ class HttpJournal(Journal):
 
         host, _, port = self._where.rpartition(":")
         with http_errors(self._where):
-            _, writer = await asyncio.open_connection(host, int(port))
+            check_literal(self.lanes, host)
+            address = await LaneResolver(self.lanes).resolve(host, int(port))
+            _, writer = await asyncio.open_connection(address[0]["host"], int(port))
             writer.close()
 
 
@@ -266,6 +278,15 @@ class SqlJournal(Journal):
         url = make_url(self.options.url)
         self._where = "the database file" if url.get_backend_name() == "sqlite" else f"{url.host or 'localhost'}"
         self._engine: AsyncEngine | None = None
+
+    def check_lanes(self) -> None:
+        """A SQLite file inside the data folders and none of screenpop's own; a database host allowed."""
+        url = make_url(self.options.url)
+        if url.get_backend_name() == "sqlite":
+            if url.database and url.database != ":memory:":
+                self.lanes.check_file(url.database)
+            return
+        self.lanes.check_host_name(url.host or "localhost")
 
     async def start(self) -> None:
         """Create the engine (connections are made on first use)."""

@@ -213,7 +213,7 @@ class ConnectorAdmin:
     def _check_kind(self, cfg: ConnectorConfig, where: str) -> None:
         """The connector's kind and options, as at start (a journal through the journal kinds); ConfigError."""
         if cfg.role == "journal":
-            journal_from(cfg, where)
+            journal_from(cfg, where, self.build.lanes)
         else:
             self.build.source(cfg, where)
 

@@ -216,12 +216,13 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
     masker = Masker(_rules(lambda: slot[0].lookup), directory.role_of)
     access = AccessRecorder(access_log_for(store), retention_days=settings.access_retention_days, masker=masker,
                             role_of=directory.role_of, calls=calls)
+    lanes = lanes_from_settings(settings)
     journal = JournalService(journal_store_from_url(settings.state_url), calls, outbox,
-                             writer=build_journal(config, settings.config or "<config>"),
+                             writer=build_journal(config, settings.config or "<config>", lanes),
                              names=functools.partial(_agent_name, directory),
                              dispositions=[d.id for d in config.wrapup.dispositions],
                              retry_base_s=config.wrapup.retry_base_s, retry_max_s=config.wrapup.retry_max_s)
-    sources = SourceFactory(cache=cache, observer=metrics.observe_section, lanes=lanes_from_settings(settings),
+    sources = SourceFactory(cache=cache, observer=metrics.observe_section, lanes=lanes,
                             history=HistoryConnector(journal, config.wrapup.history))
     lookup = sources.lookup(config, settings.config or "<config>")
     # metrics, all here: sections through the sources' observer (above), events and pops from the calls,

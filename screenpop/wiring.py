@@ -82,24 +82,27 @@ HISTORY = ConnectorConfig(
 `history` takes its place)."""
 
 
-def build_journal(config: Config, source_name: str = "<config>") -> Journal | None:
-    """The enabled `journal` connector of `config`, or None; a bad kind or option raises ConfigError."""
+def build_journal(config: Config, source_name: str = "<config>", lanes: Lanes | None = None) -> Journal | None:
+    """The enabled `journal` connector of `config` within `lanes`, or None; a bad kind or option, or one
+    that leads out of the lanes, raises ConfigError."""
     for i, c in enumerate(config.connectors):
         if c.role == "journal" and c.enabled:
-            return journal_from(c, f"{source_name}: connectors[{i}] ({c.name})")
+            return journal_from(c, f"{source_name}: connectors[{i}] ({c.name})", lanes)
     return None
 
 
-def journal_from(c: ConnectorConfig, where: str) -> Journal:
+def journal_from(c: ConnectorConfig, where: str, lanes: Lanes | None = None) -> Journal:
     """The journal connector of one connector's config (role `journal`); ConfigError naming `where`."""
     try:
         kind = journal_kind(c.kind)
     except PluginError as err:
         raise ConfigError(f"{where}.kind: {err}") from None
     try:
-        return kind.from_config(c.name, c.options)
+        return kind.from_config(c.name, c.options, lanes)
     except ValidationError as err:
         raise ConfigError(f"{where}: {format_validation_error(err, prefix='options.')}") from None
+    except ConnectorError as err:  # the options lead out of the lanes
+        raise ConfigError(f"{where}: options: {err}") from None
 
 
 def lanes_from_settings(settings: Settings) -> Lanes:

@@ -95,6 +95,7 @@ async def attach(call_id: str, request: Request, agent: AgentDep, services: Serv
         raise HTTPException(503, str(err)) from None
     if refused:
         raise HTTPException(409, refused)
+    await services.access.chosen(agent.id, call_id[:200], customer.id)  # the access audit: who chose whom
     log.info("call %s attached to customer %s by %s", call_id[:200], customer.id, agent.id)
     return {"call_id": call_id, "customer_id": customer.id}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,34 @@ def test_a_database_server_must_be_allowed_too() -> None:
                                  Lanes(allow=("10.0.0.0/8",)))
     SqlConnector.from_config("p", {"url": "postgresql://u@127.0.0.1/db", "query": "SELECT 1"},
                              Lanes(allow=("127.0.0.0/8",)))
+
+
+async def test_the_journal_stays_in_its_lane_too(tmp_path: Path) -> None:
+    """The wrap-up journal's targets pass the same checks: the metadata address refused when configured and
+    when a write goes to an IP literal under the allowlist, a SQLite file outside the data folders refused."""
+    from connectors.journal import HttpJournal, SqlJournal
+    from screenpop.models import WrapUp
+
+    with pytest.raises(ConnectorError, match="169.254.169.254"):
+        HttpJournal.from_config("j", {"url": "http://169.254.169.254/latest/meta-data/"}, Lanes())
+    port = free_port()
+    with pytest.raises(ConnectorError, match="not in SCREENPOP_CONNECTOR_ALLOW"):
+        HttpJournal.from_config("j", {"url": f"http://127.0.0.1:{port}/calls"}, Lanes(allow=("10.0.0.0/8",)))
+    named = HttpJournal.from_config("n", {"url": f"http://localhost:{port}/calls"}, Lanes(allow=("10.0.0.0/8",)))
+    await named.start()
+    try:
+        entry = WrapUp(key="k" * 16, call_id="c1", agent="alice", notes="n", disposition="resolved",
+                       saved_at=datetime.now(UTC))
+        with pytest.raises(ConnectorError, match="not in SCREENPOP_CONNECTOR_ALLOW"):
+            await named.write(entry)  # the name resolves to 127.0.0.1, which the allowlist does not hold
+        with pytest.raises(ConnectorError, match="not in SCREENPOP_CONNECTOR_ALLOW"):
+            await named.ping()
+    finally:
+        await named.close()
+    data, other = tmp_path / "data", tmp_path / "other"
+    data.mkdir()
+    other.mkdir()
+    sqlite3.connect(other / "crm.db").close()
+    with pytest.raises(ConnectorError, match="outside the data folders"):
+        SqlJournal.from_config("s", {"url": f"sqlite:///{other / 'crm.db'}",
+                                     "insert": "INSERT INTO calls (k) VALUES (:key)"}, Lanes(data_dirs=(data,)))
