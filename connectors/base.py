@@ -31,11 +31,16 @@ from connectors.lanes import LaneRefused, Lanes
 from screenpop.models import LookupQuery, View, WrapUp
 
 # what plugins import (pinned by a test: tests/contract/test_public_api.py)
-__all__ = ["Connector", "ConnectorError", "ConnectorOptions", "Journal", "Lanes"]
+__all__ = ["CannotSearch", "Connector", "ConnectorError", "ConnectorOptions", "Journal", "Lanes"]
 
 
 class ConnectorError(Exception):
     """The source failed or answered something unusable. The message is short and safe to show."""
+
+
+class CannotSearch(ConnectorError):
+    """This connector cannot search by hand (its kind cannot, or its options name no search): a matter of
+    configuration, not a failure of the source."""
 
 
 class ConnectorOptions(BaseModel):
@@ -124,9 +129,10 @@ class Connector(abc.ABC):
         """Customers whose name, company or a number matches `text` (what an agent typed: at least two
         characters, already stripped), for the identity role: at most `limit` records shaped as `fetch`
         returns them (each with at least `id` and `name`), best first; [] when none matches. Raises
-        ConnectorError with a short reason when the source fails, or when this kind cannot search (the
-        default). Must be safe to call concurrently; the caller applies the timeout."""
-        raise ConnectorError(f"the {self.kind} connector {self.name!r} cannot search")
+        ConnectorError with a short reason when the source fails, CannotSearch when this kind (or this
+        connector's options) cannot search (the default). Must be safe to call concurrently; the caller
+        applies the timeout."""
+        raise CannotSearch(f"the {self.kind} connector {self.name!r} cannot search")
 
 
 class Journal(abc.ABC):

@@ -39,13 +39,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from yarl import URL
 
 from connectors.base import ConnectorError, ConnectorOptions, Journal
-from connectors.http import SAFETY_TIMEOUT_S, _drain
+from connectors.http import SAFETY_TIMEOUT_S, HttpOptions, _drain
 from connectors.http import _check_literal as check_literal
 from connectors.http import _errors as http_errors
 from connectors.http import _LaneResolver as LaneResolver
 from connectors.http_auth import CONTROL_CHARS, HEADER_NAME, Auth
+from connectors.sql import SqlOptions, _mask, normalize_url
 from connectors.sql import _errors as sql_errors
-from connectors.sql import _mask, normalize_url
 from screenpop.models import WrapUp
 
 FIELDS = tuple(WrapUp.model_fields)  # the same names as WrapUp.template_values()
@@ -115,9 +115,13 @@ def check_url(template: str) -> tuple[str, int]:
 
 
 class HttpJournalOptions(ConnectorOptions):
-    """Options of the `http` journal (see the module docstring)."""
+    """Options of the `http` journal (see the module docstring). Secrets as for the http kind: the URL's
+    userinfo and query values, every header value but the public ones, `auth` (connectors.secrets)."""
 
     model_config = ConfigDict(hide_input_in_errors=True)
+    SECRET_URLS: ClassVar[tuple[str, ...]] = ("url",)
+    SECRET_MAPS: ClassVar[tuple[str, ...]] = ("headers",)
+    PUBLIC_HEADERS: ClassVar[tuple[str, ...]] = HttpOptions.PUBLIC_HEADERS
 
     url: str
     method: Literal["POST", "PUT", "PATCH"] = "POST"
@@ -245,9 +249,12 @@ def check_insert(statement: str) -> str:
 
 
 class SqlJournalOptions(ConnectorOptions):
-    """Options of the `sql` journal (see the module docstring)."""
+    """Options of the `sql` journal (see the module docstring). The URL's password and query values are
+    secret, as for the sql kind."""
 
     model_config = ConfigDict(hide_input_in_errors=True)
+    SECRET_URLS: ClassVar[tuple[str, ...]] = ("url",)
+    PUBLIC_PARAMS: ClassVar[tuple[str, ...]] = SqlOptions.PUBLIC_PARAMS
 
     url: str
     insert: str

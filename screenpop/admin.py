@@ -25,7 +25,7 @@ from connectors.secrets import restore as restore_options
 from screenpop.config import Config, ConfigError, ConnectorConfig
 from screenpop.lookup import Lookup
 from screenpop.models import format_validation_error
-from screenpop.plugins import PluginError, connector_kind
+from screenpop.plugins import PluginError, connector_kind, journal_kind
 from screenpop.sources import Source, fingerprint
 from screenpop.store import AdminStore
 from screenpop.wiring import SourceFactory, journal_from
@@ -35,10 +35,11 @@ log = logging.getLogger("screenpop.admin")
 REDACTED = MASK
 
 
-def _options_model(kind: object) -> type[ConnectorOptions] | None:
-    """The options model of a connector kind; None when the kind is unknown (then every value is masked)."""
+def _options_model(kind: object, role: object = None) -> type[ConnectorOptions] | None:
+    """The options model of a connector kind (of the journal kinds for role `journal`); None when the kind is
+    unknown (then every value is masked)."""
     try:
-        return connector_kind(str(kind)).Options
+        return journal_kind(str(kind)).Options if role == "journal" else connector_kind(str(kind)).Options
     except PluginError:
         return None
 
@@ -48,7 +49,7 @@ def redact(body: dict[str, Any]) -> dict[str, Any]:
     `options` replaced by `********` (connectors.secrets)."""
     out = copy.deepcopy(body)
     if isinstance(out.get("options"), dict):
-        out["options"] = redact_options(_options_model(out.get("kind")), out["options"])
+        out["options"] = redact_options(_options_model(out.get("kind"), out.get("role")), out["options"])
     return out
 
 
@@ -58,8 +59,10 @@ def restore(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
     options = new.get("options")
     if not isinstance(options, dict) or not any(MASK in s for s in _strings(options)):
         return new
-    stored = old.get("options") if old is not None and old.get("kind") == new.get("kind") else None
-    model = _options_model(new.get("kind"))
+    same = old is not None and (old.get("kind"), old.get("role") or "section") == (new.get("kind"),
+                                                                               new.get("role") or "section")
+    stored = old.get("options") if old is not None and same else None
+    model = _options_model(new.get("kind"), new.get("role"))
     return {**new, "options": restore_options(model, options, stored if isinstance(stored, dict) else None)}
 
 

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.base import ConnectorError
+from connectors.base import CannotSearch, ConnectorError
 from screenpop.models import CUSTOMER_SECTION, Caller, Customer, LookupQuery, Section, SectionStatus, View
 from screenpop.sources import Fetched, Source
 
@@ -226,11 +226,15 @@ class Lookup:
 
     async def search(self, text: str, limit: int = 10) -> list[Customer]:
         """The agent's search by hand on the identity source (`Connector.search`), within its timeout.
-        Raises ConnectorError (or TimeoutError) when there is no identity source or it fails."""
+        Raises LookupError when there is no identity source or its kind cannot search (the configuration's
+        doing), ConnectorError (or TimeoutError) when it fails."""
         if self.identity is None:
-            raise ConnectorError("no identity source is configured")
+            raise LookupError("no identity source is configured")
         source = self.identity
-        rows = await asyncio.wait_for(source.connector.search(text, limit), max(source.timeout_s, 2.0))
+        try:
+            rows = await asyncio.wait_for(source.connector.search(text, limit), max(source.timeout_s, 2.0))
+        except CannotSearch as err:
+            raise LookupError(str(err)) from None
         return _customers(rows[:limit])
 
     def rank(self, customers: list[Customer], called: str | None) -> list[Customer]:

@@ -11,8 +11,9 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
+from screenpop.agentadmin import AgentInput
 from screenpop.api.admin import AdminDep
-from screenpop.api.deps import ServicesDep, read_object
+from screenpop.api.deps import ServicesDep, body_doc, read_object
 from screenpop.config import ConfigError
 from screenpop.service import Services
 
@@ -28,7 +29,7 @@ async def list_agents(admin: AdminDep, services: ServicesDep) -> dict[str, Any]:
     return {"agents": [services.agents.public(a) for a in agents]}
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, openapi_extra=body_doc(AgentInput, "the new agent (`password` required)"))
 async def create_agent(request: Request, admin: AdminDep, services: ServicesDep) -> dict[str, Any]:
     """A new agent (`password` required); 422 names what collides or is missing."""
     body = await read_object(request, MAX_AGENT_BODY)
@@ -49,7 +50,7 @@ async def get_agent(agent_id: str, admin: AdminDep, services: ServicesDep) -> di
     return services.agents.public(agent)
 
 
-@router.put("/{agent_id}")
+@router.put("/{agent_id}", openapi_extra=body_doc(AgentInput, "the agent; without `password` it is kept"))
 async def put_agent(agent_id: str, request: Request, admin: AdminDep, services: ServicesDep) -> dict[str, Any]:
     """Change an agent: name, role, extensions, addresses, disabled; `password` resets it."""
     body = await read_object(request, MAX_AGENT_BODY)

@@ -10,9 +10,10 @@ from typing import Any
 import yaml
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 
-from screenpop.api.admin import MAX_ADMIN_BODY, AdminDep
-from screenpop.api.deps import ServicesDep, read_body, read_object
+from screenpop.api.admin import MAX_ADMIN_BODY, AdminDep, LookupRequest
+from screenpop.api.deps import ServicesDep, body_doc, read_body, read_object
 from screenpop.config import ConfigError, ConnectorConfig
 from screenpop.lookup import CUSTOMER
 from screenpop.models import Card, LookupQuery, Section, SectionStatus
@@ -54,7 +55,7 @@ def _cache_state(source: Source | None, section: Section) -> str:
     return "off" if source is None or source.policy is None else "miss"
 
 
-@router.post("/lookup/waterfall")
+@router.post("/lookup/waterfall", openapi_extra=body_doc(LookupRequest, "the caller's number"))
 async def waterfall(request: Request, admin: AdminDep, services: ServicesDep) -> dict[str, Any]:
     """The test lookup: for each connector when it started and settled (identity first, then the sections
     in parallel), its status, cache state, reason and mapped data; and the card as an agent sees it."""
@@ -124,7 +125,14 @@ def _is_json(request: Request) -> bool:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower() == "application/json"
 
 
-@router.post("/config")
+class ConfigImport(BaseModel):
+    """A config file's text (its `connectors:` are imported), sent as JSON by the console."""
+
+    yaml: str
+
+
+@router.post("/config", openapi_extra=body_doc(ConfigImport, "the config file's text as JSON (scripts with a "
+                                                             "bearer token may send the YAML itself)"))
 async def import_config(request: Request, admin: AdminDep, services: ServicesDep) -> dict[str, Any]:
     """Import the `connectors:` of a config file: each is created or replaced, after all of them were checked
     together; 422 names the first problem and nothing is changed. The body is the file's text (YAML, for

@@ -16,7 +16,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from connectors.base import ConnectorError
-from screenpop.api.deps import AgentDep, ServicesDep, read_model
+from screenpop.api.deps import AgentDep, ServicesDep, body_doc, read_model
 from screenpop.callstore import CallStoreError
 from screenpop.errors import StoreError
 
@@ -27,6 +27,8 @@ SEARCH_LIMIT = 10
 
 
 class Attach(BaseModel):
+    """Attach the call to a customer the agent found by hand: the customer's id and the search that found it."""
+
     customer_id: str = Field(min_length=1, max_length=200)
     q: str = Field(min_length=2, max_length=100)
 
@@ -71,6 +73,8 @@ async def search(request: Request, agent: AgentDep, services: ServicesDep) -> di
         raise HTTPException(400, "type at least 2 (at most 100) characters to search")
     try:
         found = await services.lookup.search(q, SEARCH_LIMIT)
+    except LookupError as err:
+        raise HTTPException(409, f"search is not available: {err}") from None
     except TimeoutError:
         raise HTTPException(504, "the customer source did not answer in time") from None
     except ConnectorError as err:
@@ -78,12 +82,14 @@ async def search(request: Request, agent: AgentDep, services: ServicesDep) -> di
     return {"customers": [c.model_dump(mode="json") for c in found]}
 
 
-@router.post("/api/calls/{call_id}/attach", status_code=202)
+@router.post("/api/calls/{call_id}/attach", status_code=202, openapi_extra=body_doc(Attach))
 async def attach(call_id: str, request: Request, agent: AgentDep, services: ServicesDep) -> dict[str, str]:
     """The call is from this customer (found by the search `q`, run again here): the card fills for them."""
     body = await read_model(request, Attach, 4096)
     try:
         found = await services.lookup.search(body.q, SEARCH_LIMIT)
+    except LookupError as err:
+        raise HTTPException(409, f"search is not available: {err}") from None
     except (TimeoutError, ConnectorError) as err:
         raise HTTPException(502, f"search failed: {err or 'timeout'}") from None
     customer = next((c for c in found if c.id == body.customer_id), None)

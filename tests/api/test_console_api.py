@@ -136,3 +136,20 @@ def test_a_wrapup_over_the_socket_is_answered_and_carried_to_the_next_agent(clie
                       "follow_up": "2026-12-01"})
         saved = until(ws, "wrapup.state")
         assert (saved["state"], saved["disposition"], saved["follow_up"]) == ("local", "callback", "2026-12-01")
+
+
+def test_search_without_a_searchable_identity_source_is_409_not_a_server_error(tmp_path: Path) -> None:
+    """An identity source that cannot search (an http one without `search_url`), or none at all: the search
+    and the attach answer 409 saying so, not a 5xx."""
+    for connectors in ([], [{"name": "customers", "kind": "http", "role": "identity",
+                             "options": {"url": "http://127.0.0.1:9/c/{phone}"}}]):
+        config = {"agents": [{"id": "alice", "name": "Alice", "password_hash": PW, "extensions": ["1001"]}],
+                  "connectors": connectors}
+        settings = Settings(webhook_secret=SECRET, session_secret="s" * 32, data_dirs=[str(tmp_path)])
+        with TestClient(create_app(settings, config=parse_config(config)), base_url="http://testserver") as c:
+            r = c.post("/api/login", json={"username": "alice", "password": "pw"})
+            assert r.status_code == 200, r.text
+            found = c.get("/api/search", params={"q": "Ada"})
+            assert found.status_code == 409 and "search is not available" in found.json()["error"], found.text
+            attach = c.post("/api/calls/c1/attach", json={"customer_id": "C1", "q": "Ada"})
+            assert attach.status_code == 409, attach.text

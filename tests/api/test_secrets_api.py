@@ -78,3 +78,25 @@ def test_the_audit_trail_shows_no_secret_of_any_name(admin: TestClient) -> None:
                                                "/api/admin/audit"))
     for secret in ("hk-1", "qk-1", "pk-1"):
         assert secret not in seen
+
+
+def test_a_journal_connectors_secrets_are_declared_by_its_journal_kind(admin: TestClient) -> None:
+    """A `journal` connector is masked by the journal kind's declarations (its URL readable, its token not),
+    kept on a round trip, and refused when its target host changes with the mask kept."""
+    crm = {"kind": "http", "role": "journal", "options": {
+        "url": "https://crm.example/api/calls?tenant=t1&token=jt-1", "headers": {"Authorization": "Bearer jh-1"},
+        "body": {"notes": "{notes}"}}}
+    assert admin.put("/api/admin/connectors/crm", json=crm).status_code == 201, "created"
+    body = admin.get("/api/admin/connectors/crm").json()
+    body.pop("origin")
+    assert "jt-1" not in str(body) and "jh-1" not in str(body)
+    assert body["options"]["url"].startswith("https://crm.example/api/calls?")  # not masked whole
+    assert body["options"]["body"] == {"notes": "{notes}"}
+    r = admin.put("/api/admin/connectors/crm", json=body)
+    assert r.status_code == 200, r.text
+    text = admin.get("/api/admin/config.yaml").text
+    assert "jt-1" not in text and "jh-1" not in text
+    assert admin.post("/api/admin/config", json={"yaml": text}).status_code == 200  # the stored secrets kept
+    body["options"]["url"] = body["options"]["url"].replace("crm.example", "attacker.example")
+    r = admin.put("/api/admin/connectors/crm", json=body)
+    assert r.status_code == 422 and "enter the secret again" in r.json()["error"], r.text

@@ -16,9 +16,11 @@ from screenpop.models import Card, LookupQuery, Section
 
 
 def test_connector_seam_exports() -> None:
-    """connectors.base exports exactly the seam: the base class, its options model, its error, the journal
-    role's base class, and the lanes (files and addresses) a connector may reach."""
-    assert sorted(connectors.base.__all__) == ["Connector", "ConnectorError", "ConnectorOptions", "Journal", "Lanes"]
+    """connectors.base exports exactly the seam: the base class, its options model, its errors (CannotSearch:
+    no search by hand), the journal role's base class, and the lanes (files and addresses) a connector may
+    reach."""
+    assert sorted(connectors.base.__all__) == ["CannotSearch", "Connector", "ConnectorError", "ConnectorOptions",
+                                               "Journal", "Lanes"]
     assert all(hasattr(connectors.base, name) for name in connectors.base.__all__)
 
 

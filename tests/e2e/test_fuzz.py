@@ -46,7 +46,9 @@ def test_no_5xx_and_no_schema_break_under_a_schema_based_fuzz(tmp_path: Path) ->
                  "--header", f"Authorization: Bearer {token}",
                  "--exclude-path", "/api/logout",  # it would end the session the fuzz runs in
                  "--phases", "examples,coverage,fuzzing", "--max-examples", "8", "--seed", "12",
-                 "--workers", "2", "--request-timeout", "10", "--no-color"],
+                 "--workers", "1",  # with two threads, hypothesis failed inside ast.parse (SystemError: AST
+                 # constructor recursion depth mismatch, Python 3.11.7)
+                 "--request-timeout", "10", "--no-color"],
                 capture_output=True, text=True, timeout=300, cwd=tmp_path)
             assert done.returncode == 0, f"as {user}:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}"
         assert "Traceback" not in server.log(), server.log()[-4000:]

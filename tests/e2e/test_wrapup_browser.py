@@ -42,10 +42,11 @@ if (Original) {
 class Stack:
     """The demo's back offices (this process) and `screenpop serve` (a process, restartable on its port)."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, redis_url: str) -> None:
         from screenpop.demo import DemoEnvironment
 
         self.tmp = tmp
+        self.redis_url = redis_url  # the sessions live there, so the agents stay signed in across the restart
         self.env = DemoEnvironment(workdir=tmp / "demo", latency_scale=0).start()
         config = yaml.safe_load(self.env.config_path.read_text())
         config["wrapup"].update(retry_base_s=0.3, retry_max_s=0.6)
@@ -61,7 +62,8 @@ class Stack:
     def start(self) -> ServerProcess:
         self.server = start_process(["serve", "--port", str(self.port)], self.tmp, port=self.port, name="serve", env={
             "SCREENPOP_CONFIG": str(self.config), "SCREENPOP_STATE_URL": self.env.state_url,
-            "SCREENPOP_WEBHOOK_SECRET": "demo-secret", "SCREENPOP_SESSION_SECRET": "issue-14-e2e-secret"})
+            "SCREENPOP_WEBHOOK_SECRET": "demo-secret", "SCREENPOP_SESSION_SECRET": "issue-14-e2e-secret",
+            "SCREENPOP_BUS_URL": self.redis_url, "SCREENPOP_BUS_PREFIX": f"wrapup-e2e-{self.port}"})
         self.server.wait_ready()
         return self.server
 
@@ -98,8 +100,14 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The back offices and screenpop, for the whole module."""
-    s = Stack(tmp_path_factory.mktemp("wrapup"))
+    """The back offices and screenpop (its sessions and bus on Redis, as in production), for the whole module."""
+    from urllib.parse import urlsplit
+
+    from tests.conftest import REDIS_URL, need, port_open
+
+    u = urlsplit(REDIS_URL)
+    need(port_open(u.hostname or "127.0.0.1", u.port or 6379), f"no Redis server at {REDIS_URL}")
+    s = Stack(tmp_path_factory.mktemp("wrapup"), REDIS_URL)
     try:
         s.start()
         yield s

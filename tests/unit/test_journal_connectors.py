@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from connectors.base import ConnectorError
+from connectors.base import CannotSearch, ConnectorError
 from connectors.journal import HttpJournal, SqlJournal, check_insert
 from screenpop.models import WrapUp
 from tests.conftest import DATABASE_URL, free_port, need
@@ -201,7 +201,7 @@ async def test_http_identity_search_fills_text_and_shapes_the_answer(target: tup
     try:
         assert await conn.search("Ada & co", 10) == [{"id": "C1", "name": "Ada & co", "phone": "+1"}]
         assert t.requests[-1]["path"] == "/search?q=Ada%20%26%20co&n=5"
-        with pytest.raises(ConnectorError, match="cannot search"):
+        with pytest.raises(CannotSearch, match="cannot search"):
             await plain.search("Ada", 10)
     finally:
         await conn.close()
