@@ -27,7 +27,7 @@ from typing import Any
 from screenpop.callstore import CallStore
 from screenpop.masking import Masker
 from screenpop.models import Card, SectionStatus
-from screenpop.store import AdminStore, SqlStore
+from screenpop.store import AdminStore, SqlStore, create_tables
 
 log = logging.getLogger("screenpop.access")
 
@@ -111,8 +111,7 @@ class SqlAccessLog(AccessLog):
 
     async def start(self) -> None:
         """Create the table and its indexes when they do not exist."""
-        async with self.store.engine.begin() as conn:
-            await conn.run_sync(self.meta.create_all)
+        await create_tables(self.store.engine, self.meta)
 
     async def write(self, rows: list[dict[str, Any]]) -> None:
         """One INSERT of every row."""

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from screenpop.errors import StoreError
 from screenpop.models import WrapUp
-from screenpop.store import _async_url
+from screenpop.store import _async_url, create_tables
 
 State = Literal["draft", "queued", "saved", "local"]
 DONE: frozenset[str] = frozenset({"saved", "local"})
@@ -166,8 +166,7 @@ class SqlJournalStore(JournalStore):
 
         self.engine = create_async_engine(self.url, pool_pre_ping=True)
         try:
-            async with self.engine.begin() as conn:
-                await conn.run_sync(self.meta.create_all)
+            await create_tables(self.engine, self.meta)
         except Exception as err:
             await self.engine.dispose()
             raise StoreError(f"cannot open the journal in the state store: {type(err).__name__}") from None

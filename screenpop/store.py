@@ -11,6 +11,7 @@ See docs/decisions/0004-admin-store.md.
 from __future__ import annotations
 
 import abc
+import asyncio
 import json
 import time
 from typing import Any
@@ -114,8 +115,7 @@ class SqlStore(AdminStore):
 
         self.engine = create_async_engine(self.url, pool_pre_ping=True)
         try:
-            async with self.engine.begin() as conn:
-                await conn.run_sync(self.meta.create_all)
+            await create_tables(self.engine, self.meta)
         except Exception as err:
             await self.engine.dispose()
             raise StoreError(f"cannot open the state store: {type(err).__name__}") from None
@@ -195,3 +195,20 @@ def store_from_url(url: str | None) -> AdminStore:
     if url.split("://", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "postgres"):
         return SqlStore(url)
     raise ConfigError("SCREENPOP_STATE_URL: unsupported scheme; expected sqlite:///path, postgresql://... or memory://")
+
+
+async def create_tables(engine: Any, meta: Any, attempts: int = 6) -> None:
+    """Create `meta`'s tables that do not exist yet. Instances starting together on one database race to
+    create them (one sees a table missing that the other has just created, or finds SQLite's file locked):
+    such an error is tried again after a short pause, when the tables are there or the lock is free."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(meta.create_all)
+            return
+        except (OperationalError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.05 * 2 ** attempt)

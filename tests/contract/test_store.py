@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from screenpop.store import AdminStore, MemoryStore, SqlStore
+from screenpop.store import AdminStore, MemoryStore, SqlStore, store_from_url
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
@@ -62,3 +63,22 @@ async def test_sql_store_survives_a_restart(tmp_path: Path) -> None:
     await second.start()
     assert (await second.overrides()) == {"x": {"name": "x"}}
     await second.close()
+
+
+async def test_instances_starting_together_on_one_database_all_start(tmp_path: Path) -> None:
+    """Several instances opening one new SQLite state database at the same moment (their tables, the
+    journal's and the access audit's) all start: the race to create the tables is tried again, not fatal."""
+    from screenpop.access import access_log_for
+    from screenpop.journalstore import journal_store_from_url
+
+    for round_ in range(3):
+        url = f"sqlite:///{tmp_path / f'shared-{round_}.db'}"
+        stores = [store_from_url(url) for _ in range(4)]
+        journals = [journal_store_from_url(url) for _ in range(4)]
+        await asyncio.gather(*(s.start() for s in stores), *(j.start() for j in journals))
+        logs = [access_log_for(s) for s in stores]
+        await asyncio.gather(*(log.start() for log in logs))
+        for s in stores:
+            await s.put("x", {"kind": "csv"}, "ada", {})
+        for s in (*stores, *journals):
+            await s.close()
