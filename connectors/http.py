@@ -326,9 +326,15 @@ class HttpConnector(Connector):
         """Every request, a redirect's too, to an IP literal is checked (a name is checked by the resolver)."""
         trace = aiohttp.TraceConfig()
 
+        allowed: set[str] = set()  # hosts already checked (a literal's check depends on the lanes only)
+
         async def on_start(_session: aiohttp.ClientSession, _ctx: object,
                            params: aiohttp.TraceRequestStartParams) -> None:
-            _check_literal(self.lanes, params.url.host or "")
+            host = params.url.host or ""
+            if host not in allowed:
+                _check_literal(self.lanes, host)
+                if len(allowed) < 1000:
+                    allowed.add(host)
 
         async def on_redirect(_session: aiohttp.ClientSession, _ctx: object,
                               params: aiohttp.TraceRequestRedirectParams) -> None:
