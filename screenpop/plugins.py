@@ -105,6 +105,11 @@ def connector_kinds() -> dict[str, type[Connector]]:
     return CONNECTOR_KINDS.load_all()
 
 
+def journal_kinds() -> dict[str, type[Journal]]:
+    """Every installed journal kind (the `journal` role) that loads, by name."""
+    return JOURNAL_KINDS.load_all()
+
+
 def cti_adapter(url: str) -> CtiAdapter:
     """The CTI adapter for a connection URL, chosen by its scheme (ami://, esl://, or a plugin's).
 

@@ -5,6 +5,7 @@ and import and export of the YAML config format."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -12,13 +13,14 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from connectors.base import Connector, Journal
 from screenpop.api.admin import MAX_ADMIN_BODY, AdminDep, LookupRequest
 from screenpop.api.deps import ServicesDep, body_doc, read_body, read_object
 from screenpop.config import ConfigError, ConnectorConfig
 from screenpop.lookup import CUSTOMER
 from screenpop.models import Card, LookupQuery, Section, SectionStatus
 from screenpop.phone import normalize
-from screenpop.plugins import PluginError, connector_kinds
+from screenpop.plugins import PluginError, connector_kinds, journal_kinds
 from screenpop.protocol import apply_section
 from screenpop.service import Services
 from screenpop.sources import Source
@@ -28,16 +30,20 @@ router = APIRouter(prefix="/api/admin", tags=["admin"])
 
 @router.get("/kinds")
 async def kinds(admin: AdminDep) -> dict[str, Any]:
-    """Every installed connector kind with its options' JSON schema, and the schema of a connector's
-    common settings: what the console's forms are made of (a plugin's kind gets a form for free)."""
+    """Every installed connector kind with its options' JSON schema (and the journal kinds', for role
+    `journal`), and the schema of a connector's common settings: what the console's forms are made of (a
+    plugin's kind gets a form for free)."""
     try:
-        found = connector_kinds()
+        found, journals = connector_kinds(), journal_kinds()
     except PluginError as err:
         raise HTTPException(500, str(err)) from None
     common = ConnectorConfig.model_json_schema()
-    return {"connector": common,
-            "kinds": [{"kind": name, "doc": (cls.__doc__ or "").strip().split("\n")[0],
-                       "options": cls.Options.model_json_schema()} for name, cls in sorted(found.items())]}
+
+    def described(kinds: Mapping[str, type[Connector] | type[Journal]]) -> list[dict[str, Any]]:
+        return [{"kind": name, "doc": (cls.__doc__ or "").strip().split("\n")[0],
+                 "options": cls.Options.model_json_schema()} for name, cls in sorted(kinds.items())]
+
+    return {"connector": common, "kinds": described(found), "journal_kinds": described(journals)}
 
 
 @router.get("/health")

@@ -279,6 +279,30 @@ def test_new_agent_signs_in_at_once_on_both_instances(
     axe_check(on_b, "agent console")
 
 
+def test_a_journal_connector_gets_the_journal_kinds_form(
+        sign_in: Callable[..., Any], pair: tuple[ServerProcess, ServerProcess]) -> None:
+    """The demo's `crm-journal` (role journal) opens with the journal kind's options (its body template) and
+    saves unchanged; a new connector switched to role journal gets them too."""
+    from playwright.sync_api import expect
+
+    a, _ = pair
+    page = sign_in(a, "admin", lands="/admin")
+    page.locator('#connector-list [data-connector="crm-journal"]').get_by_role("button", name="Edit").click()
+    form = page.get_by_test_id("connector-form")
+    expect(form.locator('[data-path="options.body"]')).to_be_visible(timeout=TIMEOUT_MS)  # the journal's own
+    expect(form.locator('[data-path="options.items"]')).to_have_count(0)  # no section kind's field
+    form.get_by_role("button", name="Save").click()
+    expect(form).to_have_count(0, timeout=TIMEOUT_MS)  # saved: the editor closes
+    with admin_api(a) as api:
+        assert api.get("/api/admin/connectors/crm-journal").json()["role"] == "journal"
+    page.get_by_role("button", name="Add a connector").click()
+    form = page.get_by_test_id("connector-form")
+    expect(form.locator('[data-path="options.body"]')).to_have_count(0)  # the section kinds' form first
+    form.locator('[data-path="role"] select').select_option("journal")
+    expect(form.locator('[data-path="options.body"]')).to_be_visible(timeout=TIMEOUT_MS)
+    form.get_by_role("button", name="Cancel").click()
+
+
 def test_export_then_reimport_the_config(
         sign_in: Callable[..., Any], pair: tuple[ServerProcess, ServerProcess], backend: str) -> None:
     """Export gives the YAML file; a connector deleted afterwards comes back when the file is imported, once

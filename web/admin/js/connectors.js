@@ -66,7 +66,9 @@ async function remove(name) {
 
 /** Open the editor: `current` is a connector (edit) or null (new). */
 export async function edit(current) {
-  const { connector, kinds: list } = await schemas();
+  const { connector, kinds: sectionKinds, journal_kinds: journalKinds = [] } = await schemas();
+  // a `journal` connector (wrap-ups written back) has kinds of its own: the form follows the role
+  let list = current && current.role === "journal" ? journalKinds : sectionKinds;
   const holder = document.getElementById("connector-editor");
   const isNew = !current;
   const nameId = "connector-name";
@@ -107,6 +109,18 @@ export async function edit(current) {
   if (role) form.querySelector(".fields").append(role);
   showOptions(current ? current.options : {});
   kindSelect.addEventListener("change", () => showOptions({}));
+  const roleSelect = role ? role.querySelector("select") : null;
+  if (roleSelect) {
+    roleSelect.addEventListener("change", () => {
+      const wanted = roleSelect.value === "journal" ? journalKinds : sectionKinds;
+      if (wanted === list) return;
+      list = wanted;
+      const keep = list.some((k) => k.kind === kindSelect.value) ? kindSelect.value : (list[0] || {}).kind;
+      kindSelect.replaceChildren(...list.map((k) => h("option", { value: k.kind }, k.kind)));
+      if (keep) kindSelect.value = keep;
+      showOptions({});
+    });
+  }
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearErrors(form);
