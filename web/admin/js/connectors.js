@@ -145,9 +145,9 @@ export async function edit(current) {
       }
       return;
     }
+    await refresh(); // the list first: its Edit buttons then hold what was just saved
     clear(holder);
     notice("");
-    await refresh();
     const row = document.querySelector(`[data-connector="${CSS.escape(name)}"] button`);
     if (row) row.focus();
   });
