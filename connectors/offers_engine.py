@@ -19,13 +19,15 @@ Recommendation Reality Check", TOIS 2023; Hu et al., TIFU-KNN, SIGIR 2020):
     popular(i)     = popularity * ((1 - recent) * share of orders with i + recent * the same over the
                      latest tenth of orders), each scaled to 1 for the most popular product
 
-    score = repeat + explore + popular
+    score = repeat + (explore + popular) * (1 - loyal(u)) ** venture
+                                  (a customer who rarely re-buys gets more new products, one who does fewer)
 
 Every customer's candidates are the products they bought, their best neighbour products and the most
 popular ones, so a list is always full: with no history it is the most popular products. The weights
 (`Mix`) are learnt on the training data alone: each customer's last training order is held out, the mix
 that ranks those orders best (NDCG@k) is kept (a coordinate search over `GRID`, which contains the mix
-that reproduces GP-TopFreq), and the model is then built again on all the training data.
+that reproduces GP-TopFreq; kept only if it beats GP-TopFreq there by more than a standard error), and the
+model is then built again on all the training data.
 
 The usual interval of a product bought n >= 2 times is (last - first) / (n - 1) days; q = days since
 last / interval; due(q) rises from 0.1 to 1 at q = 1 and slowly falls after (an overdue product is still
@@ -307,8 +309,9 @@ def tune(orders: Orders, k: int = 10, max_customers: int = 20000, rounds: int = 
          ) -> tuple[Mix, dict[str, Any]]:
     """The mix that ranks each customer's last order of `orders` best (NDCG@k), learnt from the orders
     before it (see the module docstring). The search starts from GP-TopFreq's mix and takes a step only
-    when it beats the current mix by more than `z` standard errors, so thin data keeps a mix close to
-    GP-TopFreq. Returns (mix, what was found: validation NDCG of the mix and of GP-TopFreq, customers)."""
+    when it beats the current mix by more than `z` standard errors; the mix found is returned only if it
+    beats GP-TopFreq by more than `z_final` of them, else GP-TopFreq's mix (never worse on this validation).
+    Returns (mix, what was found: validation NDCG of the mix and of GP-TopFreq, customers)."""
     fit_orders, held = split_last(orders)
     held_customers = np.unique(orders.order_customer[held])
     if len(held_customers) < 2:
