@@ -19,13 +19,15 @@ Recommendation Reality Check", TOIS 2023; Hu et al., TIFU-KNN, SIGIR 2020):
     popular(i)     = popularity * ((1 - recent) * share of orders with i + recent * the same over the
                      latest tenth of orders), each scaled to 1 for the most popular product
 
-    score = repeat + explore + popular
+    score = repeat + (explore + popular) * (1 - loyal(u)) ** venture
+                                  (a customer who rarely re-buys gets more new products, one who does fewer)
 
 Every customer's candidates are the products they bought, their best neighbour products and the most
 popular ones, so a list is always full: with no history it is the most popular products. The weights
 (`Mix`) are learnt on the training data alone: each customer's last training order is held out, the mix
 that ranks those orders best (NDCG@k) is kept (a coordinate search over `GRID`, which contains the mix
-that reproduces GP-TopFreq), and the model is then built again on all the training data.
+that reproduces GP-TopFreq; kept only if it beats GP-TopFreq there by more than a standard error), and the
+model is then built again on all the training data.
 
 The usual interval of a product bought n >= 2 times is (last - first) / (n - 1) days; q = days since
 last / interval; due(q) rises from 0.1 to 1 at q = 1 and slowly falls after (an overdue product is still
@@ -62,6 +64,7 @@ class Mix:
     recent: float = 0.5
     loyalty: float = 0.0
     once: float = 0.0
+    venture: float = 0.0
 
 
 GP_TOPFREQ = Mix(decay=1.0, shrink=0.0, item_repeat=0.0, due=0.0, neighbours=0.0, popularity=1e-6, recent=0.0)
@@ -75,6 +78,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "recent": (0.0, 0.3, 0.6, 1.0),
     "loyalty": (0.0, 0.5, 1.0, 2.0),
     "once": (0.0, 0.5, 1.0, 2.0),
+    "venture": (0.0, 0.5, 1.0, 2.0, 4.0),
 }
 
 
@@ -248,7 +252,10 @@ class Candidates:
                           * e.due[p] ** mix.due * e.loyal[self.customer] ** mix.loyalty
                           * e.due_once[p] ** mix.once, 0.0)
         popular = (1.0 - mix.recent) * e.popular[self.product] + mix.recent * e.recent_popular[self.product]
-        return repeat, mix.neighbours * self.nb + mix.popularity * popular
+        other = mix.neighbours * self.nb + mix.popularity * popular
+        if mix.venture:
+            other = other * (1.0 - e.loyal[self.customer]) ** mix.venture
+        return repeat, other
 
     def top(self, mix: Mix, k: int, who: IntArray, keep: npt.NDArray[np.bool_] | None = None) -> IntArray:
         """The k best products of each customer of `who` (a len(who) x k matrix, -1 where fewer)."""
@@ -298,11 +305,13 @@ def better(new: FloatArray, old: FloatArray, z: float) -> bool:
 
 
 def tune(orders: Orders, k: int = 10, max_customers: int = 20000, rounds: int = 2,
-         step: Callable[[], None] | None = None, seed: int = 0, z: float = 1.0) -> tuple[Mix, dict[str, Any]]:
+         step: Callable[[], None] | None = None, seed: int = 0, z: float = 0.5, z_final: float = 1.0
+         ) -> tuple[Mix, dict[str, Any]]:
     """The mix that ranks each customer's last order of `orders` best (NDCG@k), learnt from the orders
     before it (see the module docstring). The search starts from GP-TopFreq's mix and takes a step only
-    when it beats the current mix by more than `z` standard errors, so thin data keeps a mix close to
-    GP-TopFreq. Returns (mix, what was found: validation NDCG of the mix and of GP-TopFreq, customers)."""
+    when it beats the current mix by more than `z` standard errors; the mix found is returned only if it
+    beats GP-TopFreq by more than `z_final` of them, else GP-TopFreq's mix (never worse on this validation).
+    Returns (mix, what was found: validation NDCG of the mix and of GP-TopFreq, customers)."""
     fit_orders, held = split_last(orders)
     held_customers = np.unique(orders.order_customer[held])
     if len(held_customers) < 2:
@@ -352,6 +361,9 @@ def tune(orders: Orders, k: int = 10, max_customers: int = 20000, rounds: int = 
                     best, best_scores, moved = m, s, True
         if not moved and r >= 1:
             break
+    if best != GP_TOPFREQ and not better(best_scores, baseline, z_final):
+        # the steps, each past z standard errors, must add up to more than z_final ones over GP-TopFreq
+        best, best_scores, curve = GP_TOPFREQ, baseline, None
     return best, {"customers": int(len(who)), "ndcg": float(best_scores.mean()),
                   "gp_topfreq_ndcg": float(baseline.mean()), "curve": curve}
 

@@ -236,7 +236,8 @@ def _again(e: Engine, mix: Mix, ok: npt.NDArray[np.bool_], n: int) -> IntArray:
     p = e.pair_product
     popular = (1.0 - mix.recent) * e.popular[p] + mix.recent * e.recent_popular[p]
     score = (e.own(mix.decay, mix.shrink) * e.again[p] ** mix.item_repeat * e.due ** mix.due
-             * e.loyal[e.pair_customer] ** mix.loyalty * e.due_once ** mix.once + mix.popularity * popular)
+             * e.loyal[e.pair_customer] ** mix.loyalty * e.due_once ** mix.once
+             + mix.popularity * popular * (1.0 - e.loyal[e.pair_customer]) ** mix.venture)
     rows = np.flatnonzero(ok[p])
     best = rows[top_per_sorted_row(e.pair_customer[rows], score[rows], n)]
     out = np.full((e.orders.n_customers, n), -1, dtype=np.int64)

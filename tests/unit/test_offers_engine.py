@@ -253,3 +253,44 @@ def test_interval_said_out_loud() -> None:
     assert [interval_text(d) for d in (1, 5, 14, 21, 40, 90, 365)] == [
         "every day", "every 5 days", "every 2 weeks", "every 3 weeks", "every 6 weeks", "every 3 months",
         "every 12 months"]
+
+
+def _noise(customers: int = 300, seed: int = 3) -> list[tuple[str, str, float, str]]:
+    """Baskets of products drawn at random: nothing to learn beyond popularity."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in range(customers):
+        for k in range(int(rng.integers(2, 6))):
+            for p in dict.fromkeys(rng.integers(0, 40, size=3).tolist()):
+                rows.append((f"C{c}", f"C{c}-{k}", float(10 * k + c % 7), f"P{p}"))
+    return rows
+
+
+def test_tuning_never_reports_a_mix_worse_than_gp_topfreq_on_its_validation() -> None:
+    """The learnt mix scores at least GP-TopFreq's validation NDCG, and falls back to it when the gain is thin."""
+    orders = encode(_noise())
+    mix, found = offers_engine.tune(orders)
+    assert found["ndcg"] >= found["gp_topfreq_ndcg"]
+    loose, _ = offers_engine.tune(orders, z=0.0, z_final=0.0)
+    assert loose != offers_engine.GP_TOPFREQ  # with no threshold noise moves the mix
+    strict, found = offers_engine.tune(orders, z=0.0, z_final=50.0)
+    assert strict == offers_engine.GP_TOPFREQ and found["ndcg"] == found["gp_topfreq_ndcg"]
+
+
+def test_venture_lifts_new_products_for_the_customer_who_rarely_rebuys() -> None:
+    """With venture > 0 the explore and popular part weighs more for a low-loyalty customer than a loyal one."""
+    rows = [("L", f"L{k}", float(k), "MILK") for k in range(6)]
+    rows += [("X", f"X{k}", float(k), f"NEW{k}") for k in range(6)]
+    rows += [(f"O{c}", f"O{c}", 1.0, "BREAD") for c in range(5)]
+    orders = encode(rows)
+    engine = Engine(orders, np.full(orders.n_customers, 7.0))
+    who = np.array(sorted(orders.customers.index(c) for c in ("L", "X")))
+    cands = engine.candidates(who, Mix(), popular_per_customer=3)
+    bread = cands.product == orders.products.index("BREAD")
+    loyal_row = bread & (cands.customer == orders.customers.index("L"))
+    rover_row = bread & (cands.customer == orders.customers.index("X"))
+    _, flat = cands.parts(Mix(venture=0.0))
+    assert flat[loyal_row][0] == pytest.approx(flat[rover_row][0])
+    _, lifted = cands.parts(Mix(venture=2.0))
+    assert engine.loyal[orders.customers.index("L")] > engine.loyal[orders.customers.index("X")]
+    assert lifted[rover_row][0] > lifted[loyal_row][0]
