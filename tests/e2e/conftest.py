@@ -12,14 +12,34 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from telephony.generic import sign
-from tests.conftest import free_port
+from tests.conftest import CHROMIUM, free_port, need
 
 DEMO_SECRET = "demo-secret"
+# Debian's Chromium, headless, without the background requests a closed network refuses
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless, for the whole module (skipped, or failed in CI, without it)."""
+    need(os.path.exists(CHROMIUM), f"Debian chromium not installed ({CHROMIUM})")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        need(False, "the playwright package is not installed")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
 
 
 @dataclass

@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 
 from screenpop.demo import DemoEnvironment
-from tests.conftest import CHROMIUM, REDIS_URL, free_port, need, port_open
+from tests.conftest import REDIS_URL, free_port, need, port_open
 from tests.e2e.conftest import ServerProcess, login, start_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -32,8 +32,6 @@ KNOWN = "+14155550100"
 TIMEOUT_MS = 15_000
 IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 SHOTS_TO_DOCS = os.environ.get("SCREENPOP_UPDATE_SCREENSHOTS") == "1"  # (as tests/e2e/test_browser.py)
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
 SECRET = "admin-browser-secret"
 
 
@@ -92,22 +90,6 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProce
         finally:
             a.stop()
             b.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, for the whole module."""
-    need(os.path.exists(CHROMIUM), f"Debian chromium not installed ({CHROMIUM})")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        need(False, "the playwright package is not installed")
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture

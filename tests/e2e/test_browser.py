@@ -15,8 +15,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CHROMIUM, need
-
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 KNOWN = "+14155550100"
@@ -28,25 +26,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 # The README's screenshots are rewritten only when asked (SCREENPOP_UPDATE_SCREENSHOTS=1): a test run must
 # not leave the checkout changed.
 SHOTS_TO_DOCS = os.environ.get("SCREENPOP_UPDATE_SCREENSHOTS") == "1"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
 NOT_A_NAME = re.compile(r"^\s*(Unknown caller|Number withheld|Invalid number|Identifying caller…)?\s*$")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, for the whole module."""
-    need(os.path.exists(CHROMIUM), f"Debian chromium not installed ({CHROMIUM})")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        need(False, "the playwright package is not installed")
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture

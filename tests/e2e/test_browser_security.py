@@ -3,43 +3,25 @@ violation reported), framing by another page is refused, and logging out closes 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import CHROMIUM, need
 from tests.e2e.conftest import ServerProcess, login
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 TIMEOUT_MS = 10_000
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    """Debian's Chromium, headless."""
-    need(os.path.exists(CHROMIUM), f"Debian chromium not installed ({CHROMIUM})")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def test_login_and_console_work_under_the_csp_and_cannot_be_framed(chromium: Any,
+def test_login_and_console_work_under_the_csp_and_cannot_be_framed(browser: Any,
                                                                     demo_server: ServerProcess) -> None:
     """No CSP violation from login to a shown card; a page of another origin cannot frame the console; a
     revoked session sends the open console back to the login page."""
     from playwright.sync_api import expect
 
-    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import CHROMIUM, free_port, need
+from tests.conftest import free_port, need
 from tests.e2e.conftest import ServerProcess, start_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -24,8 +24,6 @@ UNKNOWN = "+14155550199"
 TIMEOUT_MS = 15_000
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SHOTS_TO_DOCS = os.environ.get("SCREENPOP_UPDATE_SCREENSHOTS") == "1"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
 # the page is "hidden" when the test says so, and every Notification shown is recorded
 HIDDEN_AND_NOTES = """
 Object.defineProperty(Document.prototype, "hidden", { configurable: true, get() { return window.__hidden === true; } });
@@ -103,7 +101,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The back offices and screenpop (its sessions and bus on Redis, as in production), for the whole module."""
     from urllib.parse import urlsplit
 
-    from tests.conftest import REDIS_URL, need, port_open
+    from tests.conftest import REDIS_URL, port_open
 
     u = urlsplit(REDIS_URL)
     need(port_open(u.hostname or "127.0.0.1", u.port or 6379), f"no Redis server at {REDIS_URL}")
@@ -113,22 +111,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield s
     finally:
         s.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless."""
-    need(os.path.exists(CHROMIUM), f"Debian chromium not installed ({CHROMIUM})")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        need(False, "the playwright package is not installed")
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture
