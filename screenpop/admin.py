@@ -84,13 +84,16 @@ class ConnectorAdmin:
     """The connectors of one instance, as the file and the store define them together.
 
     `config` is the file's; `store` holds the admin's overrides; `build` makes sources (with their cache and
-    observer); `slot.lookup` is the lookup in use, replaced on reload; `announce` tells the other instances.
+    observer); `slot.lookup` is the lookup in use, replaced on reload; `announce` tells the other instances;
+    `on_reload` hears the connectors in effect after every reload (the journal follows its connector).
     """
 
     def __init__(self, config: Config, store: AdminStore, build: SourceFactory, slot: LookupSlot,
-                 announce: Callable[[], Awaitable[None]]) -> None:
+                 announce: Callable[[], Awaitable[None]],
+                 on_reload: Callable[[Config], Awaitable[None]] | None = None) -> None:
         self.config, self.store, self.build, self.slot = config, store, build, slot
         self.announce = announce
+        self.on_reload = on_reload  # told the connectors in effect after each reload (the wrap-up journal)
         self._lock = asyncio.Lock()
         self._started: set[int] = set()
         self._retiring: list[Source] = []
@@ -151,6 +154,8 @@ class ConnectorAdmin:
             if retired:  # lookups in flight may still use them: close after the deadline
                 self._retiring.extend(retired)
                 asyncio.get_running_loop().call_later(lookup.deadline_s + 1, self._retire_later, retired)
+            if self.on_reload is not None:
+                await self.on_reload(config)
 
     def _retire_later(self, sources: list[Source]) -> None:
         asyncio.get_running_loop().create_task(self.retire(sources))

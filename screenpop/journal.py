@@ -86,6 +86,17 @@ class JournalService:
             await self.writer.start()
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="screenpop-journal")
 
+    async def replace_writer(self, writer: Journal | None) -> None:
+        """Deliver through `writer` from now on (the journal connector was changed in the admin console):
+        the new one is started first, the old one closed after. A write in flight on the old one that fails
+        is tried again on the new one, under the same key."""
+        if writer is not None:
+            await writer.start()
+        old, self.writer = self.writer, writer
+        self._wake.set()
+        if old is not None:
+            await old.close()
+
     async def close(self) -> None:
         """Stop the loop; close the writer and the store."""
         if self._task is not None:

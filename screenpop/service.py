@@ -23,6 +23,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors.base import Lanes
 from screenpop.access import AccessRecorder, access_log_for
 from screenpop.admin import ConnectorAdmin
 from screenpop.agentadmin import AgentAdmin
@@ -245,7 +246,8 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
     probes = Probes(instance, {"bus": leases.ping, "state store": store.overrides,
                                "call store": functools.partial(calls.get, "readyz-probe")},
                     cti=lambda: {link.name: link.state for link in cti})
-    admin = ConnectorAdmin(config, store, sources, registry, announce=control.connectors_changed)
+    admin = ConnectorAdmin(config, store, sources, registry, announce=control.connectors_changed,
+                           on_reload=_journal_follows(journal, config, lanes))
     return Services(
         settings=settings, config=config, directory=directory, tokens=tokens, bus=bus, outbox=outbox, hub=hub,
         registry=registry, webhook=GenericWebhook(secret_value), store=store, calls=calls,
@@ -256,6 +258,27 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
         agents=AgentAdmin(config, store, directory, announce=control.agents_changed),
         journal=journal, sessions=sessions, guard=SessionGuard(sessions), throttle=throttle,
     )
+
+
+def _journal_follows(journal: JournalService, config: Config, lanes: Lanes) -> Callable[[Config], Awaitable[None]]:
+    """After each reload of the connectors: when the journal connector in effect changed (the admin console,
+    on any instance), the wrap-ups are delivered through the new one from then on."""
+    def in_effect(c: Config) -> dict[str, Any] | None:
+        found = next((x for x in c.connectors if x.role == "journal" and x.enabled), None)
+        return found.model_dump(mode="json") if found is not None else None
+
+    current = [in_effect(config)]
+
+    async def follow(now: Config) -> None:
+        wanted = in_effect(now)
+        if wanted == current[0]:
+            return
+        writer = build_journal(now, "admin", lanes)  # checked by the admin API before it was stored
+        await journal.replace_writer(writer)
+        current[0] = wanted
+        log.info("the wrap-up journal now writes through %s", writer.name if writer else "nothing (kept here)")
+
+    return follow
 
 
 def _rules(lookup: Callable[[], Lookup]) -> Callable[[], Rules]:

@@ -339,3 +339,23 @@ def test_choosing_among_several_customers_is_audited(tmp_path: Path, backend: st
                     break
         rows = c.get("/api/admin/access", params={"customer": "C2002"}).json()["entries"]
         assert any(r["agent"] == "alice" and r["action"] == "chosen" for r in rows), rows
+
+
+def test_a_journal_connector_changed_in_the_console_is_used_at_once(tmp_path: Path) -> None:
+    """Changing the journal connector's target in the admin API moves the wrap-up deliveries to it without a
+    restart (the old writer is closed); deleting it keeps wrap-ups in screenpop's own journal."""
+    journal = {"kind": "http", "role": "journal", "options": {"url": "http://127.0.0.1:9/old/calls"}}
+    with make(tmp_path) as c:
+        login(c, "ada")
+        assert c.put("/api/admin/connectors/crm", json=journal).status_code == 201
+        services = c.app.state.services  # type: ignore[attr-defined]
+        first = services.journal.writer
+        assert first is not None and first.options.url.endswith("/old/calls")
+        body = c.get("/api/admin/connectors/crm").json()
+        body.pop("origin")
+        body["options"]["url"] = "http://127.0.0.1:9/new/calls"
+        assert c.put("/api/admin/connectors/crm", json=body).status_code == 200
+        assert services.journal.writer is not first and services.journal.writer.options.url.endswith("/new/calls")
+        assert first._session is None  # closed
+        assert c.delete("/api/admin/connectors/crm").status_code == 204
+        assert services.journal.writer is None
