@@ -198,6 +198,17 @@ def _url_value(value: str) -> str:
     return quote(value, safe="")
 
 
+async def tls_setting(verify_tls: bool, ca_file: str | None) -> ssl.SSLContext | bool:
+    """aiohttp's `ssl` for these options: a context trusting `ca_file` (read in a thread), else `verify_tls`;
+    ConnectorError when the file is no PEM bundle of CA certificates."""
+    if ca_file is None:
+        return verify_tls
+    try:
+        return await asyncio.to_thread(ssl.create_default_context, cafile=ca_file)
+    except (OSError, ssl.SSLError, ValueError) as err:
+        raise ConnectorError("ca_file is not a readable PEM bundle of CA certificates") from err
+
+
 class _LaneResolver(AbstractResolver):
     """aiohttp's resolver, checking every address against the connector's lanes before it is used."""
 
@@ -307,12 +318,7 @@ class HttpConnector(Connector):
         """Open the session and its connection pool (connections are made on first use)."""
         if self._session is not None:
             return
-        tls: ssl.SSLContext | bool = self.options.verify_tls
-        if self.options.ca_file is not None:
-            try:
-                tls = await asyncio.to_thread(ssl.create_default_context, cafile=self.options.ca_file)
-            except (OSError, ssl.SSLError, ValueError) as err:
-                raise ConnectorError("ca_file is not a readable PEM bundle of CA certificates") from err
+        tls = await tls_setting(self.options.verify_tls, self.options.ca_file)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.options.max_connections, ssl=tls,
                                            resolver=_LaneResolver(self.lanes)),

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import ssl
 import string
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
@@ -39,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from yarl import URL
 
 from connectors.base import ConnectorError, ConnectorOptions, Journal
-from connectors.http import SAFETY_TIMEOUT_S, HttpOptions, _drain
+from connectors.http import SAFETY_TIMEOUT_S, HttpOptions, _drain, tls_setting
 from connectors.http import _check_literal as check_literal
 from connectors.http import _errors as http_errors
 from connectors.http import _LaneResolver as LaneResolver
@@ -177,12 +176,7 @@ class HttpJournal(Journal):
         """Open the session (connections are made on first use)."""
         if self._session is not None:
             return
-        tls: ssl.SSLContext | bool = self.options.verify_tls
-        if self.options.ca_file is not None:
-            try:
-                tls = ssl.create_default_context(cafile=self.options.ca_file)
-            except (OSError, ssl.SSLError, ValueError) as err:
-                raise ConnectorError("ca_file is not a readable PEM bundle of CA certificates") from err
+        tls = await tls_setting(self.options.verify_tls, self.options.ca_file)
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=20, ssl=tls,
                                                                            resolver=LaneResolver(self.lanes)),
                                               timeout=aiohttp.ClientTimeout(total=SAFETY_TIMEOUT_S),

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from screenpop.errors import StoreError
 from screenpop.models import WrapUp
-from screenpop.store import _async_url, create_tables
+from screenpop.store import _async_url, open_engine
 
 State = Literal["draft", "queued", "saved", "local"]
 DONE: frozenset[str] = frozenset({"saved", "local"})
@@ -162,14 +162,7 @@ class SqlJournalStore(JournalStore):
 
     async def start(self) -> None:
         """Connect and create the table when it does not exist."""
-        from sqlalchemy.ext.asyncio import create_async_engine
-
-        self.engine = create_async_engine(self.url, pool_pre_ping=True)
-        try:
-            await create_tables(self.engine, self.meta)
-        except Exception as err:
-            await self.engine.dispose()
-            raise StoreError(f"cannot open the journal in the state store: {type(err).__name__}") from None
+        self.engine = await open_engine(self.url, self.meta, "the journal in the state store")
 
     async def close(self) -> None:
         """Dispose of the pool."""

@@ -111,14 +111,7 @@ class SqlStore(AdminStore):
 
     async def start(self) -> None:
         """Connect and create the two tables when they do not exist."""
-        from sqlalchemy.ext.asyncio import create_async_engine
-
-        self.engine = create_async_engine(self.url, pool_pre_ping=True)
-        try:
-            await create_tables(self.engine, self.meta)
-        except Exception as err:
-            await self.engine.dispose()
-            raise StoreError(f"cannot open the state store: {type(err).__name__}") from None
+        self.engine = await open_engine(self.url, self.meta, "the state store")
 
     async def close(self) -> None:
         """Dispose of the pool."""
@@ -195,6 +188,20 @@ def store_from_url(url: str | None) -> AdminStore:
     if url.split("://", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "postgres"):
         return SqlStore(url)
     raise ConfigError("SCREENPOP_STATE_URL: unsupported scheme; expected sqlite:///path, postgresql://... or memory://")
+
+
+async def open_engine(url: str, meta: Any, what: str) -> Any:
+    """An async SQLAlchemy engine on `url` with `meta`'s tables created when missing; StoreError naming
+    `what` (never the URL: it may hold a password) when the database cannot be opened."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url, pool_pre_ping=True)
+    try:
+        await create_tables(engine, meta)
+    except Exception as err:
+        await engine.dispose()
+        raise StoreError(f"cannot open {what}: {type(err).__name__}") from None
+    return engine
 
 
 async def create_tables(engine: Any, meta: Any, attempts: int = 6) -> None:

@@ -6,8 +6,13 @@ instead, so that nothing is silently skipped there.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -60,3 +65,30 @@ def database_url() -> str:
     u = urlsplit(DATABASE_URL)
     need(port_open(u.hostname or "127.0.0.1", u.port or 5432), f"no PostgreSQL server at {DATABASE_URL}")
     return DATABASE_URL
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """Serve an aiohttp `web.Application` on a free loopback port from an event loop of its own, in a thread
+    (for tests whose own code is synchronous: TestClient, Playwright); its base URL until the block ends."""
+    from aiohttp import web
+
+    loop = asyncio.new_event_loop()
+    port = free_port()
+    runner = web.AppRunner(app)
+
+    async def up() -> None:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(up(), loop).result(10)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from screenpop.auth import hash_password
 from screenpop.config import parse_config
 from screenpop.models import CallEvent, EventKind
 from screenpop.settings import Settings
-from tests.conftest import free_port
+from tests.conftest import serve_in_thread
 
 PW = hash_password("pw")
 
@@ -90,25 +89,11 @@ def backend() -> Iterator[str]:
         await asyncio.sleep(1.0)
         return web.json_response({"late": True})
 
-    loop = asyncio.new_event_loop()
-    port = free_port()
     app = web.Application()
     app.add_routes([web.get("/people", people), web.get("/balance/{id}", balance), web.get("/fail/{id}", fail),
                     web.get("/slow/{id}", slow)])
-    runner = web.AppRunner(app)
-
-    async def up() -> None:
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(up(), loop).result(10)
-    yield f"http://127.0.0.1:{port}"
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    loop.close()
+    with serve_in_thread(app) as url:
+        yield url
 
 
 def test_admin_page_by_role(tmp_path: Path) -> None:

@@ -8,10 +8,8 @@ Hooks: `data-connector` (and `data-status`) on the rows of the connector list an
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +21,7 @@ import pytest
 from aiohttp import web
 
 from screenpop.demo import DemoEnvironment
-from tests.conftest import REDIS_URL, free_port, need, port_open
+from tests.conftest import REDIS_URL, free_port, need, port_open, serve_in_thread
 from tests.e2e.conftest import ServerProcess, login, start_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -47,24 +45,10 @@ def backend() -> Iterator[str]:
             return web.json_response({"error": "bad token"}, status=401)
         return web.json_response({"points": 120, "tier": "gold"})
 
-    loop = asyncio.new_event_loop()
-    port = free_port()
     app = web.Application()
     app.add_routes([web.get("/fail/{id}", fail), web.get("/ok/{id}", ok)])
-    runner = web.AppRunner(app)
-
-    async def up() -> None:
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(up(), loop).result(10)
-    yield f"http://127.0.0.1:{port}"
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    loop.close()
+    with serve_in_thread(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
