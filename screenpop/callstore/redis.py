@@ -11,13 +11,17 @@ Keys (`<prefix>` is SCREENPOP_BUS_PREFIX; each written with a TTL of `ttl_s`, re
     <prefix>:agent:<agent id>   sorted set: the calls whose card the agent has, scored by when it got it
     <prefix>:due                sorted set: the calls whose lookup has pending sections, scored by `due()`
 
-`apply` is optimistic: MGET the record and its version, run the step, then a script stores the new record,
-its version + 1 and the index updates only if the version is still the one read (compare-and-set). If
-another instance changed the call in between, the script stores nothing and the step runs again on the new
-record (at most `attempts` times), so one call's transitions are linearizable across instances while the
-state machine stays in Python (docs/decisions/0005-shared-call-state.md). Two round trips per change; a
-step that changes nothing costs one; a change that follows this store's own last change of the call tries
-the set on what it wrote, without reading first (one round trip, unless another instance changed it).
+`apply` is optimistic: run the step on what this store believes the call is, then a script stores the new
+record, its version + 1 and the index updates only if the version is still the one believed
+(compare-and-set). If it is not, the script stores nothing and answers the call's version and record as
+they are, and the step runs again on those (at most `attempts` times), so one call's transitions are
+linearizable across instances while the state machine stays in Python
+(docs/decisions/0005-shared-call-state.md). What the store believes: after its own last change of the call,
+what it wrote; otherwise that the call is new (no record, version 0), but only when the step starts the
+call's lookup on that guess (a call's first event); any other change of a call this store does not know
+(an `ended` whose `ringing` went to another instance) reads the record first (MGET). So: one round trip
+for a new call and for a change following this store's own; two for a call another instance changed last
+(the read and the set; or the set answers the record, the second set stores).
 Changes of one call on one instance take turns, and those that came while one was being stored (a lookup's
 sections settling together) are stored together: their steps in order, one compare-and-set.
 Index entries whose record expired are skipped and removed when read.
@@ -43,11 +47,14 @@ _FAILURES = (RedisError, OSError)
 _KNOWN_MAX = 10_000  # calls whose last change this store remembers
 
 # Store a change if the call's version is still the one read (compare-and-set), with its index updates and
-# messages. KEYS: the record, its version, the due index, then the agent indexes the call leaves, then those
-# it enters. ARGV: the version read, the record's JSON, the TTL (s), now (unix s), the due score ('' = not
-# due), the call id, how many agents leave, how many enter, the channel ('' = none), then the messages.
+# messages; 1 when stored, else the call's version and record as they are (what the next attempt starts
+# from: no separate read). KEYS: the record, its version, the due index, then the agent indexes the call
+# leaves, then those it enters. ARGV: the version read, the record's JSON, the TTL (s), now (unix s), the due
+# score ('' = not due), the call id, how many agents leave, how many enter, the channel ('' = none), then the
+# messages.
 _STORE = """
-if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
+local version = redis.call('GET', KEYS[2]) or '0'
+if version ~= ARGV[1] then return {version, redis.call('GET', KEYS[1])} end
 local ttl, now, call = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[6]
 local leaving, entering = tonumber(ARGV[7]), tonumber(ARGV[8])
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ttl)
@@ -199,15 +206,14 @@ class RedisCallStore(CallStore):
         """The batch's steps one after the other on the record, stored with one compare-and-set."""
         client, key = self._require(), self._key(call_id)
         ttl = max(1, int(self.ttl_s))
+        # what the next attempt starts from: this store's own last change of the call, else a new call (a guess:
+        # `guessed` until Redis has answered what the call is)
+        known = self._last.pop(call_id, None)
+        guessed = known is None
+        raw: str | bytes | None
+        read, raw = known if known is not None else ("0", None)
         try:
             for _ in range(self.attempts):
-                known = self._last.pop(call_id, None)
-                raw: str | bytes | None
-                if known is not None:
-                    read, raw = known
-                else:
-                    raw, version = await client.mget(key, self._version_key(call_id))
-                    read = version.decode() if isinstance(version, bytes) else str(version or "0")
                 rec = CallRecord.from_json(raw) if raw is not None else None
                 before = set(rec.ringing) if rec is not None else set()
                 outs, texts, changed = [], [], False
@@ -218,6 +224,12 @@ class RedisCallStore(CallStore):
                         changed, rec = True, out.record
                         if self.channel is not None and change.render is not None:
                             texts += change.render(out)  # (now: a later step of the batch changes the record)
+                if guessed and not (changed and any(o.start == "fresh" for o in outs)):
+                    # the guess holds only for a call's first event (it starts the lookup); anything else (an
+                    # `ended` from another instance, nothing to store for a new call): read what the call is
+                    raw, version = await client.mget(key, self._version_key(call_id))
+                    read, guessed = _text(version) if version is not None else "0", False
+                    continue
                 if not changed or rec is None:
                     return outs
                 leaving = sorted(before.difference(rec.ringing))
@@ -228,14 +240,17 @@ class RedisCallStore(CallStore):
                 text = rec.to_json()
                 args: list[str | int | float] = [read, text, ttl, time.time(), "" if due is None else due,
                                                  call_id, len(leaving), len(entering), self.channel or "", *texts]
-                if await self._script(keys=keys, args=args):
+                answer = await self._script(keys=keys, args=args)
+                if not isinstance(answer, list):  # stored
                     if not rec.ended:
                         self._last[call_id] = (str(int(read) + 1), text)
                         while len(self._last) > _KNOWN_MAX:
                             self._last.popitem(last=False)
                     return outs
-                if known is None:
-                    self.conflicts += 1  # (a change made elsewhere since this store's last one is no conflict)
+                if not guessed and known is None:
+                    self.conflicts += 1  # changed by another instance between this store's read and its set
+                known, guessed = None, False  # (a guess that was wrong, or a change made elsewhere: no conflict)
+                read, raw = _text(answer[0]), answer[1]
         except _FAILURES as exc:
             raise self._error(f"apply a change to call {call_id!r}", exc) from None
         raise CallStoreError(f"call {call_id!r} changed {self.attempts} times while a change was applied; gave up")
@@ -278,3 +293,7 @@ class RedisCallStore(CallStore):
         except _FAILURES as exc:
             raise self._error("read the due lookups", exc) from None
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+
+def _text(value: bytes | str | int) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
