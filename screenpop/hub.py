@@ -1,6 +1,8 @@
 """The agent hub: delivers bus messages to the sockets of their recipients on this instance.
 
-Every instance reads every agent message from the bus and writes it to its recipients' sockets here. A
+Every instance reads the agent messages of the bus (with the call store's routing, only those of agents
+it holds sockets of: it says where they are before reading a socket's snapshot, and again every
+`refresh_s` and after a reconnect) and writes them to their recipients' sockets here. A
 socket's first message is a `snapshot` of the agent's active cards, read from the call store (shared by
 the instances), so a socket on any instance, started a second ago or not, gets the right cards. When the
 bus subscription comes back after a lost connection (messages published meanwhile are lost), every socket
@@ -12,10 +14,11 @@ reconnects and gets a fresh snapshot), so one slow browser never holds up the ot
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from screenpop import protocol
@@ -30,6 +33,17 @@ Snapshots = Callable[[str], Awaitable[list[Any]]]
 
 async def _no_cards(agent_id: str) -> list[Any]:
     return []
+
+
+class Routing(Protocol):
+    """Where the store routes agent messages (the call store: `route`, `present`)."""
+
+    route: str | None
+
+    async def present(self, agent_ids: Iterable[str]) -> None: ...
+
+
+REFRESH_S = 30.0  # how often the hub says again where its agents are (well within the store's presence time)
 
 
 class Peer(Protocol):
@@ -89,12 +103,18 @@ class AgentHub:
     """Routes agent messages from the bus to connected sockets, and remembers active cards."""
 
     def __init__(self, bus: Bus, channel: str = CHANNEL, *, snapshots: Snapshots = _no_cards,
-                 on_attach: Callable[[], None] | None = None) -> None:
+                 on_attach: Callable[[], None] | None = None, routing: Routing | None = None,
+                 refresh_s: float = REFRESH_S) -> None:
         self.bus = bus
         self.channel = channel
         self.snapshots = snapshots
+        # with a route, the store sends this instance only the messages of agents it holds sockets of
+        self.routing = routing if routing is not None and routing.route is not None else None
+        self.refresh_s = refresh_s
+        self._refresher: asyncio.Task[None] | None = None
         self._conns: dict[str, set[Connection]] = {}
         self._resync: asyncio.Task[None] | None = None
+        self._again = False  # a subscription came back while a resync ran: run it once more
         self.resyncs = 0
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -115,12 +135,31 @@ class AgentHub:
             self._task.result()  # raises what stopped it
 
     async def _run(self) -> None:
-        async with self.bus.subscribe(self.channel) as sub:
-            sub.on_reconnect(self._reconnected)
-            sub.listen(self._dispatch)  # where supported, each message is dispatched as it arrives: no hop
+        channels = [self.channel] + ([self.routing.route] if self.routing is not None and self.routing.route else [])
+        async with contextlib.AsyncExitStack() as stack:
+            subs = [await stack.enter_async_context(self.bus.subscribe(c)) for c in channels]
+            for sub in subs:
+                sub.on_reconnect(self._reconnected)
+                sub.listen(self._dispatch)  # where supported, each message is dispatched as it arrives: no hop
+            if self.routing is not None:
+                self._refresher = asyncio.create_task(self._refresh(), name="screenpop-hub-presence")
             self._ready.set()
-            async for text in sub:
-                self._dispatch(text)
+            await asyncio.gather(*(self._drain(sub) for sub in subs))
+
+    async def _drain(self, sub: AsyncIterable[str]) -> None:
+        async for text in sub:
+            self._dispatch(text)
+
+    async def _refresh(self) -> None:
+        """Say again, every `refresh_s`, where this instance's agents are (their presence would end)."""
+        assert self.routing is not None
+        while True:
+            await asyncio.sleep(self.refresh_s)
+            try:
+                await self.routing.present(list(self._conns))
+            except Exception as err:
+                log.warning("could not say where this instance's agents are (%s); trying again in %.0f s",
+                            err, self.refresh_s)
 
     def _dispatch(self, text: str) -> None:
         try:
@@ -129,13 +168,34 @@ class AgentHub:
             log.exception("could not dispatch an agent message")
 
     def _reconnected(self) -> None:
-        """The subscription came back: what was published meanwhile is lost; resync every socket."""
+        """A subscription came back: what was published meanwhile is lost; resync every socket (once more
+        after the resync under way, if there is one: it may have read the store before this one was back)."""
         if self._resync is None or self._resync.done():
-            self._resync = asyncio.get_running_loop().create_task(self.resync(), name="screenpop-hub-resync")
+            self._resync = asyncio.get_running_loop().create_task(self._resyncs(), name="screenpop-hub-resync")
+        else:
+            self._again = True
+
+    async def _resyncs(self) -> None:
+        while True:
+            self._again = False
+            await self.resync()
+            if not self._again:
+                return
 
     async def resync(self) -> None:
-        """Send every socket on this instance a fresh snapshot from the store."""
+        """Send every socket on this instance a fresh snapshot from the store (with routing, after saying
+        again where this instance's agents are: a restarted Redis forgot it)."""
         self.resyncs += 1
+        if self.routing is not None and self._conns:
+            try:
+                await self.routing.present(list(self._conns))
+            except Exception as err:
+                log.warning("resync: could not say where this instance's agents are (%s); closing their "
+                            "sockets (they reconnect)", err)
+                for conns in list(self._conns.values()):
+                    for conn in list(conns):
+                        await self._drop(conn, 1013, "try again")
+                return
         for agent_id, conns in list(self._conns.items()):
             try:
                 text = protocol.snapshot(await self.snapshots(agent_id))
@@ -151,7 +211,7 @@ class AgentHub:
     async def close(self) -> None:
         """Stop reading the bus and close every socket with 1012 (service restart: the console reconnects, to
         another instance if this one is gone)."""
-        for task in (self._task, self._resync):
+        for task in (self._task, self._resync, self._refresher):
             if task:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -192,6 +252,8 @@ class AgentHub:
         conn.held = True
         self._conns.setdefault(agent_id, set()).add(conn)
         try:
+            if self.routing is not None:  # first: every change stored from now on is routed here
+                await self.routing.present([agent_id])
             text = await self.snapshot(agent_id)
         except Exception as err:
             log.warning("snapshot of %s failed (%s); closing the socket (it reconnects)", agent_id, err)

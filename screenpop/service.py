@@ -211,7 +211,8 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
                              settings.login_failures_per_address)
     bus = bus or bus_from_url(settings.bus_url)
     outbox = Outbox(bus, channel=f"{settings.bus_prefix}.agents")
-    calls = _call_store(settings)
+    instance = secrets.token_hex(6)
+    calls = _call_store(settings, instance)
     store = store_from_url(settings.state_url)
     slot: list[CallRegistry] = []
     masker = Masker(_rules(lambda: slot[0].lookup), directory.role_of)
@@ -231,16 +232,15 @@ def build_services(settings: Settings, *, bus: Bus | None = None, config: Config
     registry = CallRegistry(directory, lookup, outbox, store=calls, region=settings.default_region,
                             ttl_s=settings.call_ttl_s, max_calls=settings.max_calls,
                             on_event=metrics.count_event, on_pop=metrics.observe_pop, masker=masker,
-                            on_delivered=access.delivered)
+                            on_delivered=access.delivered, instance=instance)
     slot.append(registry)
     secret_value = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     if not secret_value:
         log.warning("SCREENPOP_WEBHOOK_SECRET is not set: every webhook will be refused with 401")
     gc_settler = GcSettler(registry.lookups_running)  # does nothing until started (`freeze_gc`)
     hub = AgentHub(bus, channel=f"{settings.bus_prefix}.agents", snapshots=_masked_snapshots(calls, masker),
-                   on_attach=gc_settler.attached)
+                   on_attach=gc_settler.attached, routing=calls)
     metrics.watch(lambda: registry.lookup.sources, hub)
-    instance = secrets.token_hex(6)
     control = ControlChannel(bus, f"{settings.bus_prefix}.control", instance=instance)
     leases, cti = _cti_links(settings, instance)
     probes = Probes(instance, {"bus": leases.ping, "state store": store.overrides,
@@ -339,14 +339,17 @@ def _agent_name(directory: Directory, agent_id: str) -> str:
     return (agent.name if agent is not None else "") or agent_id
 
 
-def _call_store(settings: Settings) -> CallStore:
+def _call_store(settings: Settings, instance: str) -> CallStore:
     url = settings.calls_store_url()
     try:
         if url.startswith("memory:"):
             return callstore_from_url(url, ttl_s=settings.call_ttl_s, max_calls=settings.max_calls)
-        # on the bus's own Redis, a change's messages are published with it, in the order of the changes
-        channel = f"{settings.bus_prefix}.agents" if url == settings.bus_url else None
-        return callstore_from_url(url, ttl_s=settings.call_ttl_s, prefix=settings.bus_prefix, channel=channel)
+        if url != settings.bus_url:
+            return callstore_from_url(url, ttl_s=settings.call_ttl_s, prefix=settings.bus_prefix)
+        # on the bus's own Redis, a change's messages are published with it, in the order of the changes, and
+        # only to the instances holding a socket of a recipient
+        return callstore_from_url(url, ttl_s=settings.call_ttl_s, prefix=settings.bus_prefix,
+                                  channel=f"{settings.bus_prefix}.agents", instance=instance)
     except CallStoreError as err:
         raise ConfigError(f"SCREENPOP_CALLS_URL: {err}") from None
 

@@ -16,7 +16,7 @@ A backend is chosen by URL scheme (`memory://`, `redis://`, `rediss://`), import
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from screenpop.callstore.machine import CallRecord, Effect, Outcome
 from screenpop.errors import CallStoreError as CallStoreError  # re-exported: the errors are defined in one tree
@@ -34,6 +34,18 @@ class CallStore(abc.ABC):
     publishes: bool = False
     """True when `apply` publishes a change's messages itself, in the same atomic step as the write (so every
     instance receives one call's messages in the order of its changes); else the caller sends them."""
+
+    route: str | None = None
+    """The bus channel of this instance's own messages when the store publishes each change's messages only
+    to the instances where a recipient is `present` (the hub subscribes to it besides the agent channel);
+    None: every instance reads every message."""
+
+    async def present(self, agent_ids: Iterable[str]) -> None:
+        """With a `route`: from now on, and for a while (the backend's presence time, which the caller renews
+        well within), route these agents' messages to this instance. Called before a socket's snapshot is
+        read, so every change stored later reaches the socket and every change stored earlier is in the
+        snapshot. Raises CallStoreError when the store cannot be reached. Without a route: does nothing."""
+        return None
 
     @abc.abstractmethod
     async def connect(self) -> None:

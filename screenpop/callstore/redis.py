@@ -3,6 +3,13 @@
 With `channel` (the bus's agent channel, when the store and the bus share one Redis), a change's agent
 messages are published by the script that stores it, so one call's messages arrive everywhere in the order
 of its changes (two instances publishing on their own could be overtaken: a section before its card).
+With `instance` too, each message goes only to the instances that hold a socket of one of its recipients
+(`route`, this instance's channel `<channel>:<instance>`): the hub says where its agents are (`present`,
+before it reads a socket's snapshot, and again every `presence_s` / 3 and after a reconnect), and the
+script reads that in the same atomic step as the write. A change stored after an instance said so is
+routed to it; one stored before is in the snapshot it reads next. An agent's entry is not removed when
+their last socket closes: it ends `presence_s` later (a message routed to an instance with no socket for
+it is dropped there), so no race between a closing and an opening socket can leave a socket unrouted.
 
 Keys (`<prefix>` is SCREENPOP_BUS_PREFIX; each written with a TTL of `ttl_s`, refreshed on every write):
 
@@ -10,6 +17,8 @@ Keys (`<prefix>` is SCREENPOP_BUS_PREFIX; each written with a TTL of `ttl_s`, re
     <prefix>:call:<call id>:v   its version: how many changes were stored
     <prefix>:agent:<agent id>   sorted set: the calls whose card the agent has, scored by when it got it
     <prefix>:due                sorted set: the calls whose lookup has pending sections, scored by `due()`
+    <prefix>:where:<agent id>   sorted set: the instances holding a socket of the agent, scored by until when
+                                (routing only; `present`, refreshed by the hub, TTL `presence_s`)
 
 `apply` is optimistic: run the step on what this store believes the call is, then a script stores the new
 record, its version + 1 and the index updates only if the version is still the one believed
@@ -33,11 +42,13 @@ import asyncio
 import json
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 
 from redis.asyncio import Redis, RedisError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from screenpop import protocol
 from screenpop.callstore.base import CallStore, CallStoreError, Render, Step
 from screenpop.callstore.machine import CallRecord, Outcome
 from screenpop.models import Card
@@ -49,9 +60,12 @@ _KNOWN_MAX = 10_000  # calls whose last change this store remembers
 # Store a change if the call's version is still the one read (compare-and-set), with its index updates and
 # messages; 1 when stored, else the call's version and record as they are (what the next attempt starts
 # from: no separate read). KEYS: the record, its version, the due index, then the agent indexes the call
-# leaves, then those it enters. ARGV: the version read, the record's JSON, the TTL (s), now (unix s), the due
-# score ('' = not due), the call id, how many agents leave, how many enter, the channel ('' = none), then the
-# messages.
+# leaves, then those it enters, then the presence sets of the messages' recipients. ARGV: the version read,
+# the record's JSON, the TTL (s), now (unix s), the due score ('' = not due), the call id, how many agents
+# leave, how many enter, the channel ('' = publish nothing), how many presence sets ('' = no routing: each
+# message is published on the channel), then the messages: without routing each text; with routing each as
+# its recipients' count, their presence sets' numbers (1 = the first) and its text, published once on
+# `<channel>:<instance>` for each instance where a recipient is present.
 _STORE = """
 local version = redis.call('GET', KEYS[2]) or '0'
 if version ~= ARGV[1] then return {version, redis.call('GET', KEYS[1])} end
@@ -68,8 +82,26 @@ for i = 1, entering do
 end
 if ARGV[5] == '' then redis.call('ZREM', KEYS[3], call)
 else redis.call('ZADD', KEYS[3], ARGV[5], call); redis.call('EXPIRE', KEYS[3], ttl) end
-if ARGV[9] ~= '' then
-  for i = 10, #ARGV do redis.call('PUBLISH', ARGV[9], ARGV[i]) end
+if ARGV[9] == '' then return 1 end
+if ARGV[10] == '' then
+  for i = 11, #ARGV do redis.call('PUBLISH', ARGV[9], ARGV[i]) end
+  return 1
+end
+local base, where, i = 3 + leaving + entering, {}, 11
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  local text, sent = ARGV[i + n + 1], {}
+  for j = i + 1, i + n do
+    local r = tonumber(ARGV[j])
+    if where[r] == nil then where[r] = redis.call('ZRANGEBYSCORE', KEYS[base + r], now, '+inf') end
+    for _, instance in ipairs(where[r]) do
+      if not sent[instance] then
+        sent[instance] = true
+        redis.call('PUBLISH', ARGV[9] .. ':' .. instance, text)
+      end
+    end
+  end
+  i = i + n + 2
 end
 return 1
 """
@@ -101,7 +133,8 @@ class RedisCallStore(CallStore):
     """Calls in Redis under `prefix`; `timeout` bounds connecting and each command."""
 
     def __init__(self, url: str, *, prefix: str = "screenpop", ttl_s: float = 4 * 3600, timeout: float = 2.0,
-                 attempts: int = 20, channel: str | None = None) -> None:
+                 attempts: int = 20, channel: str | None = None, instance: str | None = None,
+                 presence_s: float = 90.0) -> None:
         try:
             self._url = parse_redis_url(url)
         except RedisURLError as exc:
@@ -117,6 +150,8 @@ class RedisCallStore(CallStore):
         self._turns: dict[str, _Turn] = {}  # calls with a change in flight here: the others wait their turn
         self.channel = channel  # where a change's messages are published with it (the bus's agent channel)
         self.publishes = channel is not None
+        self.instance, self.presence_s = instance, presence_s
+        self.route = f"{channel}:{instance}" if channel is not None and instance is not None else None
 
     def __repr__(self) -> str:
         return f"<RedisCallStore {self.address} prefix={self.prefix!r}>"
@@ -129,6 +164,9 @@ class RedisCallStore(CallStore):
 
     def _agent_key(self, agent_id: str) -> str:
         return f"{self.prefix}:agent:{agent_id}"
+
+    def _where_key(self, agent_id: str) -> str:
+        return f"{self.prefix}:where:{agent_id}"
 
     @property
     def _due_key(self) -> str:
@@ -239,7 +277,11 @@ class RedisCallStore(CallStore):
                         *(self._agent_key(a) for a in leaving), *(self._agent_key(a) for a in entering)]
                 text = rec.to_json()
                 args: list[str | int | float] = [read, text, ttl, time.time(), "" if due is None else due,
-                                                 call_id, len(leaving), len(entering), self.channel or "", *texts]
+                                                 call_id, len(leaving), len(entering), self.channel or ""]
+                if self.route is None:
+                    args += ["", *texts]
+                else:
+                    args += self._routed(texts, keys)
                 answer = await self._script(keys=keys, args=args)
                 if not isinstance(answer, list):  # stored
                     if not rec.ended:
@@ -254,6 +296,33 @@ class RedisCallStore(CallStore):
         except _FAILURES as exc:
             raise self._error(f"apply a change to call {call_id!r}", exc) from None
         raise CallStoreError(f"call {call_id!r} changed {self.attempts} times while a change was applied; gave up")
+
+    def _routed(self, texts: list[str], keys: list[str]) -> list[str | int | float]:
+        """The script's routed messages (see _STORE); appends the recipients' presence sets to `keys`."""
+        sets: dict[str, int] = {}
+        out: list[str | int | float] = []
+        for text in texts:
+            to = protocol.open_envelope(text)[0]
+            out += [len(to), *(sets.setdefault(a, len(sets) + 1) for a in to), text]
+        keys += [self._where_key(a) for a in sets]
+        return [len(sets), *out]
+
+    async def present(self, agent_ids: Iterable[str]) -> None:
+        """See `CallStore.present`: ZADD this instance to each agent's presence set, scored by until when
+        (now + `presence_s`), entries past that dropped, in one pipeline."""
+        if self.route is None:
+            return
+        now = time.time()
+        try:
+            async with self._require().pipeline(transaction=False) as pipe:
+                for agent_id in agent_ids:
+                    where = self._where_key(agent_id)
+                    pipe.zadd(where, {str(self.instance): now + self.presence_s})
+                    pipe.zremrangebyscore(where, "-inf", now)
+                    pipe.expire(where, int(self.presence_s) + 1)
+                await pipe.execute()
+        except _FAILURES as exc:
+            raise self._error("say where this instance's agents are", exc) from None
 
     async def get(self, call_id: str) -> CallRecord | None:
         """See `CallStore.get`."""

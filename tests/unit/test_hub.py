@@ -231,3 +231,79 @@ async def test_a_message_sent_during_a_retry_does_not_overtake_it() -> None:
         await received(peer, 5)
         assert [m["call_id"] for m in peer.sent[1:]] == ["0", "1", "2", "3"]
         assert outbox.published == 4 and outbox.failed == 0
+
+
+class Routing:
+    """A call store's routing stand-in: records each `present` in `log`, which the snapshots join."""
+
+    def __init__(self, route: str = "agents:i1", fail: bool = False) -> None:
+        self.route, self.fail, self.log = route, fail, []
+
+    async def present(self, agent_ids) -> None:  # type: ignore[no-untyped-def]
+        if self.fail:
+            raise OSError("redis is down")
+        self.log.append(("present", sorted(agent_ids)))
+
+    async def snapshots(self, agent_id: str) -> list:
+        self.log.append(("snapshot", agent_id))
+        return []
+
+
+async def test_with_routing_an_agent_is_present_before_its_snapshot_is_read_and_the_route_is_heard() -> None:
+    """Routing: attach says where the agent is before reading the snapshot, and messages on the instance's
+    own channel reach the socket."""
+    bus, routing = MemoryBus(), Routing()
+    await bus.connect()
+    hub = AgentHub(bus, "agents", snapshots=routing.snapshots, routing=routing)
+    await hub.start()
+    try:
+        alice = Peer()
+        await hub.attach("alice", alice)
+        await bus.publish("agents:i1", msg(["alice"], {"type": "call.ringing", "call": CARD}))
+        await drain()
+    finally:
+        await hub.close()
+    assert routing.log == [("present", ["alice"]), ("snapshot", "alice")]
+    assert [m["type"] for m in alice.sent] == ["snapshot", "call.ringing"]
+
+
+async def test_with_routing_a_resync_says_again_where_every_agent_is_first() -> None:
+    """Routing: a resync renews every local agent's presence before reading their snapshots; when it cannot,
+    their sockets are closed with 1013 (they reconnect) instead of waiting for messages that never come."""
+    routing = Routing()
+    hub = AgentHub(MemoryBus(), "agents", snapshots=routing.snapshots, routing=routing)
+    alice, bob = Peer(), Peer()
+    await hub.attach("alice", alice)
+    await hub.attach("bob", bob)
+    routing.log.clear()
+    await hub.resync()
+    assert routing.log == [("present", ["alice", "bob"]), ("snapshot", "alice"), ("snapshot", "bob")]
+    routing.fail = True
+    carol = Peer()
+    await hub.attach("carol", carol)  # attach cannot say where carol is: closed at once
+    await hub.resync()
+    assert (alice.closed_with, bob.closed_with, carol.closed_with) == (1013, 1013, 1013)
+    assert hub.socket_count() == 0
+
+
+async def test_a_reconnect_during_a_resync_runs_it_once_more() -> None:
+    """Two subscriptions coming back one after the other: the second, arriving while the first's resync
+    runs, gets a resync of its own after it (the first may have read the store too early)."""
+    hub = AgentHub(MemoryBus())
+    started, go = asyncio.Event(), asyncio.Event()
+    runs = 0
+
+    async def resync() -> None:
+        nonlocal runs
+        runs += 1
+        started.set()
+        await go.wait()
+
+    hub.resync = resync  # type: ignore[method-assign]
+    hub._reconnected()
+    await started.wait()
+    hub._reconnected()
+    go.set()
+    assert hub._resync is not None
+    await hub._resync
+    assert runs == 2

@@ -1,0 +1,144 @@
+"""The Redis call store's routing: a change's messages go only to the instances holding a recipient's socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from screenpop import protocol
+from screenpop.callstore import callstore_from_url
+from screenpop.callstore.machine import CallRecord, Event, Outcome, new_record, transition
+from screenpop.models import Caller, Card, EventKind
+
+TTL = 120
+
+
+def _card(call_id: str) -> Card:
+    return Card(call_id=call_id, caller=Caller(raw="+14155550100", e164="+14155550100", status="ok"))
+
+
+def _ring(call_id: str, *agents: str) -> Any:
+    def run(record: CallRecord | None) -> Outcome:
+        record = record or new_record(_card(call_id))
+        out = transition(call_id, record, Event(EventKind.RINGING, agents, token="t1"), time.time())
+        out.changed = True
+        return out
+    return run
+
+
+def _render(out: Outcome) -> list[str]:
+    """One envelope per effect, to its recipients (as the registry renders them)."""
+    return [protocol.envelope(sorted(e.to), protocol.Message(f"call.{e.kind}", e.call_id, json.dumps({"x": 1})))
+            for e in out.effects]
+
+
+class Listener:
+    """A raw Redis subscription to some channels, recording what arrives on each."""
+
+    def __init__(self, url: str, channels: list[str]) -> None:
+        self.client, self.channels = Redis.from_url(url), channels
+        self.got: dict[str, list[str]] = {c: [] for c in channels}
+
+    async def __aenter__(self) -> Listener:
+        self.pubsub = self.client.pubsub()
+        await self.pubsub.subscribe(*self.channels)
+        for _ in self.channels:
+            while (m := await self.pubsub.get_message(timeout=2)) is None or m["type"] != "subscribe":
+                pass
+        return self
+
+    async def settle(self) -> None:
+        """Read what has arrived (until 0.3 s pass with nothing new)."""
+        while (m := await self.pubsub.get_message(timeout=0.3)) is not None:
+            if m["type"] == "message":
+                self.got[m["channel"].decode()].append(protocol.open_envelope(m["data"].decode())[1])
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self.client.aclose()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test-route-{uuid.uuid4().hex[:8]}"
+
+
+async def test_a_message_goes_once_to_each_instance_holding_a_recipient(redis_url: str, prefix: str) -> None:
+    """A ring to alice (on b) and bob (on a) is published once on each instance's channel, nothing on the
+    shared channel; a ring to carol, whose socket is nowhere, is published nowhere."""
+    ch = f"{prefix}.agents"
+    a, b = (callstore_from_url(redis_url, ttl_s=TTL, prefix=prefix, channel=ch, instance=i) for i in ("ia", "ib"))
+    await a.connect()
+    await b.connect()
+    try:
+        assert (a.route, b.route) == (f"{ch}:ia", f"{ch}:ib")
+        await b.present(["alice"])
+        await a.present(["bob"])
+        async with Listener(redis_url, [ch, f"{ch}:ia", f"{ch}:ib"]) as heard:
+            await a.apply("c1", _ring("c1", "alice", "bob"), _render)
+            await a.apply("c2", _ring("c2", "carol"), _render)
+            await heard.settle()
+    finally:
+        await a.close()
+        await b.close()
+    assert heard.got == {ch: [], f"{ch}:ia": ["call.ringing"], f"{ch}:ib": ["call.ringing"]}
+
+
+async def test_an_agent_on_two_instances_gets_it_on_both_and_twice_on_none(redis_url: str, prefix: str) -> None:
+    """alice holds sockets on a and b: each instance's channel gets one copy, however many recipients of the
+    message are there."""
+    ch = f"{prefix}.agents"
+    a, b = (callstore_from_url(redis_url, ttl_s=TTL, prefix=prefix, channel=ch, instance=i) for i in ("ia", "ib"))
+    await a.connect()
+    await b.connect()
+    try:
+        await a.present(["alice", "bob"])
+        await b.present(["alice"])
+        async with Listener(redis_url, [f"{ch}:ia", f"{ch}:ib"]) as heard:
+            await b.apply("c1", _ring("c1", "alice", "bob"), _render)
+            await heard.settle()
+    finally:
+        await a.close()
+        await b.close()
+    assert heard.got == {f"{ch}:ia": ["call.ringing"], f"{ch}:ib": ["call.ringing"]}
+
+
+async def test_presence_ends_unless_renewed(redis_url: str, prefix: str) -> None:
+    """Once its presence time has passed without a renewal, an instance gets no more of an agent's messages."""
+    ch = f"{prefix}.agents"
+    a = callstore_from_url(redis_url, ttl_s=TTL, prefix=prefix, channel=ch, instance="ia", presence_s=1)
+    await a.connect()
+    try:
+        await a.present(["alice"])
+        async with Listener(redis_url, [f"{ch}:ia"]) as heard:
+            await a.apply("c1", _ring("c1", "alice"), _render)
+            await heard.settle()
+            await asyncio.sleep(1.2)
+            await a.apply("c2", _ring("c2", "alice"), _render)
+            await heard.settle()
+    finally:
+        await a.close()
+    assert heard.got == {f"{ch}:ia": ["call.ringing"]}
+
+
+async def test_without_an_instance_every_message_goes_on_the_shared_channel(redis_url: str, prefix: str) -> None:
+    """A store given no instance has no route: messages go on the shared channel, present() does nothing."""
+    ch = f"{prefix}.agents"
+    a = callstore_from_url(redis_url, ttl_s=TTL, prefix=prefix, channel=ch)
+    await a.connect()
+    try:
+        assert a.route is None
+        await a.present(["alice"])
+        async with Listener(redis_url, [ch]) as heard:
+            await a.apply("c1", _ring("c1", "alice"), _render)
+            await heard.settle()
+        assert await a._client.exists(f"{prefix}:where:alice") == 0  # type: ignore[attr-defined]
+    finally:
+        await a.close()
+    assert heard.got == {ch: ["call.ringing"]}
