@@ -143,10 +143,12 @@ class RedisCallStore(CallStore):
         self.prefix, self.ttl_s, self.timeout, self.attempts = prefix, ttl_s, timeout, attempts
         self._client: Redis | None = None
         self.conflicts = 0  # changes that found the call changed meanwhile, and ran again
-        # the version and JSON of the last change this store made to each call: the next change of that call
-        # here (a lookup settling its sections) tries the compare-and-set on it without reading first; if
-        # another instance changed the call meanwhile, the set fails and the record is read (bounded, LRU)
-        self._last: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        # the version and record of the last change this store made to each call: the next change of that call
+        # here (a lookup settling its sections) runs its step on that very object (no read, no JSON parsed) and
+        # tries the compare-and-set; if another instance changed the call meanwhile, the set fails, the object
+        # (changed by the step) is dropped and the record Redis answers is used (bounded, LRU). As with the
+        # memory store, an outcome's record is live: read it right after `apply`, do not keep it.
+        self._last: OrderedDict[str, tuple[str, CallRecord]] = OrderedDict()
         self._turns: dict[str, _Turn] = {}  # calls with a change in flight here: the others wait their turn
         self.channel = channel  # where a change's messages are published with it (the bus's agent channel)
         self.publishes = channel is not None
@@ -248,11 +250,10 @@ class RedisCallStore(CallStore):
         # `guessed` until Redis has answered what the call is)
         known = self._last.pop(call_id, None)
         guessed = known is None
-        raw: str | bytes | None
-        read, raw = known if known is not None else ("0", None)
+        rec: CallRecord | None
+        read, rec = known if known is not None else ("0", None)
         try:
             for _ in range(self.attempts):
-                rec = CallRecord.from_json(raw) if raw is not None else None
                 before = set(rec.ringing) if rec is not None else set()
                 outs, texts, changed = [], [], False
                 for change in batch:
@@ -267,6 +268,7 @@ class RedisCallStore(CallStore):
                     # `ended` from another instance, nothing to store for a new call): read what the call is
                     raw, version = await client.mget(key, self._version_key(call_id))
                     read, guessed = _text(version) if version is not None else "0", False
+                    rec = CallRecord.from_json(raw) if raw is not None else None
                     continue
                 if not changed or rec is None:
                     return outs
@@ -285,14 +287,14 @@ class RedisCallStore(CallStore):
                 answer = await self._script(keys=keys, args=args)
                 if not isinstance(answer, list):  # stored
                     if not rec.ended:
-                        self._last[call_id] = (str(int(read) + 1), text)
+                        self._last[call_id] = (str(int(read) + 1), rec)
                         while len(self._last) > _KNOWN_MAX:
                             self._last.popitem(last=False)
                     return outs
                 if not guessed and known is None:
                     self.conflicts += 1  # changed by another instance between this store's read and its set
                 known, guessed = None, False  # (a guess that was wrong, or a change made elsewhere: no conflict)
-                read, raw = _text(answer[0]), answer[1]
+                read, rec = _text(answer[0]), CallRecord.from_json(answer[1]) if answer[1] is not None else None
         except _FAILURES as exc:
             raise self._error(f"apply a change to call {call_id!r}", exc) from None
         raise CallStoreError(f"call {call_id!r} changed {self.attempts} times while a change was applied; gave up")
