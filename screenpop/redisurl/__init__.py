@@ -99,14 +99,16 @@ class RedisURL:
         it (`aclose()`) also closes its Sentinel connections. Raises RedisURLError when redis-py refuses an
         option of the URL (an unknown or malformed one).
         """
+        from screenpop.redisurl.packing import pack_in_c
+
         try:
             if self.sentinel:
                 from screenpop.redisurl.sentinel import sentinel_client
 
-                return sentinel_client(self, options)
+                return pack_in_c(sentinel_client(self, options))
             from redis.asyncio import Redis
 
-            return Redis.from_url(self.text, **options)
+            return pack_in_c(Redis.from_url(self.text, **options))
         except (TypeError, ValueError) as exc:
             raise RedisURLError(f"invalid Redis URL {self.redacted()!r}: {self.scrub(str(exc))}") from None
 

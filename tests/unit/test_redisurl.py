@@ -117,7 +117,7 @@ def test_the_sentinel_client_carries_the_options() -> None:
     assert isinstance(client, SentinelRedis)
     pool = client.connection_pool
     assert isinstance(pool, FollowingPool) and pool.service_name == "main"
-    assert pool.connection_class is SentinelManagedSSLConnection
+    assert issubclass(pool.connection_class, SentinelManagedSSLConnection)
     kw = pool.connection_kwargs
     assert (kw["username"], kw["password"], kw["db"], kw["socket_timeout"], kw["protocol"]) == ("app", "dpw", 2, 3.0, 2)
     assert (kw["ssl_cert_reqs"], kw["ssl_ca_certs"]) == ("none", "/ca.pem")
