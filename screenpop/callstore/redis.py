@@ -48,63 +48,15 @@ from redis.asyncio import Redis, RedisError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from screenpop import protocol
 from screenpop.callstore.base import CallStore, CallStoreError, Render, Step
 from screenpop.callstore.machine import CallRecord, Outcome
+from screenpop.callstore.redis_script import STORE, routed
 from screenpop.models import Card
 from screenpop.redisurl import RedisURLError, close_quietly, parse_redis_url
 
 _FAILURES = (RedisError, OSError)
 _KNOWN_MAX = 10_000  # calls whose last change this store remembers
 
-# Store a change if the call's version is still the one read (compare-and-set), with its index updates and
-# messages; 1 when stored, else the call's version and record as they are (what the next attempt starts
-# from: no separate read). KEYS: the record, its version, the due index, then the agent indexes the call
-# leaves, then those it enters, then the presence sets of the messages' recipients. ARGV: the version read,
-# the record's JSON, the TTL (s), now (unix s), the due score ('' = not due), the call id, how many agents
-# leave, how many enter, the channel ('' = publish nothing), how many presence sets ('' = no routing: each
-# message is published on the channel), then the messages: without routing each text; with routing each as
-# its recipients' count, their presence sets' numbers (1 = the first) and its text, published once on
-# `<channel>:<instance>` for each instance where a recipient is present.
-_STORE = """
-local version = redis.call('GET', KEYS[2]) or '0'
-if version ~= ARGV[1] then return {version, redis.call('GET', KEYS[1])} end
-local ttl, now, call = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[6]
-local leaving, entering = tonumber(ARGV[7]), tonumber(ARGV[8])
-redis.call('SET', KEYS[1], ARGV[2], 'EX', ttl)
-redis.call('SET', KEYS[2], tostring(tonumber(ARGV[1]) + 1), 'EX', ttl)
-for i = 1, leaving do redis.call('ZREM', KEYS[3 + i], call) end
-for i = 1, entering do
-  local agent = KEYS[3 + leaving + i]
-  redis.call('ZADD', agent, now, call)
-  redis.call('ZREMRANGEBYSCORE', agent, '-inf', now - ttl)
-  redis.call('EXPIRE', agent, ttl)
-end
-if ARGV[5] == '' then redis.call('ZREM', KEYS[3], call)
-else redis.call('ZADD', KEYS[3], ARGV[5], call); redis.call('EXPIRE', KEYS[3], ttl) end
-if ARGV[9] == '' then return 1 end
-if ARGV[10] == '' then
-  for i = 11, #ARGV do redis.call('PUBLISH', ARGV[9], ARGV[i]) end
-  return 1
-end
-local base, where, i = 3 + leaving + entering, {}, 11
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  local text, sent = ARGV[i + n + 1], {}
-  for j = i + 1, i + n do
-    local r = tonumber(ARGV[j])
-    if where[r] == nil then where[r] = redis.call('ZRANGEBYSCORE', KEYS[base + r], now, '+inf') end
-    for _, instance in ipairs(where[r]) do
-      if not sent[instance] then
-        sent[instance] = true
-        redis.call('PUBLISH', ARGV[9] .. ':' .. instance, text)
-      end
-    end
-  end
-  i = i + n + 2
-end
-return 1
-"""
 
 
 class _Change:
@@ -185,12 +137,12 @@ class RedisCallStore(CallStore):
             raise CallStoreError(str(exc)) from None
         try:
             await client.ping()
-            await client.script_load(_STORE)  # so the first change needs no extra round trip (EVALSHA reloads it)
+            await client.script_load(STORE)  # so the first change needs no extra round trip (EVALSHA reloads it)
         except _FAILURES as exc:
             await close_quietly(client, "the call store")
             raise self._error("connect", exc) from None
         self._client = client
-        self._script = client.register_script(_STORE)
+        self._script = client.register_script(STORE)
 
     async def close(self) -> None:
         """Close the client. Idempotent, never raises."""
@@ -283,7 +235,7 @@ class RedisCallStore(CallStore):
                 if self.route is None:
                     args += ["", *texts]
                 else:
-                    args += self._routed(texts, keys)
+                    args += routed(texts, keys, self._where_key)
                 answer = await self._script(keys=keys, args=args)
                 if not isinstance(answer, list):  # stored
                     if not rec.ended:
@@ -298,16 +250,6 @@ class RedisCallStore(CallStore):
         except _FAILURES as exc:
             raise self._error(f"apply a change to call {call_id!r}", exc) from None
         raise CallStoreError(f"call {call_id!r} changed {self.attempts} times while a change was applied; gave up")
-
-    def _routed(self, texts: list[str], keys: list[str]) -> list[str | int | float]:
-        """The script's routed messages (see _STORE); appends the recipients' presence sets to `keys`."""
-        sets: dict[str, int] = {}
-        out: list[str | int | float] = []
-        for text in texts:
-            to = protocol.open_envelope(text)[0]
-            out += [len(to), *(sets.setdefault(a, len(sets) + 1) for a in to), text]
-        keys += [self._where_key(a) for a in sets]
-        return [len(sets), *out]
 
     async def present(self, agent_ids: Iterable[str]) -> None:
         """See `CallStore.present`: ZADD this instance to each agent's presence set, scored by until when
