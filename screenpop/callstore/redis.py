@@ -31,8 +31,9 @@ call's lookup on that guess (a call's first event); any other change of a call t
 (an `ended` whose `ringing` went to another instance) reads the record first (MGET). So: one round trip
 for a new call and for a change following this store's own; two for a call another instance changed last
 (the read and the set; or the set answers the record, the second set stores).
-Changes of one call on one instance take turns, and those that came while one was being stored (a lookup's
-sections settling together) are stored together: their steps in order, one compare-and-set.
+Changes of one call on one instance take turns, and those that came in the same turn of the event loop or
+while one was being stored (a lookup's sections settling together) are stored together: their steps in
+order, one compare-and-set.
 Index entries whose record expired are skipped and removed when read.
 """
 
@@ -166,9 +167,9 @@ class RedisCallStore(CallStore):
         made them, and a change is never stored without its messages, nor sent without being stored.
 
         Changes of one call made on this instance take turns (a lock per call in flight), and the changes
-        that came while one was being stored are stored together, in the order they came, with one
-        compare-and-set: a lookup's sections settle together, and would otherwise race each other to the
-        compare-and-set and read the record again. A batch with more than one change is stored even if the
+        that came in the same turn of the event loop, or while one was being stored, are stored together,
+        in the order they came, with one compare-and-set: a lookup's sections settle together, and would
+        otherwise race each other to the compare-and-set and read the record again. A batch with more than one change is stored even if the
         change that took the others along is cancelled; a change cancelled while it waits is not applied."""
         turn = self._turns.get(call_id)
         if turn is None:
@@ -179,6 +180,7 @@ class RedisCallStore(CallStore):
         try:
             async with turn.lock:
                 if change.stored is None:  # not taken along by an earlier change: take every change waiting
+                    await asyncio.sleep(0)  # after the other changes of this loop turn (sections answered together)
                     batch, turn.waiting = turn.waiting, []
                     if len(batch) == 1:
                         return (await self._apply(call_id, batch))[0]
