@@ -7,6 +7,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from screenpop.api.browser import CSP  # one policy for every page (BrowserGuard sets it on every answer too)
 from screenpop.api.deps import ServicesDep, current_session
+from screenpop.sessions import SessionStoreError
 from web import WEB_DIR
 
 router = APIRouter()
@@ -24,9 +25,19 @@ async def console() -> Response:
     return _page("index.html")
 
 
+HOMES = {"admin": "/admin", "supervisor": "/admin/live"}  # where a role starts; agents: the agent console
+
+
 @router.get("/login", include_in_schema=False)
-async def login_page() -> Response:
-    """The login page."""
+async def login_page(request: Request, services: ServicesDep) -> Response:
+    """The login page; an agent already signed in (the back button) goes straight to their home page, so the
+    page never has to ask the API and show a failed request in the browser's console."""
+    try:
+        found = await current_session(request, services)
+    except SessionStoreError:
+        found = None  # the sign-in itself says that the sessions cannot be reached
+    if found is not None:
+        return RedirectResponse(HOMES.get(found[0].role, "/"), status_code=303)
     return _page("login.html")
 
 

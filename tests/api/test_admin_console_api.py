@@ -116,6 +116,20 @@ def test_admin_page_by_role(tmp_path: Path) -> None:
         assert r.status_code == 200 and "/static/admin/js/admin.js" in r.text
 
 
+def test_the_login_page_sends_a_signed_in_agent_home(tmp_path: Path) -> None:
+    """/login: the sign-in page without a session; with one, straight to the role's home page (agent console,
+    live view, admin console), so the page never asks the API and logs a refused request."""
+    with make(tmp_path) as c:
+        r = c.get("/login", follow_redirects=False)
+        assert r.status_code == 200 and "<form" in r.text
+        for user, home in (("alice", "/"), ("sam", "/admin/live"), ("ada", "/admin")):
+            login(c, user)
+            r = c.get("/login", follow_redirects=False)
+            assert (r.status_code, r.headers.get("location")) == (303, home), user
+        c.post("/api/logout", headers={"Origin": "http://testserver"})
+        assert c.get("/login", follow_redirects=False).status_code == 200
+
+
 def test_agent_created_signs_in_at_once_and_collisions_are_refused(admin: TestClient, tmp_path: Path) -> None:
     """A new agent signs in at once; a taken id or extension (in any case) is refused with the reason."""
     r = admin.post("/api/admin/agents", json={"id": "bob", "name": "Bob", "extensions": ["1002"],

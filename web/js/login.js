@@ -54,6 +54,3 @@ loadLanguage(pickLanguage()).then(() => {
     applyStatic();
   });
 }, () => {});
-
-// already signed in (e.g. the back button): straight to the console
-api("GET", "/api/me").then((me) => location.replace(homeOf(me)), () => {});
