@@ -73,13 +73,15 @@ def neighbours(customer: IntArray, product: IntArray, n_customers: int, n_produc
     cols_out: list[IntArray] = []
     vals_out: list[FloatArray] = []
     for a, b in slices(np.asarray(cost, dtype=np.float64), WORK_PER_SLICE):
-        both = (by_product[a:b] @ owned).tocoo()
-        r = both.row.astype(np.int64) + a
-        c = both.col.astype(np.int64)
-        keep = r != c
+        both = by_product[a:b] @ owned
+        both.sort_indices()  # rows in order, columns ascending within a row: ties go to the smaller column
+        r = np.repeat(np.arange(b - a, dtype=np.int64), np.diff(both.indptr))
+        c = both.indices.astype(np.int64)
+        keep = r + a != c
         r, c, v = r[keep], c[keep], both.data[keep]
-        v = v / np.sqrt((buyers[r] + 1.0) * (buyers[c] + 1.0))
-        best = top_per_row(r, c, v, per_product)
+        v = v / np.sqrt((buyers[r + a] + 1.0) * (buyers[c] + 1.0))
+        best = top_per_sorted_row(r, v, per_product)
+        r = r + a
         rows_out.append(r[best])
         cols_out.append(c[best])
         vals_out.append(v[best])
