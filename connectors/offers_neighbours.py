@@ -16,7 +16,7 @@ from scipy import sparse
 
 from connectors.offers_data import FloatArray, IntArray
 
-WORK_PER_SLICE = 4_000_000  # products x co-bought products computed at once
+WORK_PER_SLICE = 1_000_000  # products x co-bought products computed at once (smaller slices: less memory, and faster)
 
 
 def top_per_row(rows: IntArray, cols: IntArray, vals: FloatArray, m: int) -> npt.NDArray[np.int64]:
@@ -38,9 +38,15 @@ def top_per_sorted_row(rows: IntArray, vals: FloatArray, m: int) -> npt.NDArray[
     low, high = float(vals.min()), float(vals.max())
     scaled = (vals - low) / (high - low) if high > low else np.zeros(len(vals))
     order = np.argsort(rows + 0.5 * (1.0 - scaled), kind="stable")
-    sorted_rows = rows[order]
-    rank = np.arange(len(order)) - np.searchsorted(sorted_rows, sorted_rows, side="left")
-    return order[rank < m].astype(np.int64)
+    return order[_rank_in_run(rows) < m].astype(np.int64)
+
+
+def _rank_in_run(rows: IntArray) -> IntArray:
+    """Each entry's place in its run of equal values of the sorted `rows` (0, 1, 2, ... per row)."""
+    n = len(rows)
+    first = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    rank: IntArray = np.arange(n, dtype=np.int64) - np.repeat(first, np.diff(np.r_[first, n]))
+    return rank
 
 
 def slices(cost: npt.NDArray[np.float64], budget: float) -> list[tuple[int, int]]:
