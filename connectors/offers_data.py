@@ -184,7 +184,9 @@ def read_orders_csv(path: str | Path, progress: Callable[[int], None] | None = N
                                       f"{', '.join(header)[:200]}); expected {', '.join(COLUMNS)}")
             at = [names.index(c) for c in COLUMNS]
             width = max(at) + 1
-            rows: list[tuple[str, str, float, str]] = []
+            encoder = Encoder()
+            rows: list[tuple[str, str, float, str]] = []  # a batch: the lines are encoded as they come
+            read_any = False
             for n, row in enumerate(reader, start=2):
                 if not row:
                     continue
@@ -202,14 +204,19 @@ def read_orders_csv(path: str | Path, progress: Callable[[int], None] | None = N
                         raise OrdersFileError(f"{path}, line {n}: ordered_at {when[:40]!r} is not an ISO date "
                                               "or date-time (e.g. 2024-03-01 or 2024-03-01T14:30:00)") from None
                 rows.append((customer, order, t, product))
-                if progress is not None and n % 50000 == 0:
-                    progress(read[0])
+                if n % 50000 == 0:
+                    encoder.add(rows)
+                    rows, read_any = [], True
+                    if progress is not None:
+                        progress(read[0])
+            encoder.add(rows)
+            read_any = read_any or bool(rows)
     except OSError as err:
         raise OrdersFileError(f"{path}: {err.strerror or err}") from None
     except UnicodeDecodeError:
         raise OrdersFileError(f"{path}: not a UTF-8 text file") from None
     except csv.Error as err:
         raise OrdersFileError(f"{path}: not a readable CSV file: {err}") from None
-    if not rows:
+    if not read_any:
         raise OrdersFileError(f"{path}: no order lines after the header")
-    return encode(rows)
+    return encoder.orders()

@@ -16,7 +16,7 @@ from scipy import sparse
 
 from connectors.offers_data import FloatArray, IntArray
 
-WORK_PER_SLICE = 4_000_000  # products x co-bought products computed at once
+WORK_PER_SLICE = 1_000_000  # products x co-bought products computed at once (smaller slices: less memory, and faster)
 
 
 def top_per_row(rows: IntArray, cols: IntArray, vals: FloatArray, m: int) -> npt.NDArray[np.int64]:
@@ -38,9 +38,15 @@ def top_per_sorted_row(rows: IntArray, vals: FloatArray, m: int) -> npt.NDArray[
     low, high = float(vals.min()), float(vals.max())
     scaled = (vals - low) / (high - low) if high > low else np.zeros(len(vals))
     order = np.argsort(rows + 0.5 * (1.0 - scaled), kind="stable")
-    sorted_rows = rows[order]
-    rank = np.arange(len(order)) - np.searchsorted(sorted_rows, sorted_rows, side="left")
-    return order[rank < m].astype(np.int64)
+    return order[_rank_in_run(rows) < m].astype(np.int64)
+
+
+def _rank_in_run(rows: IntArray) -> IntArray:
+    """Each entry's place in its run of equal values of the sorted `rows` (0, 1, 2, ... per row)."""
+    n = len(rows)
+    first = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    rank: IntArray = np.arange(n, dtype=np.int64) - np.repeat(first, np.diff(np.r_[first, n]))
+    return rank
 
 
 def slices(cost: npt.NDArray[np.float64], budget: float) -> list[tuple[int, int]]:
@@ -73,13 +79,15 @@ def neighbours(customer: IntArray, product: IntArray, n_customers: int, n_produc
     cols_out: list[IntArray] = []
     vals_out: list[FloatArray] = []
     for a, b in slices(np.asarray(cost, dtype=np.float64), WORK_PER_SLICE):
-        both = (by_product[a:b] @ owned).tocoo()
-        r = both.row.astype(np.int64) + a
-        c = both.col.astype(np.int64)
-        keep = r != c
+        both = by_product[a:b] @ owned
+        both.sort_indices()  # rows in order, columns ascending within a row: ties go to the smaller column
+        r = np.repeat(np.arange(b - a, dtype=np.int64), np.diff(both.indptr))
+        c = both.indices.astype(np.int64)
+        keep = r + a != c
         r, c, v = r[keep], c[keep], both.data[keep]
-        v = v / np.sqrt((buyers[r] + 1.0) * (buyers[c] + 1.0))
-        best = top_per_row(r, c, v, per_product)
+        v = v / np.sqrt((buyers[r + a] + 1.0) * (buyers[c] + 1.0))
+        best = top_per_sorted_row(r, v, per_product)
+        r = r + a
         rows_out.append(r[best])
         cols_out.append(c[best])
         vals_out.append(v[best])
