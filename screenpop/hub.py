@@ -162,10 +162,11 @@ class AgentHub:
                             err, self.refresh_s)
 
     def _dispatch(self, text: str) -> None:
-        try:
-            self.dispatch(text)
-        except Exception:
-            log.exception("could not dispatch an agent message")
+        for part in protocol.unbundle(text):  # (the store routes a change's messages to an instance as one)
+            try:
+                self.dispatch(part)
+            except Exception:
+                log.exception("could not dispatch an agent message")
 
     def _reconnected(self) -> None:
         """A subscription came back: what was published meanwhile is lost; resync every socket (once more

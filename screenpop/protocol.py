@@ -113,10 +113,21 @@ def snapshot(cards: list[dict[str, Any]]) -> str:
 
 # -- the bus envelope ------------------------------------------------------------------------------------
 
+BUNDLE_SEP = "\x00"
+"""Between the envelopes of a bundle (several envelopes in one bus message). An envelope never holds it: the
+recipients are agent ids (names without control characters), the call id has it replaced, and the message
+is JSON, whose strings escape every control character."""
+
+
 def envelope(recipients: Iterable[str], message: Message) -> str:
     """Pack a serialised message with its recipients, its type and its call id."""
-    call_id = message.call_id.replace("\t", " ").replace("\n", " ")
+    call_id = message.call_id.replace("\t", " ").replace("\n", " ").replace(BUNDLE_SEP, " ")
     return f"{','.join(recipients)}\t{message.kind}\t{call_id}\n{message.text}"
+
+
+def unbundle(text: str) -> list[str]:
+    """The envelopes of a bus message: one, or those of a bundle, in order."""
+    return text.split(BUNDLE_SEP)
 
 
 def open_envelope(text: str) -> tuple[list[str], str, str, str]:

@@ -169,8 +169,9 @@ class RedisCallStore(CallStore):
         Changes of one call made on this instance take turns (a lock per call in flight), and the changes
         that came in the same turn of the event loop, or while one was being stored, are stored together,
         in the order they came, with one compare-and-set: a lookup's sections settle together, and would
-        otherwise race each other to the compare-and-set and read the record again. A batch with more than one change is stored even if the
-        change that took the others along is cancelled; a change cancelled while it waits is not applied."""
+        otherwise race each other to the compare-and-set and read the record again. A batch with more than
+        one change is stored even if the change that took the others along is cancelled; a change
+        cancelled while it waits is not applied."""
         turn = self._turns.get(call_id)
         if turn is None:
             turn = self._turns[call_id] = _Turn()

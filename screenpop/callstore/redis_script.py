@@ -19,8 +19,9 @@ __all__ = ["STORE", "routed"]
 # the record's JSON, the TTL (s), now (unix s), the due score ('' = not due), the call id, how many agents
 # leave, how many enter, the channel ('' = publish nothing), how many presence sets ('' = no routing: each
 # message is published on the channel), then the messages: without routing each text; with routing each as
-# its recipients' count, their presence sets' numbers (1 = the first) and its text, published once on
-# `<channel>:<instance>` for each instance where a recipient is present.
+# its recipients' count, their presence sets' numbers (1 = the first) and its text; each instance where a
+# recipient is present gets the change's messages for it as one bundle (`protocol.bundle`: the texts in
+# order, joined by NUL) on `<channel>:<instance>`.
 STORE = """
 local version = redis.call('GET', KEYS[2]) or '0'
 if version ~= ARGV[1] then return {version, redis.call('GET', KEYS[1])} end
@@ -42,7 +43,7 @@ if ARGV[10] == '' then
   for i = 11, #ARGV do redis.call('PUBLISH', ARGV[9], ARGV[i]) end
   return 1
 end
-local base, where, i = 3 + leaving + entering, {}, 11
+local base, where, bundles, order, i = 3 + leaving + entering, {}, {}, {}, 11
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   local text, sent = ARGV[i + n + 1], {}
@@ -52,11 +53,15 @@ while i <= #ARGV do
     for _, instance in ipairs(where[r]) do
       if not sent[instance] then
         sent[instance] = true
-        redis.call('PUBLISH', ARGV[9] .. ':' .. instance, text)
+        if bundles[instance] == nil then bundles[instance] = {}; order[#order + 1] = instance end
+        table.insert(bundles[instance], text)
       end
     end
   end
   i = i + n + 2
+end
+for _, instance in ipairs(order) do
+  redis.call('PUBLISH', ARGV[9] .. ':' .. instance, table.concat(bundles[instance], '\\0'))
 end
 return 1
 """

@@ -57,7 +57,8 @@ class Listener:
         """Read what has arrived (until 0.3 s pass with nothing new)."""
         while (m := await self.pubsub.get_message(timeout=0.3)) is not None:
             if m["type"] == "message":
-                self.got[m["channel"].decode()].append(protocol.open_envelope(m["data"].decode())[1])
+                kinds = [protocol.open_envelope(e)[1] for e in protocol.unbundle(m["data"].decode())]
+                self.got[m["channel"].decode()].append("+".join(kinds))
 
     async def __aexit__(self, *exc: object) -> None:
         await self.pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -142,3 +143,28 @@ async def test_without_an_instance_every_message_goes_on_the_shared_channel(redi
     finally:
         await a.close()
     assert heard.got == {ch: ["call.ringing"]}
+
+
+async def test_a_changes_messages_for_one_instance_go_as_one_bundle_in_order(redis_url: str, prefix: str) -> None:
+    """A change with two messages for alice (on b) and one for bob (on a): b gets one bus message holding both
+    of alice's, in order; a gets bob's alone."""
+    ch = f"{prefix}.agents"
+    a, b = (callstore_from_url(redis_url, ttl_s=TTL, prefix=prefix, channel=ch, instance=i) for i in ("ia", "ib"))
+    await a.connect()
+    await b.connect()
+
+    def render(out: Outcome) -> list[str]:
+        def env(to: list[str], kind: str) -> str:
+            return protocol.envelope(to, protocol.Message(kind, "c1", json.dumps({"x": 1})))
+        return [env(["alice"], "call.ringing"), env(["bob"], "call.ringing"), env(["alice"], "card.section")]
+
+    try:
+        await a.present(["bob"])
+        await b.present(["alice"])
+        async with Listener(redis_url, [f"{ch}:ia", f"{ch}:ib"]) as heard:
+            await a.apply("c1", _ring("c1", "alice", "bob"), render)
+            await heard.settle()
+    finally:
+        await a.close()
+        await b.close()
+    assert heard.got == {f"{ch}:ia": ["call.ringing"], f"{ch}:ib": ["call.ringing+card.section"]}

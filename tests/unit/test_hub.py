@@ -307,3 +307,26 @@ async def test_a_reconnect_during_a_resync_runs_it_once_more() -> None:
     assert hub._resync is not None
     await hub._resync
     assert runs == 2
+
+
+async def test_a_bundle_is_delivered_message_by_message_in_order() -> None:
+    """A bus message holding several envelopes (the store's bundle for this instance) reaches each recipient
+    in the bundle's order; a NUL in a call id cannot split an envelope."""
+    bus = MemoryBus()
+    await bus.connect()
+    hub = AgentHub(bus, "agents")
+    await hub.start()
+    try:
+        alice, bob = Peer(), Peer()
+        await hub.attach("alice", alice)
+        await hub.attach("bob", bob)
+        ringing = protocol.envelope(["alice"], protocol.Message("call.ringing", "c\x001", json.dumps(
+            {"type": "call.ringing", "call": CARD})))
+        assert protocol.unbundle(ringing) == [ringing]
+        section = msg(["alice", "bob"], {"type": "card.section", "call_id": "c1", "name": "balance"})
+        await bus.publish("agents", protocol.BUNDLE_SEP.join([ringing, section]))
+        await drain()
+    finally:
+        await hub.close()
+    assert [m["type"] for m in alice.sent] == ["snapshot", "call.ringing", "card.section"]
+    assert [m["type"] for m in bob.sent] == ["snapshot", "card.section"]
