@@ -92,6 +92,14 @@ def slices(cost: npt.NDArray[np.float64], budget: float) -> list[tuple[int, int]
     return out
 
 
+def work(a: sparse.csr_matrix, b: sparse.csr_matrix) -> npt.NDArray[np.float64]:
+    """Per row of a @ b, the entries it adds up (counted with repeats), whatever the values of `a`: what
+    bounds a slice's memory (a row of weights summing to 1 still costs all of its entries)."""
+    pattern = sparse.csr_matrix((np.ones(len(a.data)), a.indices, a.indptr), shape=a.shape)
+    cost: npt.NDArray[np.float64] = np.asarray(pattern @ np.diff(b.indptr).astype(np.float64), dtype=np.float64)
+    return cost
+
+
 def neighbours(customer: IntArray, product: IntArray, n_customers: int, n_products: int,
                per_product: int = 20) -> sparse.csr_matrix:
     """The products x products fit matrix (row i: the products that fit i), `per_product` per row at most,
@@ -101,12 +109,11 @@ def neighbours(customer: IntArray, product: IntArray, n_customers: int, n_produc
     owned.data[:] = 1.0
     by_product = owned.T.tocsr()
     buyers = np.diff(by_product.indptr).astype(np.float64)
-    basket = np.diff(owned.indptr).astype(np.float64)
-    cost = by_product @ basket  # per product: the products its buyers bought, counted with repeats
+    cost = work(by_product, owned)  # per product: the products its buyers bought, counted with repeats
     rows_out: list[IntArray] = []
     cols_out: list[IntArray] = []
     vals_out: list[FloatArray] = []
-    for a, b in slices(np.asarray(cost, dtype=np.float64), WORK_PER_SLICE):
+    for a, b in slices(cost, WORK_PER_SLICE):
         both = by_product[a:b] @ owned
         r = np.repeat(np.arange(b - a, dtype=np.int64), np.diff(both.indptr))
         c = both.indices.astype(np.int64)
@@ -132,11 +139,10 @@ def spread(profile: sparse.csr_matrix, fit: sparse.csr_matrix, owned_keys: IntAr
     (key = customer * n_products + product) and each customer's `new_per_customer` best other products.
     Returns (keys sorted, values)."""
     n_products = fit.shape[1]
-    per_row = np.diff(fit.indptr).astype(np.float64)
-    cost = profile @ per_row
+    cost = work(profile, fit)
     keys_out: list[IntArray] = []
     vals_out: list[FloatArray] = []
-    for a, b in slices(np.asarray(cost, dtype=np.float64), WORK_PER_SLICE):
+    for a, b in slices(cost, WORK_PER_SLICE):
         got = (profile[a:b] @ fit).tocoo()
         r = got.row.astype(np.int64) + a
         c = got.col.astype(np.int64)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import sparse
 
 from connectors import offers_neighbours
-from connectors.offers_neighbours import near_top, neighbours, top_per_sorted_row
+from connectors.offers_neighbours import near_top, neighbours, top_per_sorted_row, work
 
 # products: 0 = x, 1 = y, 2 = z, 3 = p, 4 = q, 5 = r
 # customers: 0 bought x y z, 1 bought x y, 2 bought x z, 3 bought y, 4 bought p q r (q and r tie for p)
@@ -75,3 +76,11 @@ def test_near_top_keeps_each_rows_best_and_drops_the_far_ones() -> None:
     vals = np.array([0.9, 0.01, 1.0, 0.001, 0.5, 0.001])
     keep = near_top(rows, vals, 2, 2)
     assert keep.tolist() == [True, False, True, False, False, True]
+
+
+def test_work_counts_entries_whatever_the_weights() -> None:
+    """A row of weights 0.1 and 0.2 over products with 3 and 1 neighbours costs 4 entries, not 0.5: the
+    slices of spread are bounded by entries, whatever the weights."""
+    a = sparse.csr_matrix(np.array([[0.1, 0.2], [0.0, 0.5]]))
+    b = sparse.csr_matrix(np.array([[1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]))
+    assert work(a, b).tolist() == [4.0, 1.0]
