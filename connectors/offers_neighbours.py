@@ -136,7 +136,7 @@ def neighbours(customer: IntArray, product: IntArray, n_customers: int, n_produc
 def spread(profile: sparse.csr_matrix, fit: sparse.csr_matrix, owned_keys: IntArray, new_per_customer: int
            ) -> tuple[IntArray, FloatArray]:
     """profile @ fit, customer by customer in bounded slices: the entries at owned (customer, product) keys
-    (key = customer * n_products + product) and each customer's `new_per_customer` best other products.
+    (key = customer * n_products + product, sorted) and each customer's `new_per_customer` best other products.
     Returns (keys sorted, values)."""
     n_products = fit.shape[1]
     cost = work(profile, fit)
@@ -147,7 +147,8 @@ def spread(profile: sparse.csr_matrix, fit: sparse.csr_matrix, owned_keys: IntAr
         r = got.row.astype(np.int64) + a
         c = got.col.astype(np.int64)
         keys = r * n_products + c
-        owned = np.isin(keys, owned_keys)
+        lo, hi = np.searchsorted(owned_keys, [a * n_products, b * n_products])
+        owned = np.isin(keys, owned_keys[lo:hi])  # the owned keys of this slice's customers only
         best = top_per_row(r[~owned], c[~owned], got.data[~owned], new_per_customer)
         keys_out += [keys[owned], keys[~owned][best]]
         vals_out += [got.data[owned], got.data[~owned][best]]
