@@ -135,20 +135,24 @@ class AgentHub:
             self._task.result()  # raises what stopped it
 
     async def _run(self) -> None:
-        channels = [self.channel] + ([self.routing.route] if self.routing is not None and self.routing.route else [])
+        readers: list[tuple[str, Callable[[str], None]]] = [(self.channel, self._dispatch)]
+        if self.routing is not None and self.routing.route is not None:  # the store's bundles come on the route
+            readers.append((self.routing.route, self._dispatch_bundle))
         async with contextlib.AsyncExitStack() as stack:
-            subs = [await stack.enter_async_context(self.bus.subscribe(c)) for c in channels]
-            for sub in subs:
+            subs = []
+            for channel, handle in readers:
+                sub = await stack.enter_async_context(self.bus.subscribe(channel))
                 sub.on_reconnect(self._reconnected)
-                sub.listen(self._dispatch)  # where supported, each message is dispatched as it arrives: no hop
+                sub.listen(handle)  # where supported, each message is dispatched as it arrives: no hop
+                subs.append((sub, handle))
             if self.routing is not None:
                 self._refresher = asyncio.create_task(self._refresh(), name="screenpop-hub-presence")
             self._ready.set()
-            await asyncio.gather(*(self._drain(sub) for sub in subs))
+            await asyncio.gather(*(self._drain(sub, handle) for sub, handle in subs))
 
-    async def _drain(self, sub: AsyncIterable[str]) -> None:
+    async def _drain(self, sub: AsyncIterable[str], handle: Callable[[str], None]) -> None:
         async for text in sub:
-            self._dispatch(text)
+            handle(text)
 
     async def _refresh(self) -> None:
         """Say again, every `refresh_s`, where this instance's agents are (their presence would end)."""
@@ -162,11 +166,15 @@ class AgentHub:
                             err, self.refresh_s)
 
     def _dispatch(self, text: str) -> None:
-        for part in protocol.unbundle(text):  # (the store routes a change's messages to an instance as one)
-            try:
-                self.dispatch(part)
-            except Exception:
-                log.exception("could not dispatch an agent message")
+        try:
+            self.dispatch(text)
+        except Exception:
+            log.exception("could not dispatch an agent message")
+
+    def _dispatch_bundle(self, text: str) -> None:
+        """A message of this instance's route: the envelopes of one change for the agents held here."""
+        for part in protocol.unbundle(text):
+            self._dispatch(part)
 
     def _reconnected(self) -> None:
         """A subscription came back: what was published meanwhile is lost; resync every socket (once more

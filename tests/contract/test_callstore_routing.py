@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from screenpop.callstore.machine import CallRecord, Event, Outcome, new_record, 
 from screenpop.models import Caller, Card, EventKind
 
 TTL = 120
+Pair = tuple[Any, Any, str]  # two stores (instances ia, ib) and their agent channel
 
 
 def _card(call_id: str) -> Card:
@@ -66,47 +68,49 @@ class Listener:
 
 
 @pytest.fixture
+async def pair(redis_url: str, prefix: str) -> AsyncIterator[Pair]:
+    """Two connected stores on one Redis, instances `ia` and `ib`, and their agent channel."""
+    ch = f"{prefix}.agents"
+    a, b = (callstore_from_url(redis_url, ttl_s=TTL, prefix=prefix, channel=ch, instance=i) for i in ("ia", "ib"))
+    await a.connect()
+    await b.connect()
+    try:
+        yield a, b, ch
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.fixture
 def prefix() -> str:
     return f"test-route-{uuid.uuid4().hex[:8]}"
 
 
-async def test_a_message_goes_once_to_each_instance_holding_a_recipient(redis_url: str, prefix: str) -> None:
+async def test_a_message_goes_once_to_each_instance_holding_a_recipient(
+        pair: Pair, redis_url: str) -> None:
     """A ring to alice (on b) and bob (on a) is published once on each instance's channel, nothing on the
     shared channel; a ring to carol, whose socket is nowhere, is published nowhere."""
-    ch = f"{prefix}.agents"
-    a, b = (callstore_from_url(redis_url, ttl_s=TTL, prefix=prefix, channel=ch, instance=i) for i in ("ia", "ib"))
-    await a.connect()
-    await b.connect()
-    try:
-        assert (a.route, b.route) == (f"{ch}:ia", f"{ch}:ib")
-        await b.present(["alice"])
-        await a.present(["bob"])
-        async with Listener(redis_url, [ch, f"{ch}:ia", f"{ch}:ib"]) as heard:
-            await a.apply("c1", _ring("c1", "alice", "bob"), _render)
-            await a.apply("c2", _ring("c2", "carol"), _render)
-            await heard.settle()
-    finally:
-        await a.close()
-        await b.close()
+    a, b, ch = pair
+    assert (a.route, b.route) == (f"{ch}:ia", f"{ch}:ib")
+    await b.present(["alice"])
+    await a.present(["bob"])
+    async with Listener(redis_url, [ch, f"{ch}:ia", f"{ch}:ib"]) as heard:
+        await a.apply("c1", _ring("c1", "alice", "bob"), _render)
+        await a.apply("c2", _ring("c2", "carol"), _render)
+        await heard.settle()
     assert heard.got == {ch: [], f"{ch}:ia": ["call.ringing"], f"{ch}:ib": ["call.ringing"]}
 
 
-async def test_an_agent_on_two_instances_gets_it_on_both_and_twice_on_none(redis_url: str, prefix: str) -> None:
+async def test_an_agent_on_two_instances_gets_it_on_both_and_twice_on_none(
+        pair: Pair, redis_url: str) -> None:
     """alice holds sockets on a and b: each instance's channel gets one copy, however many recipients of the
     message are there."""
-    ch = f"{prefix}.agents"
-    a, b = (callstore_from_url(redis_url, ttl_s=TTL, prefix=prefix, channel=ch, instance=i) for i in ("ia", "ib"))
-    await a.connect()
-    await b.connect()
-    try:
-        await a.present(["alice", "bob"])
-        await b.present(["alice"])
-        async with Listener(redis_url, [f"{ch}:ia", f"{ch}:ib"]) as heard:
-            await b.apply("c1", _ring("c1", "alice", "bob"), _render)
-            await heard.settle()
-    finally:
-        await a.close()
-        await b.close()
+    a, b, ch = pair
+    await a.present(["alice", "bob"])
+    await b.present(["alice"])
+    async with Listener(redis_url, [f"{ch}:ia", f"{ch}:ib"]) as heard:
+        await b.apply("c1", _ring("c1", "alice", "bob"), _render)
+        await heard.settle()
     assert heard.got == {f"{ch}:ia": ["call.ringing"], f"{ch}:ib": ["call.ringing"]}
 
 
@@ -145,26 +149,20 @@ async def test_without_an_instance_every_message_goes_on_the_shared_channel(redi
     assert heard.got == {ch: ["call.ringing"]}
 
 
-async def test_a_changes_messages_for_one_instance_go_as_one_bundle_in_order(redis_url: str, prefix: str) -> None:
+async def test_a_changes_messages_for_one_instance_go_as_one_bundle_in_order(
+        pair: Pair, redis_url: str) -> None:
     """A change with two messages for alice (on b) and one for bob (on a): b gets one bus message holding both
     of alice's, in order; a gets bob's alone."""
-    ch = f"{prefix}.agents"
-    a, b = (callstore_from_url(redis_url, ttl_s=TTL, prefix=prefix, channel=ch, instance=i) for i in ("ia", "ib"))
-    await a.connect()
-    await b.connect()
+    a, b, ch = pair
 
     def render(out: Outcome) -> list[str]:
         def env(to: list[str], kind: str) -> str:
             return protocol.envelope(to, protocol.Message(kind, "c1", json.dumps({"x": 1})))
         return [env(["alice"], "call.ringing"), env(["bob"], "call.ringing"), env(["alice"], "card.section")]
 
-    try:
-        await a.present(["bob"])
-        await b.present(["alice"])
-        async with Listener(redis_url, [f"{ch}:ia", f"{ch}:ib"]) as heard:
-            await a.apply("c1", _ring("c1", "alice", "bob"), render)
-            await heard.settle()
-    finally:
-        await a.close()
-        await b.close()
+    await a.present(["bob"])
+    await b.present(["alice"])
+    async with Listener(redis_url, [f"{ch}:ia", f"{ch}:ib"]) as heard:
+        await a.apply("c1", _ring("c1", "alice", "bob"), render)
+        await heard.settle()
     assert heard.got == {f"{ch}:ia": ["call.ringing"], f"{ch}:ib": ["call.ringing+card.section"]}

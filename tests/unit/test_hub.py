@@ -310,11 +310,11 @@ async def test_a_reconnect_during_a_resync_runs_it_once_more() -> None:
 
 
 async def test_a_bundle_is_delivered_message_by_message_in_order() -> None:
-    """A bus message holding several envelopes (the store's bundle for this instance) reaches each recipient
-    in the bundle's order; a NUL in a call id cannot split an envelope."""
-    bus = MemoryBus()
+    """A bus message on the instance's route holding several envelopes (the store's bundle) reaches each
+    recipient in the bundle's order; a NUL in a call id cannot split an envelope."""
+    bus, routing = MemoryBus(), Routing()
     await bus.connect()
-    hub = AgentHub(bus, "agents")
+    hub = AgentHub(bus, "agents", snapshots=routing.snapshots, routing=routing)
     await hub.start()
     try:
         alice, bob = Peer(), Peer()
@@ -324,7 +324,7 @@ async def test_a_bundle_is_delivered_message_by_message_in_order() -> None:
             {"type": "call.ringing", "call": CARD})))
         assert protocol.unbundle(ringing) == [ringing]
         section = msg(["alice", "bob"], {"type": "card.section", "call_id": "c1", "name": "balance"})
-        await bus.publish("agents", protocol.BUNDLE_SEP.join([ringing, section]))
+        await bus.publish("agents:i1", protocol.BUNDLE_SEP.join([ringing, section]))
         await drain()
     finally:
         await hub.close()
