@@ -26,6 +26,18 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
                "--disable-sync", "--no-first-run"]
 
 
+def sign_in_page(page: Any, base_url: str, username: str, password: str = "demo", lands: str = "/",
+            timeout_ms: int = 10_000) -> Any:
+    """Sign in through the login page (its fields by id: the page may be in any language) and wait for the
+    page the role lands on; returns `page`."""
+    page.goto(f"{base_url}/login")
+    page.locator("#username").fill(username)
+    page.locator("#password").fill(password)
+    page.locator("#login-submit").click()
+    page.wait_for_url(f"{base_url}{lands}", timeout=timeout_ms)
+    return page
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's Chromium, headless, for the whole module (skipped, or failed in CI, without it)."""

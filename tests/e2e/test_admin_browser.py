@@ -22,7 +22,7 @@ from aiohttp import web
 
 from screenpop.demo import DemoEnvironment
 from tests.conftest import REDIS_URL, free_port, need, port_open, serve_in_thread
-from tests.e2e.conftest import ServerProcess, login, start_process
+from tests.e2e.conftest import ServerProcess, login, sign_in_page, start_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -91,12 +91,7 @@ def sign_in(browser: Any) -> Iterator[Callable[..., Any]]:
         page.on("pageerror", lambda err: errors.append(f"{username}: {err}"))
         if frames is not None:  # every raw frame the server sends this browser
             page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(str(payload))))
-        page.goto(f"{server.url}/login")
-        page.get_by_label("Username").fill(username)
-        page.get_by_label("Password").fill(password)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(f"{server.url}{lands}", timeout=TIMEOUT_MS)
-        return page
+        return sign_in_page(page, server.url, username, password, lands, TIMEOUT_MS)
 
     yield open_page
     for context in contexts:

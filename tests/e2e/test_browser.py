@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import sign_in_page
+
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 KNOWN = "+14155550100"
@@ -43,11 +45,7 @@ def open_console(browser: Any, demo_server: Any) -> Iterator[Callable[..., Any]]
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda err: errors.append(f"{username}: {err}"))
-        page.goto(f"{demo_server.url}/login")
-        page.get_by_label("Username").fill(username)
-        page.get_by_label("Password").fill("demo")
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(f"{demo_server.url}/", timeout=TIMEOUT_MS)
+        sign_in_page(page, demo_server.url, username, timeout_ms=TIMEOUT_MS)
         expect(page.get_by_test_id("conn-status")).to_have_attribute("data-state", "connected", timeout=TIMEOUT_MS)
         return page
 

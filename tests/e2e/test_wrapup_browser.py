@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.conftest import free_port, need
-from tests.e2e.conftest import ServerProcess, start_process
+from tests.e2e.conftest import ServerProcess, sign_in_page, start_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -128,11 +128,7 @@ def console(browser: Any, stack: Stack) -> Iterator[Callable[..., Any]]:
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda err: errors.append(f"{username}: {err}"))
-        page.goto(f"{stack.url}/login")
-        page.locator("#username").fill(username)
-        page.locator("#password").fill("demo")
-        page.locator("#login-submit").click()
-        page.wait_for_url(f"{stack.url}/", timeout=TIMEOUT_MS)
+        sign_in_page(page, stack.url, username, timeout_ms=TIMEOUT_MS)
         expect(page.get_by_test_id("conn-status")).to_have_attribute("data-state", "connected", timeout=TIMEOUT_MS)
         return page
 
