@@ -1,6 +1,15 @@
 """Generated order histories with the buying patterns of real customers, for the demo and the offers tests.
 
-A customer orders every so often (their own rhythm, with jitter). Each order holds:
+A customer orders every so often, on their own rhythm with jitter: their mean gap between orders is the
+period over their number of orders, and each gap is that mean times a gamma draw of mean 1 and shape
+`Style.rhythm` (4 by default: a coefficient of variation of 1/sqrt(4) = 0.5; a customer who orders every
+3 weeks on average orders again after 1 to 6 weeks 9 times in 10, and within 3 days of the last order
+about once in 350). Real reorders are periodic per customer (grocery reorder data peaks at a week, two
+weeks, a month; consumer-panel models of purchase timing use Erlang, i.e. gamma, gaps rather than
+exponential ones since Chatfield and Goodhardt, JASA 1973); shape 4 is between their Erlang-2 for one
+product and a fixed schedule, a shopping trip being more regular than any one product in it. An
+exponential gap (shape 1) has no memory: the next order's day would be as unknown 3 days after the last
+order as 30 days after it. Each order holds:
 - the consumables they reorder regularly, each on its own cycle ("coffee every 14 days"): a product is in
   the order when it is due (days since last bought >= its cycle, give or take 15 %), most of the time;
 - now and then something new: a complement of what they bought (the drill brings screws, the paint a
@@ -46,6 +55,7 @@ class Style:
     complement_share: float = 0.5  # of the new products, the share that complements what they own
     switch: float = 0.03  # chance per order that a staple is replaced by another (tastes drift)
     max_lines: int = 1000  # products per order at most (the staples first)
+    rhythm: float = 4.0  # gamma shape of the gaps between a customer's orders (1: exponential, no rhythm)
 
 
 REGULARS = Style(staples=(3, 20), keep_staple=0.7)
@@ -148,7 +158,7 @@ def shop(catalog: Catalog, customers: Sequence[str], start: date, end: date, sty
                 last[sku] = day
             n += 1
             yield customer, f"O{n:07d}", day, basket
-            day += timedelta(days=max(1, round(rng.expovariate(1.0 / gap))))
+            day += timedelta(days=max(1, round(gap * rng.gammavariate(style.rhythm, 1.0 / style.rhythm))))
 
 
 def write_csv(path: str | Path, orders: Iterator[tuple[str, str, date, list[str]]]) -> int:
