@@ -76,10 +76,12 @@ def _row(s: dict[str, Any]) -> str:
 
 
 def cluster_table(s: dict[str, Any]) -> list[str]:
-    """The cluster scenario's three sides, with the pair's ratios to the other two."""
+    """The cluster scenario's sides, with the pair's ratios to the others."""
     v1, vf = s["ratios"]["vs_one_instance"], s["ratios"]["vs_floor"]
     rows = [("two instances behind HAProxy", s["screenpop"]), ("one instance (scenario 3's shape)", s["one_instance"]),
             ("floor: two processes, Redis hop, HAProxy", s["floor"])]
+    if "one_instance_half" in s:  # runs before 2026-11-30 did not measure it
+        rows.insert(2, (f"one instance at {s['rate'] // 2} calls/s (reference)", s["one_instance_half"]))
     lines = [
         "",
         f"Cluster scenario ({s['rate']} calls/s, 1,000 idle agents, {s['rounds']} rounds of {s['seconds_per_segment']}"
@@ -98,6 +100,11 @@ def cluster_table(s: dict[str, Any]) -> list[str]:
     lines += ["", f"Pair against one instance: p50 {v1['p50']} x, p99 {v1['p99']} x, CPU per call "
               f"{v1['cpu_per_call']} x. Pair against the floor pair: p50 {vf['p50']} x, p99 {vf['p99']} x, "
               f"CPU per call {vf['cpu_per_call']} x."]
+    if "vs_half_rate" in s["ratios"]:
+        lines += ["", "The pair's CPU ratio in two factors: one instance at half the rate against at full rate "
+                  f"{s['ratios']['half_rate_vs_one_instance']['cpu_per_call']} x (being two processes), the pair "
+                  f"against one instance at half the rate {s['ratios']['vs_half_rate']['cpu_per_call']} x (the "
+                  "shared store)."]
     return lines
 
 
