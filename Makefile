@@ -35,7 +35,7 @@ bench: $(BENCH_STAMP)  ## screenpop against the floor, every scenario (~6 min): 
 bench-quick: $(BENCH_STAMP)  ## every benchmark scenario, shortened (about 1.5 minutes); writes to /tmp/screenpop-bench-quick
 	$(BIN)/python -m bench.run --quick --out /tmp/screenpop-bench-quick
 
-bench-cluster: $(BENCH_STAMP)  ## the cluster scenario alone (~1 min): two instances behind HAProxy; merged into bench/results.json
+bench-cluster: $(BENCH_STAMP)  ## the cluster scenario alone (~1.5 min): two instances behind HAProxy; merged into bench/results.json
 	$(BIN)/python -m bench.run --only cluster
 
 bench-count: $(BENCH_STAMP)  ## Python function calls per call, screenpop and floor: a cost measure noise does not move (~1 min)
