@@ -85,7 +85,8 @@ def cluster_table(s: dict[str, Any]) -> list[str]:
     lines = [
         "",
         f"Cluster scenario ({s['rate']} calls/s, 1,000 idle agents, {s['rounds']} rounds of {s['seconds_per_segment']}"
-        " s a side; every webhook through HAProxy; agent sockets through HAProxy too, sockets per instance "
+        f" s a side{' (the reference: the same calls at half the rate)' if 'one_instance_half' in s else ''}; every "
+        "webhook through HAProxy; agent sockets through HAProxy too, sockets per instance "
         f"{s['screenpop'].get('sockets_per_instance')}):",
         "",
         "| side | p50 / p90 / p99 / max (ms) | lost | CPU per call (µs) | HAProxy CPU per call (µs) | calls whose "
