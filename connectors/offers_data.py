@@ -12,8 +12,10 @@ A subset (`Orders.keep`) keeps the same customer and product indexes, so that a 
 scores the customers of another.
 
 `read_orders_csv` reads the evaluation's CSV form: one order line per row with the columns
-`customer_id,order_id,ordered_at,product_id` (others ignored), `ordered_at` an ISO date or date-time.
-A bad file raises OrdersFileError with one line saying where and what.
+`customer_id,order_id,ordered_at,product_id` (others ignored, any order, any case), `ordered_at` an ISO date
+or date-time; commas, or semicolons or tabs throughout (as some spreadsheets export). A line with an empty
+field or a date that is not ISO is skipped and counted (real exports have a few); a file that cannot be read
+as order lines at all raises OrdersFileError with one line saying where and what.
 """
 
 from __future__ import annotations
@@ -159,24 +161,55 @@ def parse_time(value: Any) -> float:
     return _parse_time(str(value).strip())
 
 
-def read_orders_csv(path: str | Path, progress: Callable[[int], None] | None = None) -> Orders:
+def _delimiter(first_line: str) -> str:
+    """The header's delimiter: a comma unless the columns are only found split by a semicolon or a tab."""
+    for d in (",", ";", "\t"):
+        if all(c in [h.strip().strip('"').lower() for h in first_line.split(d)] for c in COLUMNS):
+            return d
+    return ","
+
+
+class Skipped:
+    """The lines `read_orders_csv` left out: how many, and the first one's place and reason."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first = ""
+
+    def add(self, line: int, why: str) -> None:
+        self.count += 1
+        if not self.first:
+            self.first = f"line {line}: {why}"
+
+    def __str__(self) -> str:
+        return f"{self.count} line{'s' if self.count != 1 else ''} skipped (the first: {self.first})"
+
+
+def read_orders_csv(path: str | Path, progress: Callable[[int], None] | None = None,
+                    skipped: Skipped | None = None) -> Orders:
     """The orders of a CSV file in the evaluation's form; OrdersFileError (one line) when it is unusable.
-    `progress(characters_read)` is called now and then."""
+    `progress(characters_read)` is called now and then; lines with an empty field or a date that is not ISO
+    are counted in `skipped` (and left out)."""
     path = Path(path)
     times: dict[str, float] = {}
+    bad_times: set[str] = set()
+    skipped = skipped if skipped is not None else Skipped()
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             read = [0]
+            first = f.readline()
+            if not first:
+                raise OrdersFileError(f"{path}: the file is empty; expected a header with {', '.join(COLUMNS)}")
+            read[0] += len(first)
 
             def counted() -> Iterable[str]:
+                yield first
                 for text in f:
                     read[0] += len(text)
                     yield text
 
-            reader = csv.reader(counted())
-            header = next(reader, None)
-            if header is None:
-                raise OrdersFileError(f"{path}: the file is empty; expected a header with {', '.join(COLUMNS)}")
+            reader = csv.reader(counted(), delimiter=_delimiter(first))
+            header = next(reader, [])
             names = [h.strip().lower() for h in header]
             missing = [c for c in COLUMNS if c not in names]
             if missing:
@@ -193,16 +226,22 @@ def read_orders_csv(path: str | Path, progress: Callable[[int], None] | None = N
                 if len(row) < width:
                     raise OrdersFileError(f"{path}, line {n}: {len(row)} fields, expected at least {width}")
                 customer, order, when, product = (row[i].strip() for i in at)
-                for column, value in zip(COLUMNS, (customer, order, when, product), strict=True):
-                    if not value:
-                        raise OrdersFileError(f"{path}, line {n}: empty {column}")
+                if not (customer and order and when and product):
+                    empty = next(c for c, v in zip(COLUMNS, (customer, order, when, product), strict=True) if not v)
+                    skipped.add(n, f"empty {empty}")
+                    continue
                 t = times.get(when)
                 if t is None:
+                    if when in bad_times:
+                        skipped.add(n, "")
+                        continue
                     try:
                         t = times[when] = _parse_time(when)
                     except ValueError:
-                        raise OrdersFileError(f"{path}, line {n}: ordered_at {when[:40]!r} is not an ISO date "
-                                              "or date-time (e.g. 2024-03-01 or 2024-03-01T14:30:00)") from None
+                        bad_times.add(when)
+                        skipped.add(n, f"ordered_at {when[:40]!r} is not an ISO date or date-time (e.g. 2024-03-01 "
+                                       "or 2024-03-01T14:30:00)")
+                        continue
                 rows.append((customer, order, t, product))
                 if n % 50000 == 0:
                     encoder.add(rows)
@@ -218,5 +257,8 @@ def read_orders_csv(path: str | Path, progress: Callable[[int], None] | None = N
     except csv.Error as err:
         raise OrdersFileError(f"{path}: not a readable CSV file: {err}") from None
     if not read_any:
+        if skipped.count:
+            raise OrdersFileError(f"{path}: no usable order lines: every one of the {skipped.count} was skipped "
+                                  f"(the first: {skipped.first})")
         raise OrdersFileError(f"{path}: no order lines after the header")
     return encoder.orders()

@@ -222,7 +222,7 @@ class _Progress:
 
 
 def cmd_offers_evaluate(args: argparse.Namespace) -> int:
-    from connectors.offers_data import OrdersFileError, read_orders_csv
+    from connectors.offers_data import OrdersFileError, Skipped, read_orders_csv
     from connectors.offers_eval import evaluate, evaluate_steps
 
     if args.k < 1 or args.k > 100:
@@ -233,8 +233,9 @@ def cmd_offers_evaluate(args: argparse.Namespace) -> int:
     except OSError as err:
         return _fail(f"{path}: {err.strerror or err}")
     bar = _Progress(1000, "reading orders")
+    skipped = Skipped()
     try:
-        orders = read_orders_csv(path, progress=lambda n: bar.set(300 * n / max(size, 1)))
+        orders = read_orders_csv(path, progress=lambda n: bar.set(300 * n / max(size, 1)), skipped=skipped)
         total = evaluate_steps()
         done = [0]
 
@@ -248,6 +249,8 @@ def cmd_offers_evaluate(args: argparse.Namespace) -> int:
         return _fail(str(err))
     finally:
         bar.close()
+    if skipped.count:
+        print(f"screenpop: warning: {path}: {skipped}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.as_json()))
         return 0

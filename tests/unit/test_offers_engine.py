@@ -240,12 +240,43 @@ def test_evaluate_json_has_the_promised_shape(tmp_path: Path, capsys: pytest.Cap
 ])
 def test_bad_csv_is_one_line_and_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str,
                                              message: str) -> None:
-    """A missing column, a bad date, an empty field or file: one line on stderr naming it, exit code 2."""
+    """A missing column, no usable line (a bad date, an empty field) or an empty file: one line on stderr naming
+    it, exit code 2."""
     path = tmp_path / "bad.csv"
     path.write_text(content, encoding="utf-8")
     assert main(["offers", "evaluate", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_lines_with_an_empty_field_or_a_bad_date_are_skipped_with_one_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Dirty lines are left out and counted in one warning naming the first; the figures are those without them."""
+    clean = _write(tmp_path / "clean.csv", _shop())
+    dirty = tmp_path / "dirty.csv"
+    dirty.write_text(clean.read_text(encoding="utf-8") + "C1,X9,,P1\nC2,X8,31/12/2024,P2\n,X7,2024-01-01,P3\n",
+                     encoding="utf-8")
+    assert main(["offers", "evaluate", str(clean), "--json"]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    assert main(["offers", "evaluate", str(dirty), "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out) == expected
+    lines = clean.read_text(encoding="utf-8").count("\n")
+    assert out.err.strip() == (f"screenpop: warning: {dirty}: 3 lines skipped (the first: line {lines + 1}: "
+                               "empty ordered_at)")
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_semicolons_or_tabs_read_as_commas(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           delimiter: str) -> None:
+    """A file separated by semicolons or tabs gives the same figures as its comma-separated twin."""
+    clean = _write(tmp_path / "clean.csv", _shop())
+    other = tmp_path / "other.csv"
+    other.write_text(clean.read_text(encoding="utf-8").replace(",", delimiter), encoding="utf-8")
+    assert main(["offers", "evaluate", str(clean), "--json"]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    assert main(["offers", "evaluate", str(other), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == expected
 
 
 def test_interval_said_out_loud() -> None:
