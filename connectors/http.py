@@ -31,266 +31,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
-import os
-import re
-import socket
-import ssl
-import string
-from collections.abc import Callable, Iterator
-from typing import Any, ClassVar, Literal
-from urllib.parse import quote, urlsplit
+from typing import Any, ClassVar
+from urllib.parse import quote
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from yarl import URL
 
 from connectors.base import Connector, ConnectorError, ConnectorOptions
-from connectors.http_auth import CONTROL_CHARS, HEADER_NAME, ApiKeyAuth, Auth, BasicAuth, BearerAuth
-from connectors.lanes import LaneRefused, Lanes
-from connectors.mapping import Expression, Mapping
+from connectors.http_auth import ApiKeyAuth
+from connectors.http_options import HttpOptions, header_value, parse_template, render, url_parts, url_value
+from connectors.http_transport import SAFETY_TIMEOUT_S, LaneResolver, check_literal, drain, http_errors, tls_setting
+from connectors.mapping import Mapping
 from screenpop.models import LookupQuery
 
-PLACEHOLDERS = tuple(LookupQuery(phone="").template_values())  # phone, raw, called, customer_id
-SAFETY_TIMEOUT_S = 60.0  # the caller cancels much earlier; this only stops a request living forever
-_URL_KEEP = "!#$%&'()*+,/:;=?@[]~"  # literal URL text: keep reserved characters and existing %-escapes
-_NETLOC_DONE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*[/?#]")
-_CHUNK = 65536
+__all__ = ["HttpConnector", "HttpOptions"]
+
 _REDIRECT_NOTE = " (redirects are not followed when auth is set)"
-_DRAIN_MAX = 65536
-
-Parts = list[tuple[str, str | None]]
-
-
-def _parse(template: str) -> Parts:
-    """Split a template into (literal, placeholder) pairs; raises ValueError for unknown placeholders."""
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError:
-        raise ValueError("unbalanced braces; write {{ or }} for a literal brace") from None
-    names = ", ".join(f"{{{n}}}" for n in PLACEHOLDERS)
-    parts: Parts = []
-    for literal, field, spec, conversion in parsed:
-        if field is not None and (field not in PLACEHOLDERS or spec or conversion):
-            raise ValueError(f"unknown placeholder {{{field}}}; use {names}")
-        parts.append((literal, field))
-    return parts
-
-
-def _render(parts: Parts, values: dict[str, str], encode: Callable[[str], str]) -> str:
-    return "".join(literal + (encode(values[field]) if field else "") for literal, field in parts)
-
-
-def _url_parts(template: str, *, placeholders: bool = True) -> tuple[Parts, str, int]:
-    """Parse and check a URL template: (parts with literal text quoted, host, port)."""
-    parts = [(quote(lit, safe=_URL_KEEP), f) for lit, f in _parse(template)]
-    has_fields = any(f for _, f in parts)
-    if has_fields and not placeholders:
-        raise ValueError("placeholders are not allowed here")
-    prefix = "".join(lit for lit, _ in parts[: next((i for i, (_, f) in enumerate(parts) if f), 0) + 1])
-    if has_fields and not _NETLOC_DONE.match(prefix):
-        raise ValueError("placeholders may only appear in the path, query or fragment")
-    sample = urlsplit(_render(parts, dict.fromkeys(PLACEHOLDERS, "x"), str))
-    try:
-        port = sample.port
-    except ValueError:
-        raise ValueError("invalid port") from None
-    if sample.scheme.lower() not in ("http", "https") or not sample.hostname:
-        raise ValueError("must be an http:// or https:// URL with a host")
-    return parts, sample.hostname, port or (443 if sample.scheme.lower() == "https" else 80)
-
-
-class HttpOptions(ConnectorOptions):
-    """Options of the `http` kind (see the module docstring)."""
-
-    model_config = ConfigDict(hide_input_in_errors=True)  # a URL or a header may carry a secret
-
-    # declared secrets (connectors.secrets): the URLs' userinfo and query values, every header value, `auth`
-    SECRET_URLS: ClassVar[tuple[str, ...]] = ("url", "ping_url")
-    SECRET_MAPS: ClassVar[tuple[str, ...]] = ("headers",)
-    PUBLIC_HEADERS: ClassVar[tuple[str, ...]] = ("Accept", "Accept-Language", "Content-Type", "User-Agent")
-
-    url: str
-    method: Literal["GET", "POST"] = "GET"
-    headers: dict[str, str] = Field(default_factory=dict)
-    public_headers: list[str] = Field(default_factory=list, max_length=100)  # header values shown to admins
-    public_params: list[str] = Field(default_factory=list, max_length=100)  # query values shown to admins
-    max_bytes: int = Field(default=1_048_576, gt=0)
-    items: Expression | None = None
-    fields: dict[str, Expression] | None = None
-    not_found: Literal["empty", "error"] = "empty"
-    max_connections: int = Field(default=100, ge=1)
-    verify_tls: bool = True
-    ca_file: str | None = None
-    ping_url: str | None = None
-    search_url: str | None = None
-    auth: Auth | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, v: str) -> str:
-        _url_parts(v)
-        return v
-
-    @field_validator("ping_url")
-    @classmethod
-    def _check_ping_url(cls, v: str | None) -> str | None:
-        if v is not None:
-            _url_parts(v, placeholders=False)
-        return v
-
-    @field_validator("search_url")
-    @classmethod
-    def _check_search_url(cls, v: str | None) -> str | None:
-        if v is not None:
-            if "{text}" not in v:
-                raise ValueError("search_url needs the {text} placeholder")
-            _url_parts(v.replace("{text}", "x"), placeholders=False)
-            if v.split("{text}", 1)[0].count("/") < 3:
-                raise ValueError("{text} may only appear in the path, query or fragment")
-        return v
-
-    @field_validator("headers")
-    @classmethod
-    def _check_headers(cls, v: dict[str, str]) -> dict[str, str]:
-        for name, value in v.items():
-            if not HEADER_NAME.match(name):
-                raise ValueError(f"invalid header name {name!r}")
-            if CONTROL_CHARS.search(value):
-                raise ValueError(f"header {name} holds a control character")
-            _parse(value)
-        return v
-
-    @field_validator("ca_file")
-    @classmethod
-    def _check_ca_file(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if v is None:
-            return v
-        if info.data.get("verify_tls") is False:
-            raise ValueError("ca_file needs verify_tls: true")
-        if not os.path.isfile(v):
-            raise ValueError("no such file; a PEM bundle of trusted CA certificates is expected")
-        return v
-
-    @field_validator("auth")
-    @classmethod
-    def _check_auth(cls, v: BearerAuth | BasicAuth | ApiKeyAuth | None,
-                    info: ValidationInfo) -> BearerAuth | BasicAuth | ApiKeyAuth | None:
-        if v is None:
-            return v
-        sent = v.headers()
-        if any(CONTROL_CHARS.search(value) for value in sent.values()):
-            raise ValueError("the secret holds a control character")
-        taken = {name.lower() for name in info.data.get("headers") or {}}
-        clash = sorted(name for name in sent if name.lower() in taken)
-        if clash:
-            raise ValueError(f"header {clash[0]} is set both by auth and by headers; keep one")
-        return v
-
-
-def _header_value(value: str) -> str:
-    return CONTROL_CHARS.sub("", value)
-
-
-def _url_value(value: str) -> str:
-    return quote(value, safe="")
-
-
-async def tls_setting(verify_tls: bool, ca_file: str | None) -> ssl.SSLContext | bool:
-    """aiohttp's `ssl` for these options: a context trusting `ca_file` (read in a thread), else `verify_tls`;
-    ConnectorError when the file is no PEM bundle of CA certificates."""
-    if ca_file is None:
-        return verify_tls
-    try:
-        return await asyncio.to_thread(ssl.create_default_context, cafile=ca_file)
-    except (OSError, ssl.SSLError, ValueError) as err:
-        raise ConnectorError("ca_file is not a readable PEM bundle of CA certificates") from err
-
-
-class _LaneResolver(AbstractResolver):
-    """aiohttp's resolver, checking every address against the connector's lanes before it is used."""
-
-    def __init__(self, lanes: Lanes) -> None:
-        self.lanes = lanes
-        self._inner = aiohttp.ThreadedResolver()
-
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-                      ) -> list[ResolveResult]:
-        """The addresses of `host`, each one allowed; LaneRefused (an OSError) when one is not."""
-        found = await self._inner.resolve(host, port, family)
-        for info in found:
-            self.lanes.check_address(host, info["host"])
-        return found
-
-    async def close(self) -> None:
-        """Release the inner resolver."""
-        await self._inner.close()
-
-
-def _refused(err: BaseException) -> LaneRefused | None:
-    seen: BaseException | None = err
-    for _ in range(5):
-        if seen is None:
-            return None
-        if isinstance(seen, LaneRefused):
-            return seen
-        inner = getattr(seen, "os_error", None)
-        seen = inner if isinstance(inner, BaseException) else seen.__cause__
-    return None
-
-
-def _check_literal(lanes: Lanes, host: str) -> None:
-    """An IP literal host is not resolved (aiohttp connects to it directly): check it here."""
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return
-    lanes.check_address(host, host.strip("[]"))
-
-
-@contextlib.contextmanager
-def _errors(where: str) -> Iterator[None]:
-    """Turn aiohttp's failures into short ConnectorErrors; timeouts and cancellation pass through."""
-    try:
-        yield
-    except (ConnectorError, TimeoutError):
-        raise
-    except (aiohttp.ClientError, OSError, ValueError) as err:
-        refused = _refused(err)
-        if refused is None:
-            raise _short(err, where) from err
-        raise ConnectorError(str(refused)) from None
-
-
-def _short(err: BaseException, where: str) -> ConnectorError:
-    """The short reason of an aiohttp failure."""
-    try:
-        raise err
-    except aiohttp.ClientConnectorCertificateError:
-        return ConnectorError(f"TLS certificate of {where} is not trusted")
-    except aiohttp.ClientSSLError:
-        return ConnectorError(f"TLS handshake with {where} failed")
-    except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError, ConnectionError):
-        return ConnectorError(f"cannot connect to {where}")  # refused, reset, closed early
-    except aiohttp.ClientPayloadError:
-        return ConnectorError(f"incomplete response from {where}")
-    except aiohttp.ClientResponseError:
-        return ConnectorError(f"bad HTTP response from {where}")
-    except BaseException:
-        return ConnectorError(f"request to {where} failed")
-
-
-async def _drain(resp: aiohttp.ClientResponse) -> None:
-    """Read a small unwanted body so the connection can be reused; a big one goes with its connection."""
-    seen = 0
-    with contextlib.suppress(aiohttp.ClientError, OSError, ValueError):
-        async for chunk in resp.content.iter_chunked(_CHUNK):
-            seen += len(chunk)
-            if seen > _DRAIN_MAX:
-                resp.close()
-                return
+_CHUNK = 65536
 
 
 class HttpConnector(Connector):
@@ -303,9 +61,9 @@ class HttpConnector(Connector):
     def __init__(self, name: str, options: ConnectorOptions) -> None:
         super().__init__(name, options)
         opts = self.options
-        self._url, self._host, self._port = _url_parts(opts.url)
+        self._url, self._host, self._port = url_parts(opts.url)
         self._where = f"{self._host}:{self._port}"
-        self._headers = {name: _parse(value) for name, value in opts.headers.items()}
+        self._headers = {name: parse_template(value) for name, value in opts.headers.items()}
         auth = opts.auth
         self._auth_headers = auth.headers() if auth is not None else {}
         self._auth_query = ""
@@ -321,7 +79,7 @@ class HttpConnector(Connector):
         tls = await tls_setting(self.options.verify_tls, self.options.ca_file)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.options.max_connections, ssl=tls,
-                                           resolver=_LaneResolver(self.lanes)),
+                                           resolver=LaneResolver(self.lanes)),
             timeout=aiohttp.ClientTimeout(total=SAFETY_TIMEOUT_S),
             cookie_jar=aiohttp.DummyCookieJar(),  # lookups for different callers share nothing
             trace_configs=[self._lane_trace()],
@@ -338,7 +96,7 @@ class HttpConnector(Connector):
                            params: aiohttp.TraceRequestStartParams) -> None:
             host = params.url.host or ""
             if host not in allowed:
-                _check_literal(self.lanes, host)
+                check_literal(self.lanes, host)
                 if len(allowed) < 1000:
                     allowed.add(host)
 
@@ -346,7 +104,7 @@ class HttpConnector(Connector):
                               params: aiohttp.TraceRequestRedirectParams) -> None:
             location = params.response.headers.get("Location", "")
             with contextlib.suppress(ValueError):
-                _check_literal(self.lanes, params.url.join(URL(location)).host or "")
+                check_literal(self.lanes, params.url.join(URL(location)).host or "")
 
         trace.on_request_start.append(on_start)
         trace.on_request_redirect.append(on_redirect)
@@ -354,9 +112,9 @@ class HttpConnector(Connector):
 
     def check_lanes(self) -> None:
         """An IP-literal host of `url` or `ping_url` must be allowed (names are checked when resolved)."""
-        _check_literal(self.lanes, self._host)
+        check_literal(self.lanes, self._host)
         if self.options.ping_url is not None:
-            _check_literal(self.lanes, _url_parts(self.options.ping_url, placeholders=False)[1])
+            check_literal(self.lanes, url_parts(self.options.ping_url, placeholders=False)[1])
 
     async def close(self) -> None:
         """Close the session and every pooled connection."""
@@ -375,18 +133,18 @@ class HttpConnector(Connector):
         session = self._require_session()
         opts = self.options
         values = query.template_values()
-        headers = {name: _render(parts, values, _header_value) for name, parts in self._headers.items()}
+        headers = {name: render(parts, values, header_value) for name, parts in self._headers.items()}
         headers.update(self._auth_headers)
         body = values if opts.method == "POST" else None
-        with _errors(self._where):
-            url = self._signed(_render(self._url, values, _url_value))
+        with http_errors(self._where):
+            url = self._signed(render(self._url, values, url_value))
             async with session.request(opts.method, url, headers=headers, json=body,
                                        allow_redirects=opts.auth is None) as resp:
                 if resp.status == 204 or (resp.status == 404 and opts.not_found == "empty"):
-                    await _drain(resp)
+                    await drain(resp)
                     return None
                 if resp.status >= 300:  # a 3xx left: a redirect not followed (auth) or without a Location
-                    await _drain(resp)
+                    await drain(resp)
                     note = _REDIRECT_NOTE if resp.status < 400 and opts.auth is not None else ""
                     raise ConnectorError(f"HTTP {resp.status}{note}")
                 raw = await self._read(resp)
@@ -432,15 +190,15 @@ class HttpConnector(Connector):
             return await super().search(text, limit)
         session = self._require_session()
         url = self.options.search_url.replace("{text}", quote(text, safe=""))
-        parts, host, port = _url_parts(url, placeholders=False)
-        with _errors(f"{host}:{port}"):
-            async with session.get(self._signed(_render(parts, {}, str)), headers=self._auth_headers,
+        parts, host, port = url_parts(url, placeholders=False)
+        with http_errors(f"{host}:{port}"):
+            async with session.get(self._signed(render(parts, {}, str)), headers=self._auth_headers,
                                    allow_redirects=self.options.auth is None) as resp:
                 if resp.status == 404 or resp.status == 204:
-                    await _drain(resp)
+                    await drain(resp)
                     return []
                 if resp.status >= 300:
-                    await _drain(resp)
+                    await drain(resp)
                     raise ConnectorError(f"HTTP {resp.status}")
                 raw = await self._read(resp)
         data = self._shape(raw)
@@ -451,18 +209,18 @@ class HttpConnector(Connector):
         """GET `ping_url` (a status below 400 is fine; below 300 with auth), or open a TCP connection."""
         session = self._require_session()
         if self.options.ping_url is None:  # a TCP connection, to an address the lanes allow
-            with _errors(self._where):
-                _check_literal(self.lanes, self._host)
+            with http_errors(self._where):
+                check_literal(self.lanes, self._host)
                 family, address = (await self.lanes.resolve(self._host, self._port))[0]
                 _, writer = await asyncio.open_connection(address, self._port, family=family)
                 writer.close()
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()
             return
-        parts, host, port = _url_parts(self.options.ping_url, placeholders=False)
-        with _errors(f"{host}:{port}"):
-            async with session.get(self._signed(_render(parts, {}, str)), headers=self._auth_headers,
+        parts, host, port = url_parts(self.options.ping_url, placeholders=False)
+        with http_errors(f"{host}:{port}"):
+            async with session.get(self._signed(render(parts, {}, str)), headers=self._auth_headers,
                                    allow_redirects=self.options.auth is None) as resp:
-                await _drain(resp)
+                await drain(resp)
                 if resp.status >= 400 or (resp.status >= 300 and self.options.auth is not None):
                     raise ConnectorError(f"HTTP {resp.status}")

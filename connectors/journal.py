@@ -38,11 +38,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from yarl import URL
 
 from connectors.base import ConnectorError, ConnectorOptions, Journal
-from connectors.http import SAFETY_TIMEOUT_S, HttpOptions, _drain, tls_setting
-from connectors.http import _check_literal as check_literal
-from connectors.http import _errors as http_errors
-from connectors.http import _LaneResolver as LaneResolver
 from connectors.http_auth import CONTROL_CHARS, HEADER_NAME, Auth
+from connectors.http_options import HttpOptions
+from connectors.http_transport import SAFETY_TIMEOUT_S, LaneResolver, check_literal, drain, http_errors, tls_setting
 from connectors.sql import SqlOptions, _mask, normalize_url
 from connectors.sql import _errors as sql_errors
 from screenpop.models import WrapUp
@@ -205,7 +203,7 @@ class HttpJournal(Journal):
             check_literal(self.lanes, URL(url).host or "")  # an IP literal is not resolved: checked here
             async with self._session.request(opts.method, url, headers=headers, json=body,
                                              allow_redirects=False) as resp:
-                await _drain(resp)
+                await drain(resp)
                 if not (200 <= resp.status < 300 or resp.status == 409):
                     raise ConnectorError(f"HTTP {resp.status}")
 
