@@ -41,8 +41,8 @@ from connectors.base import ConnectorError, ConnectorOptions, Journal
 from connectors.http_auth import CONTROL_CHARS, HEADER_NAME, Auth
 from connectors.http_options import HttpOptions
 from connectors.http_transport import SAFETY_TIMEOUT_S, LaneResolver, check_literal, drain, http_errors, tls_setting
-from connectors.sql import SqlOptions, _mask, normalize_url
-from connectors.sql import _errors as sql_errors
+from connectors.sql import SqlOptions
+from connectors.sql_rules import mask_literals, normalize_url, sql_errors
 from screenpop.models import WrapUp
 
 FIELDS = tuple(WrapUp.model_fields)  # the same names as WrapUp.template_values()
@@ -221,7 +221,7 @@ class HttpJournal(Journal):
 
 def check_insert(statement: str) -> str:
     """The statement without a trailing ";"; ValueError unless it is one INSERT with known parameters."""
-    code = _mask(statement)
+    code = mask_literals(statement)
     if not re.match(r"\s*insert\s+into\b", code, re.IGNORECASE):
         raise ValueError("the statement must be one INSERT INTO ... statement")
     end = code.find(";")
