@@ -219,7 +219,6 @@ def read_orders_csv(path: str | Path, progress: Callable[[int], None] | None = N
             width = max(at) + 1
             encoder = Encoder()
             rows: list[tuple[str, str, float, str]] = []  # a batch: the lines are encoded as they come
-            read_any = False
             for n, row in enumerate(reader, start=2):
                 if not row:
                     continue
@@ -243,20 +242,19 @@ def read_orders_csv(path: str | Path, progress: Callable[[int], None] | None = N
                                        "or 2024-03-01T14:30:00)")
                         continue
                 rows.append((customer, order, t, product))
-                if n % 50000 == 0:
+                if len(rows) == 50000:
                     encoder.add(rows)
-                    rows, read_any = [], True
+                    rows = []
                     if progress is not None:
                         progress(read[0])
             encoder.add(rows)
-            read_any = read_any or bool(rows)
     except OSError as err:
         raise OrdersFileError(f"{path}: {err.strerror or err}") from None
     except UnicodeDecodeError:
         raise OrdersFileError(f"{path}: not a UTF-8 text file") from None
     except csv.Error as err:
         raise OrdersFileError(f"{path}: not a readable CSV file: {err}") from None
-    if not read_any:
+    if not encoder.customers:  # (every line added has a customer)
         if skipped.count:
             raise OrdersFileError(f"{path}: no usable order lines: every one of the {skipped.count} was skipped "
                                   f"(the first: {skipped.first})")

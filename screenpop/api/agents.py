@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from screenpop import jsonlimits, protocol
-from screenpop.api.deps import AgentDep, ServicesDep, body_doc, current_session, read_model, session_token
+from screenpop.api.deps import AgentDep, ServicesDep, body_doc, current_session, home_of, read_model, session_token
 from screenpop.auth import COOKIE_NAME, LoginBusy
 from screenpop.callstore import CallStoreError
 from screenpop.models import CallEvent, EventKind
@@ -62,7 +62,8 @@ async def login(request: Request, response: Response, services: ServicesDep) -> 
     token, _ = await services.sessions.create(agent.id)
     response.set_cookie(COOKIE_NAME, token, max_age=services.sessions.ttl_s, httponly=True, samesite="strict",
                         secure=services.settings.cookie_secure, path="/")
-    return {"token": token, "agent": {"id": agent.id, "name": agent.name or agent.id, "role": agent.role}}
+    return {"token": token, "agent": {"id": agent.id, "name": agent.name or agent.id, "role": agent.role},
+            "home": home_of(agent.role)}
 
 
 @router.post("/api/logout", status_code=204)

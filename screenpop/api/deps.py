@@ -165,3 +165,12 @@ def describe_bodies(openapi: dict[str, Any]) -> None:
                     answer["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
+
+
+_HOMES = {"admin": "/admin", "supervisor": "/admin/live"}
+
+
+def home_of(role: str) -> str:
+    """Where a role starts after signing in: administrators in the admin console, supervisors in the live
+    view, agents in the agent console (the login API answers it, and the login page redirects there)."""
+    return _HOMES.get(role, "/")

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from screenpop.api.browser import CSP  # one policy for every page (BrowserGuard sets it on every answer too)
-from screenpop.api.deps import ServicesDep, current_session
+from screenpop.api.deps import ServicesDep, current_session, home_of
 from screenpop.sessions import SessionStoreError
 from web import WEB_DIR
 
@@ -25,9 +25,6 @@ async def console() -> Response:
     return _page("index.html")
 
 
-HOMES = {"admin": "/admin", "supervisor": "/admin/live"}  # where a role starts; agents: the agent console
-
-
 @router.get("/login", include_in_schema=False)
 async def login_page(request: Request, services: ServicesDep) -> Response:
     """The login page; an agent already signed in (the back button) goes straight to their home page, so the
@@ -37,7 +34,7 @@ async def login_page(request: Request, services: ServicesDep) -> Response:
     except SessionStoreError:
         found = None  # the sign-in itself says that the sessions cannot be reached
     if found is not None:
-        return RedirectResponse(HOMES.get(found[0].role, "/"), status_code=303)
+        return RedirectResponse(home_of(found[0].role), status_code=303)
     return _page("login.html")
 
 

@@ -16,7 +16,8 @@ def callstore_from_url(url: str, **options: Any) -> CallStore:
     """Build the backend named by the URL scheme; its module is imported only here.
 
     Both take `ttl_s`; `memory://` also `max_calls`, `clock`; the Redis forms (`redis://`, `rediss://`,
-    `redis+sentinel://`: screenpop.redisurl) also `prefix`, `timeout`, `attempts`, `channel`."""
+    `redis+sentinel://`: screenpop.redisurl) also `prefix`, `timeout`, `attempts`, `channel`, `instance`,
+    `presence_s`, `clock` (unix seconds)."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         from screenpop.callstore.memory import MemoryCallStore

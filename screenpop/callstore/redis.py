@@ -43,7 +43,7 @@ import asyncio
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from redis.asyncio import Redis, RedisError
 from redis.asyncio.retry import Retry
@@ -87,7 +87,7 @@ class RedisCallStore(CallStore):
 
     def __init__(self, url: str, *, prefix: str = "screenpop", ttl_s: float = 4 * 3600, timeout: float = 2.0,
                  attempts: int = 20, channel: str | None = None, instance: str | None = None,
-                 presence_s: float = 90.0) -> None:
+                 presence_s: float = 90.0, clock: Callable[[], float] = time.time) -> None:
         try:
             self._url = parse_redis_url(url)
         except RedisURLError as exc:
@@ -106,6 +106,7 @@ class RedisCallStore(CallStore):
         self.channel = channel  # where a change's messages are published with it (the bus's agent channel)
         self.publishes = channel is not None
         self.instance, self.presence_s = instance, presence_s
+        self.clock = clock  # unix seconds: index and presence scores are compared across instances
         self.route = f"{channel}:{instance}" if channel is not None and instance is not None else None
 
     def __repr__(self) -> str:
@@ -233,7 +234,7 @@ class RedisCallStore(CallStore):
                 keys = [key, self._version_key(call_id), self._due_key,
                         *(self._agent_key(a) for a in leaving), *(self._agent_key(a) for a in entering)]
                 text = rec.to_json()
-                args: list[str | int | float] = [read, text, ttl, time.time(), "" if due is None else due,
+                args: list[str | int | float] = [read, text, ttl, self.clock(), "" if due is None else due,
                                                  call_id, len(leaving), len(entering), self.channel or ""]
                 if self.route is None:
                     args += ["", *texts]
@@ -259,7 +260,7 @@ class RedisCallStore(CallStore):
         (now + `presence_s`), entries past that dropped, in one pipeline."""
         if self.route is None:
             return
-        now = time.time()
+        now = self.clock()
         try:
             async with self._require().pipeline(transaction=False) as pipe:
                 for agent_id in agent_ids:

@@ -117,13 +117,15 @@ def test_admin_page_by_role(tmp_path: Path) -> None:
 
 
 def test_the_login_page_sends_a_signed_in_agent_home(tmp_path: Path) -> None:
-    """/login: the sign-in page without a session; with one, straight to the role's home page (agent console,
-    live view, admin console), so the page never asks the API and logs a refused request."""
+    """The sign-in answers the role's home page (agent console, live view, admin console); /login shows the
+    form without a session and with one goes straight home, so the page never asks the API and logs a
+    refused request."""
     with make(tmp_path) as c:
         r = c.get("/login", follow_redirects=False)
         assert r.status_code == 200 and "<form" in r.text
         for user, home in (("alice", "/"), ("sam", "/admin/live"), ("ada", "/admin")):
-            login(c, user)
+            answer = c.post("/api/login", json={"username": user, "password": "pw"})
+            assert answer.json()["home"] == home, user
             r = c.get("/login", follow_redirects=False)
             assert (r.status_code, r.headers.get("location")) == (303, home), user
         c.post("/api/logout", headers={"Origin": "http://testserver"})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -117,14 +116,16 @@ async def test_an_agent_on_two_instances_gets_it_on_both_and_twice_on_none(
 async def test_presence_ends_unless_renewed(redis_url: str, prefix: str) -> None:
     """Once its presence time has passed without a renewal, an instance gets no more of an agent's messages."""
     ch = f"{prefix}.agents"
-    a = callstore_from_url(redis_url, ttl_s=TTL, prefix=prefix, channel=ch, instance="ia", presence_s=1)
+    now = [time.time()]
+    a = callstore_from_url(redis_url, ttl_s=TTL, prefix=prefix, channel=ch, instance="ia", presence_s=60,
+                           clock=lambda: now[0])
     await a.connect()
     try:
         await a.present(["alice"])
         async with Listener(redis_url, [f"{ch}:ia"]) as heard:
             await a.apply("c1", _ring("c1", "alice"), _render)
             await heard.settle()
-            await asyncio.sleep(1.2)
+            now[0] += 61  # past the presence time, not renewed
             await a.apply("c2", _ring("c2", "alice"), _render)
             await heard.settle()
     finally:

@@ -29,7 +29,7 @@ form.addEventListener("submit", async (event) => {
   submit.textContent = t("login.signing");
   try {
     const answer = await api("POST", "/api/login", { username: user, password: password.value });
-    location.replace(homeOf(answer.agent));
+    location.replace(answer.home || "/");  // where the role starts (the server says)
   } catch (err) {
     submit.disabled = false;
     submit.textContent = t("login.submit");
@@ -42,11 +42,6 @@ form.addEventListener("submit", async (event) => {
   }
 });
 
-// administrators start in the admin console, supervisors in the live view, agents in the agent console
-function homeOf(agent) {
-  const role = agent && agent.role;
-  return role === "admin" ? "/admin" : role === "supervisor" ? "/admin/live" : "/";
-}
 loadLanguage(pickLanguage()).then(() => {
   applyStatic();
   languageSwitch(document.getElementById("lang"), async (code) => {
