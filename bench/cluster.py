@@ -1,7 +1,8 @@
 """The cluster scenario: two `screenpop serve` behind HAProxy, every event round-robin, against one instance
 and against the floor, in the same run (bench/README.md, scenario 8).
 
-Three sides, each started fresh, each with 50 active and 1,000 idle agent sockets, 100 calls/s, and a reference:
+Three sides, each started fresh, each with 50 active and 1,000 idle agent sockets, 100 calls/s, and two
+references:
 
 - **cluster**: two instances on one Redis (`BENCH_REDIS_URL`, a unique prefix), behind HAProxy rendered from
   docs/deploy/haproxy.cfg (bench/balancer.py). Every webhook goes through HAProxy, so a call's `ringing`
@@ -11,12 +12,15 @@ Three sides, each started fresh, each with 50 active and 1,000 idle agent socket
 - **floor**: two floor processes with a Redis hop (every card one PUBLISH, delivered by whichever holds the
   agent's socket), behind their own HAProxy from the same template, webhooks and sockets through it.
 
-- **one instance at half the rate** (a reference, not a target): the same one-instance process at 50 calls/s,
-  what each instance of the pair carries. A process's CPU per call grows when its rate drops (fewer events
-  share each wake-up of the event loop), so the pair pays for being two processes before it pays for Redis:
-  pair / one instance = (half rate / full rate) x (pair / half rate), the second factor the shared store's.
+- **one floor process** (a reference, not a target): the floor alone, no Redis, webhooks and sockets on it.
+  Floor pair / one floor process is what splitting the least a screen pop must do over two processes with
+  one Redis hop per card costs on this machine: the pair's own ratio cannot be expected below it.
 
-Segments alternate floor, one instance, one instance at half the rate, cluster, then the other way round,
+A call is a `ringing` then, once its card is complete, an `ended`: at 100 calls/s the two alternate, so
+round-robin sends nearly every `ringing` to one instance and every `ended` to the other (`ringing_on`):
+one instance runs the lookups, the other ends the calls from the shared store, the costliest split.
+
+Segments alternate floor, one floor process, one instance, cluster, then the other way round,
 ... each the same number of calls. CPU per call is the server processes' (both instances; both floor
 processes); each HAProxy's CPU is reported on its own.
 """
@@ -35,8 +39,8 @@ from bench.harness import ACTIVE, IDLE, Bench, Target, agent_ids, stats
 
 NAME = "cluster: two instances behind HAProxy, events round-robin, 100 calls/s"
 RATE = 100
-SIDES = ("floor", "one_instance", "one_instance_half", "screenpop")  # screenpop = the pair behind HAProxy
-HALF = "one_instance_half"  # the one-instance process again, at RATE / 2
+SIDES = ("floor", "floor_one", "one_instance", "screenpop")  # screenpop = the pair behind HAProxy
+FLOOR_ONE = "floor_one"  # one floor process, no Redis
 
 
 def live_calls(port: int) -> int | None:
@@ -50,7 +54,8 @@ def live_calls(port: int) -> int | None:
 
 
 def start_sides(bench: Bench) -> tuple[dict[str, Target], dict[str, Any]]:
-    """Start the three sides, connect their sockets, warm them up; the targets and what was checked."""
+    """Start the sides and the floor reference, connect their sockets, warm them up; the targets and what was
+    checked."""
     redis = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
     tag = f"bench-cluster-{os.getpid()}-{secrets.token_hex(3)}"
     one, one_port = bench.start_screenpop("one-instance")
@@ -58,6 +63,7 @@ def start_sides(bench: Bench) -> tuple[dict[str, Target], dict[str, Any]]:
     sb, sb_port = bench.start_screenpop("cluster-b", redis, tag)
     fa, fa_port = bench.start_floor("cluster-floor-a", redis, tag + "-floor")
     fb, fb_port = bench.start_floor("cluster-floor-b", redis, tag + "-floor")
+    fo, fo_port = bench.start_floor("floor-one")
     balancers = {"screenpop": Balancer("haproxy", bench.log_dir, [sa_port, sb_port]),
                  "floor": Balancer("haproxy-floor", bench.log_dir, [fa_port, fb_port])}
     for b in balancers.values():
@@ -67,22 +73,20 @@ def start_sides(bench: Bench) -> tuple[dict[str, Target], dict[str, Any]]:
         "floor": Target("cluster-floor", [fa, fb], f"{balancers['floor'].url}/telephony/webhook",
                         balancers["floor"].proc),
         "one_instance": Target("one-instance", [one], f"http://127.0.0.1:{one_port}/telephony/webhook"),
+        FLOOR_ONE: Target("floor-one", [fo], f"http://127.0.0.1:{fo_port}/telephony/webhook"),
         "screenpop": Target("cluster", [sa, sb], f"{balancers['screenpop'].url}/telephony/webhook",
                             balancers["screenpop"].proc),
     }
-    targets[HALF] = targets["one_instance"]
-    ws_ports = {"floor": balancers["floor"].port, "one_instance": one_port, "screenpop": balancers["screenpop"].port}
+    ws_ports = {"floor": balancers["floor"].port, "one_instance": one_port, "screenpop": balancers["screenpop"].port,
+                FLOOR_ONE: fo_port}
     for key, target in targets.items():
-        if key == HALF:
-            continue  # the same process and sockets as one_instance
         bench.connect(target, ws_ports[key], agent_ids(1, ACTIVE), active=True)
         bench.connect(target, ws_ports[key], agent_ids(ACTIVE + 1, IDLE), active=False)
     checked = {"sockets_per_instance": balancers["screenpop"].connections(),
                "floor_sockets_per_instance": balancers["floor"].connections(),
                "instance_ports": [sa_port, sb_port], "one_instance_port": one_port}
-    for key, target in targets.items():
-        if key != HALF:
-            bench.segment(target, RATE, calls=100, record=False)  # warm up: pools, imports, caches of code
+    for target in targets.values():
+        bench.segment(target, RATE, calls=100, record=False)  # warm up: pools, imports, caches of code
     print(f"  cluster: pids {sa.pid}, {sb.pid} behind HAProxy {balancers['screenpop'].proc.pid}; one instance "
           f"{one.pid}; floor {fa.pid}, {fb.pid} behind HAProxy {balancers['floor'].proc.pid}; agent sockets per "
           f"instance {checked['sockets_per_instance']}", flush=True)
@@ -98,7 +102,7 @@ def run_cluster(bench: Bench, rounds: int, seconds: float) -> dict[str, Any]:
     segments: list[dict[str, Any]] = []
     for r in range(rounds):
         for key in SIDES if r % 2 == 0 else SIDES[::-1]:
-            res = bench.segment(targets[key], RATE / 2 if key == HALF else RATE, calls=round(RATE * seconds))
+            res = bench.segment(targets[key], RATE, calls=round(RATE * seconds))
             seg = stats(res["complete_ms"], res["cpu_s"])
             segments.append({"round": r + 1, "side": key, "cpu_us_per_call": round(res["cpu_s"] / seg["calls"] * 1e6),
                              "p50_ms": seg["p50_ms"], "p99_ms": seg["p99_ms"], "lost": seg["lost"],
@@ -118,7 +122,7 @@ def run_cluster(bench: Bench, rounds: int, seconds: float) -> dict[str, Any]:
     for key, m in merged.items():
         s = stats(m["complete"], m["cpu"])
         s["cpu_us_per_call"] = round(m["cpu"] / max(1, s["calls"]) * 1e6, 1)
-        if key not in ("one_instance", HALF):
+        if key not in ("one_instance", FLOOR_ONE):
             s["cpu_s_haproxy"] = round(m["haproxy"], 2)
             s["haproxy_cpu_us_per_call"] = round(m["haproxy"] / max(1, s["calls"]) * 1e6, 1)
             s["ringing_on"] = m["ringing_on"]
@@ -129,11 +133,11 @@ def run_cluster(bench: Bench, rounds: int, seconds: float) -> dict[str, Any]:
         bench.samples.setdefault(NAME, {})[key] = [5000.0 if v is None else v for v in m["complete"]]
     out["screenpop"]["sockets_per_instance"] = checked["sockets_per_instance"]
     out["floor"]["sockets_per_instance"] = checked["floor_sockets_per_instance"]
-    # calls each instance still holds once every call has ended (today: call state is per instance, so a
-    # call whose `ended` went to the other instance stays; the shared call store makes this 0)
+    # the lookups each instance still runs once every call has ended: 0 (a call's state is in the shared store,
+    # so an `ended` that lands on the other instance ends the lookup too)
     out["screenpop"]["live_calls_after"] = [live_calls(p) for p in checked["instance_ports"]]
     out["one_instance"]["live_calls_after"] = [live_calls(checked["one_instance_port"])]
-    sp, one, fl, half = out["screenpop"], out["one_instance"], out["floor"], out[HALF]
+    sp, one, fl, fo = out["screenpop"], out["one_instance"], out["floor"], out[FLOOR_ONE]
 
     def ratio(a: float, b: float) -> float:
         return round(a / b, 2) if b else float("nan")
@@ -143,9 +147,8 @@ def run_cluster(bench: Bench, rounds: int, seconds: float) -> dict[str, Any]:
                             "cpu_per_call": ratio(sp["cpu_us_per_call"], one["cpu_us_per_call"])},
         "vs_floor": {"p50": ratio(sp["p50_ms"], fl["p50_ms"]), "p99": ratio(sp["p99_ms"], fl["p99_ms"]),
                      "cpu_per_call": ratio(sp["cpu_us_per_call"], fl["cpu_us_per_call"])},
-        # the two factors of the pair's CPU ratio: being two processes at half the rate, and the shared store
-        "half_rate_vs_one_instance": {"cpu_per_call": ratio(half["cpu_us_per_call"], one["cpu_us_per_call"])},
-        "vs_half_rate": {"cpu_per_call": ratio(sp["cpu_us_per_call"], half["cpu_us_per_call"])},
+        # the same split of the floor: two floor processes with a Redis hop against one floor process
+        "floor_pair_vs_floor_one": {"cpu_per_call": ratio(fl["cpu_us_per_call"], fo["cpu_us_per_call"])},
     }
     out["ratio_p99"] = out["ratios"]["vs_floor"]["p99"]
     out["floor_kind"] = "two floor processes with a Redis hop, behind their own HAProxy (same template)"
@@ -160,13 +163,13 @@ def run_cluster(bench: Bench, rounds: int, seconds: float) -> dict[str, Any]:
     print(f"  cluster: pair p50 {sp['p50_ms']} p99 {sp['p99_ms']} lost {sp['lost']} {sp['cpu_us_per_call']} us/call "
           f"(HAProxy {sp['haproxy_cpu_us_per_call']}) | one instance p50 {one['p50_ms']} p99 {one['p99_ms']} "
           f"lost {one['lost']} {one['cpu_us_per_call']} us/call | floor p50 {fl['p50_ms']} p99 {fl['p99_ms']} "
-          f"lost {fl['lost']} {fl['cpu_us_per_call']} us/call | one instance at {RATE // 2} calls/s "
-          f"{half['cpu_us_per_call']} us/call", flush=True)
+          f"lost {fl['lost']} {fl['cpu_us_per_call']} us/call | one floor process {fo['cpu_us_per_call']} us/call",
+          flush=True)
     print(f"  cluster: vs one instance p50 {v1['p50']} p99 {v1['p99']} cpu {v1['cpu_per_call']} | vs floor p50 "
           f"{vf['p50']} p99 {vf['p99']} cpu {vf['cpu_per_call']} | split calls {sp['calls_split']}/"
           f"{sp['calls_routed']}, ringing on {sp['ringing_on']}, lookups running after {sp['live_calls_after']}",
           flush=True)
-    print(f"  cluster: CPU per call, one instance at half the rate vs at full rate "
-          f"{out['ratios']['half_rate_vs_one_instance']['cpu_per_call']} x; pair vs one instance at half the rate "
-          f"{out['ratios']['vs_half_rate']['cpu_per_call']} x", flush=True)
+    print(f"  cluster: CPU per call, floor pair vs one floor process "
+          f"{out['ratios']['floor_pair_vs_floor_one']['cpu_per_call']} x (the pair vs one instance: "
+          f"{v1['cpu_per_call']} x)", flush=True)
     return out

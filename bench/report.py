@@ -55,7 +55,7 @@ def targets(results: dict[str, Any], _by: object = None) -> list[dict[str, Any]]
             f"{sp['lost']} (one instance {one['lost']}, floor {s['floor']['lost']})", sp["lost"] == 0)
         add("cluster: CPU per call of the pair", "<= 1.5 x one instance's",
             f"{sp['cpu_us_per_call']} us vs {one['cpu_us_per_call']} us = {v1['cpu_per_call']} x "
-            f"(floor pair: {vf['cpu_per_call']} x; HAProxy {sp['haproxy_cpu_us_per_call']} us apart)",
+            f"(floor pair: {vf['cpu_per_call']} x{_floor_split(s)}; HAProxy {sp['haproxy_cpu_us_per_call']} us apart)",
             v1["cpu_per_call"] <= 1.5)
     if m := results.get("memory_per_idle_socket", {}).get("screenpop"):
         fl = results["memory_per_idle_socket"].get("floor", {})
@@ -75,17 +75,23 @@ def _row(s: dict[str, Any]) -> str:
     return f"| {name} | {cells(s['screenpop'])} | {cells(s['floor'])} | {s['ratio_p99']} |"
 
 
+def _floor_split(s: dict[str, Any]) -> str:
+    """', floor pair / one floor process: R x' when the run measured it."""
+    r = s["ratios"].get("floor_pair_vs_floor_one")
+    return f"; floor pair / one floor process {r['cpu_per_call']} x" if r else ""
+
+
 def cluster_table(s: dict[str, Any]) -> list[str]:
     """The cluster scenario's sides, with the pair's ratios to the others."""
     v1, vf = s["ratios"]["vs_one_instance"], s["ratios"]["vs_floor"]
     rows = [("two instances behind HAProxy", s["screenpop"]), ("one instance (scenario 3's shape)", s["one_instance"]),
             ("floor: two processes, Redis hop, HAProxy", s["floor"])]
-    if "one_instance_half" in s:  # runs before 2026-11-30 did not measure it
-        rows.insert(2, (f"one instance at {s['rate'] // 2} calls/s (reference)", s["one_instance_half"]))
+    if "floor_one" in s:  # runs before 2026-12 did not measure it
+        rows.append(("floor: one process, no Redis (reference)", s["floor_one"]))
     lines = [
         "",
         f"Cluster scenario ({s['rate']} calls/s, 1,000 idle agents, {s['rounds']} rounds of {s['seconds_per_segment']}"
-        f" s a side{' (the reference: the same calls at half the rate)' if 'one_instance_half' in s else ''}; every "
+        " s a side; every "
         "webhook through HAProxy; agent sockets through HAProxy too, sockets per instance "
         f"{s['screenpop'].get('sockets_per_instance')}):",
         "",
@@ -101,11 +107,11 @@ def cluster_table(s: dict[str, Any]) -> list[str]:
     lines += ["", f"Pair against one instance: p50 {v1['p50']} x, p99 {v1['p99']} x, CPU per call "
               f"{v1['cpu_per_call']} x. Pair against the floor pair: p50 {vf['p50']} x, p99 {vf['p99']} x, "
               f"CPU per call {vf['cpu_per_call']} x."]
-    if "vs_half_rate" in s["ratios"]:
-        lines += ["", "The pair's CPU ratio in two factors: one instance at half the rate against at full rate "
-                  f"{s['ratios']['half_rate_vs_one_instance']['cpu_per_call']} x (being two processes), the pair "
-                  f"against one instance at half the rate {s['ratios']['vs_half_rate']['cpu_per_call']} x (the "
-                  "shared store)."]
+    if "floor_pair_vs_floor_one" in s["ratios"]:
+        lines += ["", "The same split of the floor (the least a screen pop must do, one Redis hop per card): two floor "
+                  f"processes against one {s['ratios']['floor_pair_vs_floor_one']['cpu_per_call']} x. Where the "
+                  f"pair's `ringing` webhooks landed: {s['screenpop'].get('ringing_on')} (a call's two webhooks "
+                  "alternate, so round-robin puts nearly every lookup on one instance and every `ended` on the other)."]
     return lines
 
 
