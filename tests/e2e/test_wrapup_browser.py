@@ -344,3 +344,47 @@ def test_a_transferred_call_carries_the_notes_so_far(console: Callable[..., Any]
     expect(card.get_by_test_id("wrapup-state")).to_have_attribute("data-state", "saved", timeout=TIMEOUT_MS)
     assert sorted(e["agent"] for e in stack.crm_entries(call_id)) == ["Alice Martin", "Bob Chen"]
     stack.end(call_id, KNOWN)
+
+
+def test_a_reload_keeps_the_call_waiting_for_its_wrapup_and_the_recent_list(console: Callable[..., Any],
+                                                                          stack: Stack) -> None:
+    """alice reloads the page after two calls ended: the answered one stays on screen with her draft for
+    its wrap-up, which she then saves, the other stays in Recent; after logout the tab keeps neither."""
+    from playwright.sync_api import expect
+
+    from tests.e2e.conftest import login
+
+    alice = console("alice")
+    missed = stack.call(UNKNOWN, "1001")
+    expect(alice.locator(f'[data-call-id="{missed}"]')).to_be_visible(timeout=TIMEOUT_MS)
+    stack.end(missed, UNKNOWN)
+    recent = alice.locator(f'li[data-recent-call-id="{missed}"]')
+    expect(recent).to_contain_text("Ended", timeout=TIMEOUT_MS)
+    call_id = stack.call(KNOWN, "1001", answered_by="1001")
+    card = alice.locator(f'[data-call-id="{call_id}"]')
+    expect(card).to_have_attribute("data-state", "answered", timeout=TIMEOUT_MS)
+    card.get_by_label("Notes").fill("Asked for the spring catalogue")
+    token = login(stack.url, "alice")
+    with httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {token}"}, timeout=5) as http:
+        for _ in range(200):  # the draft goes to the server after a pause in typing
+            rows = http.get(f"/api/calls/{call_id}/wrapups").json()["wrapups"]
+            if rows and rows[0]["notes"] == "Asked for the spring catalogue":
+                break
+            alice.wait_for_timeout(50)
+    stack.end(call_id, KNOWN)
+    expect(card).to_have_attribute("data-state", "ended", timeout=TIMEOUT_MS)  # kept for its wrap-up
+
+    alice.reload()
+    expect(alice.get_by_test_id("conn-status")).to_have_attribute("data-state", "connected", timeout=TIMEOUT_MS)
+    expect(card).to_have_attribute("data-state", "ended", timeout=TIMEOUT_MS)
+    expect(card.get_by_test_id("wrapup-notes")).to_have_value("Asked for the spring catalogue", timeout=TIMEOUT_MS)
+    expect(recent).to_contain_text("Ended")
+    card.get_by_label("Disposition").select_option("callback")
+    card.get_by_test_id("wrapup-save").click()
+    expect(card.get_by_test_id("wrapup-state")).to_have_attribute("data-state", "saved", timeout=TIMEOUT_MS)
+    (entry,) = stack.crm_entries(call_id)
+    assert (entry["notes"], entry["disposition"]) == ("Asked for the spring catalogue", "callback")
+
+    alice.get_by_test_id("logout").click()
+    alice.wait_for_url(f"{stack.url}/login", timeout=TIMEOUT_MS)
+    assert alice.evaluate("sessionStorage.getItem('screenpop.calls')") is None

@@ -5,6 +5,7 @@ import { api, ApiError } from "./api.js";
 import { clear } from "./dom.js";
 import { applyStatic, languageSwitch, loadLanguage, pickLanguage, setConfigWords, t } from "./i18n.js";
 import { setupDemo } from "./demo.js";
+import { forgetCalls, keepCalls, keptCalls } from "./keep.js";
 import { installShortcuts } from "./keys.js";
 import { cardPopped, loadPrefs, setupNotifications } from "./notify.js";
 import { applyMessage, selectRequest } from "./protocol.js";
@@ -12,6 +13,7 @@ import { callerHeadline, patchCard, renderCard, renderRecent } from "./render.js
 import { ReconnectingSocket, backoffDelay } from "./socket.js";
 
 const MAX_RECENT = 8;
+const KEEP_DELAY_MS = 500; // the calls on screen are kept for a reload at most this long after a change
 const SELECT_TIMEOUT_MS = 10_000;
 const ACK_STORE = "screenpop.acked";
 const ACK_STORE_MAX = 200;
@@ -60,6 +62,7 @@ async function boot() {
   }
   showNotice("");
   ctx.meId = state.me.id;
+  restoreCalls();
   state.prefs = loadPrefs(state.me.id);
   setupNotifications(state.prefs, (prefs) => { state.prefs = prefs; });
   try {
@@ -84,6 +87,7 @@ async function boot() {
 
 function goLogin() {
   state.leaving = true;
+  forgetCalls();
   location.replace("/login");
 }
 
@@ -100,6 +104,7 @@ async function refused(reason) {
 
 async function logout() {
   state.leaving = true;
+  forgetCalls();
   if (state.socket) state.socket.stop();
   try {
     await api("POST", "/api/logout");
@@ -140,6 +145,22 @@ function handle(m) {
 function newEntry(card) {
   state.seq += 1;
   return { card, seq: state.seq, outcome: null, reason: null, selecting: null, selectError: null };
+}
+
+/** The calls this tab showed before a reload (keep.js); the snapshot that follows reconciles them. */
+function restoreCalls() {
+  const kept = keptCalls(state.me.id);
+  const revive = (k) => Object.assign(newEntry(k.card), { outcome: k.outcome || null, reason: k.reason || null });
+  for (const k of kept.entries) state.entries.set(k.card.call_id, revive(k));
+  state.recent = kept.recent.filter((k) => !state.entries.has(k.card.call_id)).slice(0, MAX_RECENT).map(revive);
+  addEventListener("pagehide", saveCalls);
+}
+
+let saveTimer = null;
+function saveCalls() {
+  clearTimeout(saveTimer);
+  saveTimer = null;
+  if (state.me && !state.leaving) keepCalls(state.me.id, [...state.entries.values()], state.recent);
 }
 
 function onSnapshot(calls) {
@@ -347,6 +368,7 @@ function render() {
   }
   $("empty").hidden = active.length > 0;
   renderRecentList();
+  if (state.me && saveTimer === null) saveTimer = setTimeout(saveCalls, KEEP_DELAY_MS);
   const ringing = active.filter((e) => e.card.state === "ringing" || e.card.state === "offered").length;
   document.title = ringing ? t("title.ringing", { n: ringing }) : t("title.console");
   ackDisplayed();
