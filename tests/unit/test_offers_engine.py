@@ -219,6 +219,14 @@ def test_split_keeps_one_order_customers_and_holds_out_the_last() -> None:
     assert sorted(orders.products[i] for i in train.line_product) == ["y", "z"]
 
 
+def test_of_two_orders_on_the_same_day_the_later_in_the_file_is_held_out() -> None:
+    """Orders at the same time (dates only): the one whose first line comes later in the file is the last."""
+    orders = encode([("A", "a9", 3.0, "x"), ("A", "a1", 1.0, "y"), ("A", "a2", 3.0, "z"), ("A", "a9", 3.0, "w")])
+    train, held = split_last(orders)
+    assert held.sum() == 1
+    assert sorted(orders.products[i] for i in train.line_product) == ["w", "x", "y"]
+
+
 def test_evaluate_json_has_the_promised_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`screenpop offers evaluate --json` prints exactly the documented keys, each figure within [0, 1]."""
     path = _write(tmp_path / "orders.csv", _shop())
