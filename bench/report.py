@@ -86,7 +86,7 @@ def cluster_table(s: dict[str, Any]) -> list[str]:
     v1, vf = s["ratios"]["vs_one_instance"], s["ratios"]["vs_floor"]
     rows = [("two instances behind HAProxy", s["screenpop"]), ("one instance (scenario 3's shape)", s["one_instance"]),
             ("floor: two processes, Redis hop, HAProxy", s["floor"])]
-    if "floor_one" in s:  # runs before 2026-12 did not measure it
+    if "floor_one" in s:  # measured since session 13 (2026-11-30)
         rows.append(("floor: one process, no Redis (reference)", s["floor_one"]))
     lines = [
         "",
