@@ -15,12 +15,12 @@ from urllib.parse import quote, urlsplit
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from connectors.base import ConnectorOptions
-from connectors.http_auth import CONTROL_CHARS, HEADER_NAME, ApiKeyAuth, Auth, BasicAuth, BearerAuth
+from connectors.http_auth import CONTROL_CHARS, HEADER_NAME, Auth
 from connectors.mapping import Expression
 from screenpop.models import LookupQuery
 
-__all__ = ["PLACEHOLDERS", "HttpOptions", "Parts", "header_value", "parse_template", "render", "url_parts",
-           "url_value"]
+__all__ = ["PLACEHOLDERS", "HttpOptions", "Parts", "check_auth", "check_ca_file", "header_value", "parse_template",
+           "render", "url_parts", "url_value"]
 
 PLACEHOLDERS = tuple(LookupQuery(phone="").template_values())  # phone, raw, called, customer_id
 _URL_KEEP = "!#$%&'()*+,/:;=?@[]~"  # literal URL text: keep reserved characters and existing %-escapes
@@ -131,28 +131,38 @@ class HttpOptions(ConnectorOptions):
     @field_validator("ca_file")
     @classmethod
     def _check_ca_file(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if v is None:
-            return v
-        if info.data.get("verify_tls") is False:
-            raise ValueError("ca_file needs verify_tls: true")
-        if not os.path.isfile(v):
-            raise ValueError("no such file; a PEM bundle of trusted CA certificates is expected")
-        return v
+        return check_ca_file(v, info)
 
     @field_validator("auth")
     @classmethod
-    def _check_auth(cls, v: BearerAuth | BasicAuth | ApiKeyAuth | None,
-                    info: ValidationInfo) -> BearerAuth | BasicAuth | ApiKeyAuth | None:
-        if v is None:
-            return v
-        sent = v.headers()
-        if any(CONTROL_CHARS.search(value) for value in sent.values()):
-            raise ValueError("the secret holds a control character")
-        taken = {name.lower() for name in info.data.get("headers") or {}}
-        clash = sorted(name for name in sent if name.lower() in taken)
-        if clash:
-            raise ValueError(f"header {clash[0]} is set both by auth and by headers; keep one")
+    def _check_auth(cls, v: Auth | None, info: ValidationInfo) -> Auth | None:
+        return check_auth(v, info)
+
+
+def check_ca_file(v: str | None, info: ValidationInfo) -> str | None:
+    """The `ca_file` rule of every HTTP kind (section and journal): an existing file, with verify_tls on."""
+    if v is None:
         return v
+    if info.data.get("verify_tls") is False:
+        raise ValueError("ca_file needs verify_tls: true")
+    if not os.path.isfile(v):
+        raise ValueError("no such file; a PEM bundle of trusted CA certificates is expected")
+    return v
+
+
+def check_auth(v: Auth | None, info: ValidationInfo) -> Auth | None:
+    """The `auth` rule of every HTTP kind: no control character in what it sends, and no header that
+    `headers` (validated before it) sets too."""
+    if v is None:
+        return v
+    sent = v.headers()
+    if any(CONTROL_CHARS.search(value) for value in sent.values()):
+        raise ValueError("the secret holds a control character")
+    taken = {name.lower() for name in info.data.get("headers") or {}}
+    clash = sorted(name for name in sent if name.lower() in taken)
+    if clash:
+        raise ValueError(f"header {clash[0]} is set both by auth and by headers; keep one")
+    return v
 
 
 def header_value(value: str) -> str:

@@ -117,9 +117,15 @@ async def test_http_journal_errors_are_short_reasons(target: tuple[Target, str])
     ({"url": "http://crm/{nope}"}, "unknown placeholder"),
     ({"url": "http://crm/x", "body": {"a": "{secret}"}}, "unknown placeholder"),
     ({"url": "http://crm/x", "headers": {"Idempotency-Key": "x"}}, "always sent"),
+    ({"url": "https://crm/x", "verify_tls": False, "ca_file": "/etc/hostname"}, "needs verify_tls"),
+    ({"url": "https://crm/x", "ca_file": "/no/such/bundle.pem"}, "no such file"),
+    ({"url": "http://crm/x", "headers": {"Authorization": "x"}, "auth": {"type": "bearer", "token": "t"}},
+     "set both by auth and by headers"),
+    ({"url": "http://crm/x", "auth": {"type": "bearer", "token": "t\r\nX-Evil: 1"}}, "control character"),
 ])
 def test_http_journal_refuses_bad_options(options: dict[str, Any], problem: str) -> None:
-    """A bad URL, placeholder or header is refused when the config is read."""
+    """A bad URL, placeholder, header, CA file or auth is refused when the config is read, by the same rules
+    as the http section kind."""
     with pytest.raises(ValidationError, match=problem):
         HttpJournal.from_config("crm", options)
 
