@@ -42,7 +42,7 @@ from connectors.http_auth import CONTROL_CHARS, HEADER_NAME, Auth
 from connectors.http_options import HttpOptions, check_auth, check_ca_file
 from connectors.http_transport import SAFETY_TIMEOUT_S, LaneResolver, check_literal, drain, http_errors, tls_setting
 from connectors.sql import SqlOptions
-from connectors.sql_rules import mask_literals, normalize_url, sql_errors
+from connectors.sql_rules import check_parameters, normalize_url, one_statement, sql_errors
 from screenpop.models import WrapUp
 
 FIELDS = tuple(WrapUp.model_fields)  # the same names as WrapUp.template_values()
@@ -231,22 +231,12 @@ class HttpJournal(Journal):
 
 def check_insert(statement: str) -> str:
     """The statement without a trailing ";"; ValueError unless it is one INSERT with known parameters."""
-    code = mask_literals(statement)
-    if not re.match(r"\s*insert\s+into\b", code, re.IGNORECASE):
-        raise ValueError("the statement must be one INSERT INTO ... statement")
-    end = code.find(";")
-    if end >= 0:
-        if code[end + 1:].strip():
-            raise ValueError("only one statement is allowed (found ';' followed by more SQL)")
-        statement, code = statement[:end], code[:end]
-    if "'" in code or '"' in code or "/*" in code:
-        raise ValueError("unterminated quote or comment")
+    statement, code = one_statement(statement, r"\s*insert\s+into\b",
+                                    "the statement must be one INSERT INTO ... statement")
     if re.search(r"\b(select|returning|update|delete|on\s+duplicate)\b", code, re.IGNORECASE):
         raise ValueError("only INSERT ... VALUES (...) is allowed: no SELECT, RETURNING or upsert "
                          "(ON CONFLICT DO NOTHING is fine)")
-    unknown = sorted(set(text(statement).compile().params) - set(FIELDS))
-    if unknown:
-        raise ValueError(f"unknown parameter :{unknown[0]}; use " + ", ".join(f":{f}" for f in FIELDS))
+    check_parameters(statement, FIELDS)
     return statement
 
 

@@ -23,8 +23,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from connectors.base import ConnectorError
 from screenpop.models import LookupQuery
 
-__all__ = ["PARAMETERS", "SEARCH_PARAMETERS", "check_query", "jsonable", "mask_literals", "normalize_url",
-           "sql_errors"]
+__all__ = ["PARAMETERS", "SEARCH_PARAMETERS", "check_parameters", "check_query", "jsonable", "mask_literals",
+           "normalize_url", "one_statement", "sql_errors"]
 
 PARAMETERS = tuple(LookupQuery(phone="").template_values())
 SEARCH_PARAMETERS = ("text", "like", "digits")
@@ -67,24 +67,38 @@ def mask_literals(sql: str) -> str:
     return _NOT_CODE.sub(lambda m: (" " if m.group().startswith(("--", "/*")) else "0") * len(m.group()), sql)
 
 
-def check_query(query: str, parameters: tuple[str, ...] = PARAMETERS) -> str:
-    """The query without a trailing ";"; raises ValueError unless it is one SELECT / WITH statement."""
-    code = mask_literals(query)
-    if not re.match(r"\s*(select|with)\b", code, re.IGNORECASE):
-        raise ValueError("the query must be one SELECT (or WITH ... SELECT) statement")
+def one_statement(sql: str, kind: str, message: str) -> tuple[str, str]:
+    """(`sql` without a trailing ";", the same with comments and quoted text masked); ValueError with
+    `message` unless it starts with the `kind` pattern, when more SQL follows a ";", or when a quote or a
+    comment is left open."""
+    code = mask_literals(sql)
+    if not re.match(kind, code, re.IGNORECASE):
+        raise ValueError(message)
     end = code.find(";")
     if end >= 0:
         if code[end + 1 :].strip():
             raise ValueError("only one statement is allowed (found ';' followed by more SQL)")
-        query, code = query[:end], code[:end]
+        sql, code = sql[:end], code[:end]
     if "'" in code or '"' in code or "/*" in code:
         raise ValueError("unterminated quote or comment")
-    if _INTO_FILE.search(code):
-        raise ValueError("SELECT ... INTO OUTFILE / DUMPFILE writes a file; it is not allowed")
-    unknown = sorted(set(text(query).compile().params) - set(parameters))
+    return sql, code
+
+
+def check_parameters(sql: str, parameters: tuple[str, ...]) -> None:
+    """ValueError naming the first `:name` in `sql` that is not one of `parameters`."""
+    unknown = sorted(set(text(sql).compile().params) - set(parameters))
     if unknown:
         names = ", ".join(f":{p}" for p in parameters)
         raise ValueError(f"unknown parameter :{unknown[0]}; use {names} (write \\: for a literal colon)")
+
+
+def check_query(query: str, parameters: tuple[str, ...] = PARAMETERS) -> str:
+    """The query without a trailing ";"; raises ValueError unless it is one SELECT / WITH statement."""
+    query, code = one_statement(query, r"\s*(select|with)\b",
+                                "the query must be one SELECT (or WITH ... SELECT) statement")
+    if _INTO_FILE.search(code):
+        raise ValueError("SELECT ... INTO OUTFILE / DUMPFILE writes a file; it is not allowed")
+    check_parameters(query, parameters)
     return query
 
 
