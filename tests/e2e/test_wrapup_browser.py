@@ -5,6 +5,7 @@ in the middle."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import free_port, need
-from tests.e2e.conftest import ServerProcess, sign_in_page, start_process
+from tests.e2e.conftest import ServerProcess, login, sign_in_page, start_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -94,6 +95,19 @@ class Stack:
         if self.server is not None:
             self.server.stop()
         self.env.stop()
+
+
+def wait_for_draft(stack: Stack, agent: str, call_id: str, notes: str) -> None:
+    """Poll the server until `agent`'s draft of the call holds `notes` (the console sends it after a pause
+    in typing, and no page event says it arrived); fail after about 10 s."""
+    token = login(stack.url, agent)
+    with httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {token}"}, timeout=5) as http:
+        for _ in range(200):
+            rows = http.get(f"/api/calls/{call_id}/wrapups").json()["wrapups"]
+            if any(r["agent"] == agent and r["notes"] == notes for r in rows):
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"the draft of {call_id} never reached the server")
 
 
 @pytest.fixture(scope="module")
@@ -311,19 +325,12 @@ def test_a_transferred_call_carries_the_notes_so_far(console: Callable[..., Any]
     wrap-up, which the CRM gets too: one entry per agent."""
     from playwright.sync_api import expect
 
-    from tests.e2e.conftest import login
 
     alice, bob = console("alice"), console("bob")
     call_id = stack.call(KNOWN, "1001", answered_by="1001")
     card = alice.locator(f'[data-call-id="{call_id}"]')
     card.get_by_label("Notes").fill("Invoice 42 disputed; customer sends a photo")
-    token = login(stack.url, "alice")
-    with httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {token}"}, timeout=5) as http:
-        for _ in range(200):  # the draft goes to the server after a pause in typing
-            rows = http.get(f"/api/calls/{call_id}/wrapups").json()["wrapups"]
-            if rows and rows[0]["notes"].startswith("Invoice 42"):
-                break
-            alice.wait_for_timeout(50)
+    wait_for_draft(stack, "alice", call_id, "Invoice 42 disputed; customer sends a photo")
     assert stack.server is not None
     assert stack.server.event(call_id, "ringing", KNOWN, ["1002"]).status_code == 202
     assert stack.server.event(call_id, "answered", KNOWN, ["1002"]).status_code == 202
@@ -352,7 +359,6 @@ def test_a_reload_keeps_the_call_waiting_for_its_wrapup_and_the_recent_list(cons
     its wrap-up, which she then saves, the other stays in Recent; after logout the tab keeps neither."""
     from playwright.sync_api import expect
 
-    from tests.e2e.conftest import login
 
     alice = console("alice")
     missed = stack.call(UNKNOWN, "1001")
@@ -364,13 +370,7 @@ def test_a_reload_keeps_the_call_waiting_for_its_wrapup_and_the_recent_list(cons
     card = alice.locator(f'[data-call-id="{call_id}"]')
     expect(card).to_have_attribute("data-state", "answered", timeout=TIMEOUT_MS)
     card.get_by_label("Notes").fill("Asked for the spring catalogue")
-    token = login(stack.url, "alice")
-    with httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {token}"}, timeout=5) as http:
-        for _ in range(200):  # the draft goes to the server after a pause in typing
-            rows = http.get(f"/api/calls/{call_id}/wrapups").json()["wrapups"]
-            if rows and rows[0]["notes"] == "Asked for the spring catalogue":
-                break
-            alice.wait_for_timeout(50)
+    wait_for_draft(stack, "alice", call_id, "Asked for the spring catalogue")
     stack.end(call_id, KNOWN)
     expect(card).to_have_attribute("data-state", "ended", timeout=TIMEOUT_MS)  # kept for its wrap-up
 
