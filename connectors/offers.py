@@ -12,7 +12,7 @@
     refresh_s 600   max_offers 3 (per list)   min_customers 2 (a "fits" reason names a product at least that
                     many customers bought with it)   max_rows 1000000   (a bigger sales query fails the build
                     rather than eat the memory)   today (an ISO date the lists are for; default: the day of
-                    the build)   learn true (learn the engine's mix on the sales: offers_engine.tune)
+                    the build)   learn true (learn the engine's mix on the sales: offers_tune.tune)
 
 `start()` starts a background task that loads the order lines, builds the model in a thread (see
 connectors.offers_model and connectors.offers_engine) and rebuilds it every `refresh_s` seconds (every 30 s

@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from connectors.offers_data import IntArray, Orders, split_last
-from connectors.offers_engine import Engine, Mix, reference_days, steps, tune
+from connectors.offers_engine import Engine, Mix, reference_days
 from connectors.offers_neighbours import top_per_row
+from connectors.offers_tune import steps, tune
 
 Metrics = dict[str, float]
 BASELINES = ("G-TopFreq", "P-TopFreq", "GP-TopFreq")

@@ -28,8 +28,9 @@ import numpy.typing as npt
 from scipy import sparse
 
 from connectors.offers_data import Encoder, IntArray, Orders, parse_time
-from connectors.offers_engine import DUE_AT, GP_TOPFREQ, Engine, Mix, tune
+from connectors.offers_engine import DUE_AT, GP_TOPFREQ, Engine, Mix
 from connectors.offers_neighbours import spread, top_per_row, top_per_sorted_row
+from connectors.offers_tune import tune
 
 LISTS = ("again", "fits")
 TUNE_CUSTOMERS = 8000  # the mix is learnt on this many customers' held-out orders at most (build time)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from connectors import offers_engine, offers_eval
+from connectors import offers_engine, offers_eval, offers_tune
 from connectors.offers_data import encode, parse_time, read_orders_csv, split_last
 from connectors.offers_engine import Engine, Mix, due_factor
 from connectors.offers_eval import evaluate, metrics
@@ -308,11 +308,11 @@ def _noise(customers: int = 300, seed: int = 3) -> list[tuple[str, str, float, s
 def test_tuning_never_reports_a_mix_worse_than_gp_topfreq_on_its_validation() -> None:
     """The learnt mix scores at least GP-TopFreq's validation NDCG, and falls back to it when the gain is thin."""
     orders = encode(_noise())
-    mix, found = offers_engine.tune(orders)
+    mix, found = offers_tune.tune(orders)
     assert found["ndcg"] >= found["gp_topfreq_ndcg"]
-    loose, _ = offers_engine.tune(orders, z=0.0, z_final=0.0)
+    loose, _ = offers_tune.tune(orders, z=0.0, z_final=0.0)
     assert loose != offers_engine.GP_TOPFREQ  # with no threshold noise moves the mix
-    strict, found = offers_engine.tune(orders, z=0.0, z_final=50.0)
+    strict, found = offers_tune.tune(orders, z=0.0, z_final=50.0)
     assert strict == offers_engine.GP_TOPFREQ and found["ndcg"] == found["gp_topfreq_ndcg"]
 
 
