@@ -222,6 +222,8 @@ class _Progress:
 
 
 def cmd_offers_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from connectors.offers_data import OrdersFileError, Skipped, read_orders_csv
     from connectors.offers_eval import evaluate, evaluate_steps
 
@@ -236,6 +238,10 @@ def cmd_offers_evaluate(args: argparse.Namespace) -> int:
     skipped = Skipped()
     try:
         orders = read_orders_csv(path, progress=lambda n: bar.set(300 * n / max(size, 1)), skipped=skipped)
+        if orders.n_customers and int(np.diff(orders.order_start()).max()) < 2:
+            raise OrdersFileError(f"{path}: no customer has two orders or more, so there is no last order to "
+                                  f"hold out ({orders.n_customers} customers, one order each; an order is one "
+                                  "order_id of one customer)")
         total = evaluate_steps()
         done = [0]
 

@@ -245,11 +245,13 @@ def test_evaluate_json_has_the_promised_shape(tmp_path: Path, capsys: pytest.Cap
     ("customer_id,order_id,ordered_at,product_id\nA,1,2024-13-01,x\n", "line 2: ordered_at '2024-13-01' is not an ISO"),
     ("customer_id,order_id,ordered_at,product_id\nA,1,,x\n", "line 2: empty ordered_at"),
     ("", "the file is empty"),
+    ("customer_id,order_id,ordered_at,product_id\nA,1,2024-01-01,x\nA,1,2024-01-02,y\nB,2,2024-01-01,x\n",
+     "no customer has two orders or more, so there is no last order to hold out (2 customers"),
 ])
 def test_bad_csv_is_one_line_and_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str,
                                              message: str) -> None:
-    """A missing column, no usable line (a bad date, an empty field) or an empty file: one line on stderr naming
-    it, exit code 2."""
+    """A missing column, no usable line (a bad date, an empty field), an empty file or nobody with a second order:
+    one line on stderr naming it, exit code 2."""
     path = tmp_path / "bad.csv"
     path.write_text(content, encoding="utf-8")
     assert main(["offers", "evaluate", str(path)]) == 2
