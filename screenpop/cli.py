@@ -330,6 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{err.area}: {err}" if err.area else str(err))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`... --json | head`): nothing more to say, and no trace
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 141
 
 
 if __name__ == "__main__":

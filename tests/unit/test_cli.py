@@ -42,3 +42,18 @@ def test_bad_config_file_names_file_and_field(tmp_path: Path) -> None:
     path.write_text("agents: [{id: alice}]\n")
     done = cli("check-config", str(path))
     assert done.returncode == 2 and f"{path}: agents[0].password_hash: Field required" in done.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> None:
+    """Output into a pipe nobody reads any more (`... --json | head`): exit code 141 and no stack trace."""
+    path = tmp_path / "orders.csv"
+    path.write_text("customer_id,order_id,ordered_at,product_id\nA,1,2024-01-01,x\nA,2,2024-01-05,x\n")
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first byte
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SCREENPOP_")}
+    try:
+        done = subprocess.run([sys.executable, "-m", "screenpop.cli", "offers", "evaluate", str(path), "--json"],
+                              stdout=write, stderr=subprocess.PIPE, text=True, env=clean, timeout=60)
+    finally:
+        os.close(write)
+    assert done.returncode == 141 and "Traceback" not in done.stderr, done.stderr
