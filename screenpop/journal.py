@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 from connectors.base import Connector, ConnectorError, Journal
 from screenpop import protocol
 from screenpop.callstore import CallStore, CallStoreError
-from screenpop.callstore.machine import CallRecord
+from screenpop.callstore.machine import CallRecord, Outcome, Wrapped, transition
 from screenpop.errors import StoreError
 from screenpop.journalstore import DONE, JournalStore, Row, State
 from screenpop.models import LookupQuery, WrapUp
@@ -177,7 +177,18 @@ class JournalService:
             return str(err)
         await self._tell(row.entry, row.state, row.attempts, row.last_error)
         self._wake.set()
+        await self._owed_no_more(agent, call_id)
         return None
+
+    async def _owed_no_more(self, agent: str, call_id: str) -> None:
+        """The wrap-up is saved: its ended call leaves the agent's snapshot (a new tab shows it no more)."""
+        def step(record: CallRecord | None) -> Outcome:
+            return transition(call_id, record, Wrapped(agent), time.time())
+
+        try:
+            await self.calls.apply(call_id, step)
+        except CallStoreError as err:  # the card shows in a new tab until the call expires; nothing is lost
+            log.warning("call %s stays in %s's snapshot: %s", call_id, agent, err)
 
     async def draft(self, agent: str, request: protocol.DraftRequest) -> str | None:
         """Keep the notes typed so far (a transferred call shows them to the next agent)."""

@@ -2,7 +2,8 @@
 
 Server -> agent, one JSON object per message, with a `type` (DESIGN.md, "Public contracts"):
 
-    snapshot        {"type", "calls": [card, ...]}           the agent's active calls, on connect
+    snapshot        {"type", "calls": [card, ...]}           the agent's active calls, on connect, and
+                                                              the ended ones whose wrap-up they owe
     call.ringing    {"type", "call": card}                    the card so far, sections as a list
     card.section    {"type", "call_id", <the Section's fields: name, title, status, data, source,
                      latency_ms, cached, age_s, reason, view>}

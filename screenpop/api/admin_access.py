@@ -86,6 +86,8 @@ async def live(viewer: SupervisorDep, services: ServicesDep) -> dict[str, Any]:
     calls: dict[str, dict[str, Any]] = {}
     for agent in services.directory.agents()[:LIVE_AGENTS_MAX]:
         for card in await services.calls.active(agent.id):
+            if card.state == "ended":  # (kept for the agent's wrap-up: not a call in progress)
+                continue
             shown, _ = services.masker.card(card, viewer.role)
             entry = calls.setdefault(card.call_id, {
                 "call_id": card.call_id, "state": card.state, "caller": card.caller.display or card.caller.raw,

@@ -6,9 +6,10 @@ call applied at once, on one instance or two, give the result of one after the o
 state machine (`machine.transition`, wrapped by the call registry), written once for every backend.
 
 Besides the records the store keeps two indexes, so that the periodic work is cheap: per agent, the calls
-whose card the agent has (`active`, the agent's snapshot); and the calls whose lookup has pending
-sections, by when they are due for a sweep (`due`). Every record and index lives at most `ttl_s` after
-its last change; an ended call stays as a tombstone that long, so a late event for it is ignored.
+whose card the agent has, or whose wrap-up the agent owes (`active`, the agent's snapshot); and the calls
+whose lookup has pending sections, by when they are due for a sweep (`due`). Every record and index lives
+at most `ttl_s` after its last change; an ended call stays as a tombstone that long, so a late event for it
+is ignored.
 
 A backend is chosen by URL scheme (`memory://`, `redis://`, `rediss://`), imported lazily.
 """
@@ -62,7 +63,7 @@ class CallStore(abc.ABC):
         `step` gets the stored record (None for a call not seen yet), may change it in place, and must
         depend on nothing else: a backend may run it more than once (the outcome of the run that was
         stored is returned). Nothing is written when `outcome.changed` is false. A write refreshes the
-        record's TTL and brings the indexes up to date (the agents of `record.ringing`, `record.due()`).
+        record's TTL and brings the indexes up to date (the agents of `record.holders()`, `record.due()`).
         When `publishes` is true and `render` is given, the texts `render(outcome)` returns for the stored
         outcome are published with the write, atomically and in order; otherwise `render` is not called.
         Raises CallStoreError when the store cannot be reached (nothing is then applied)."""
@@ -73,8 +74,9 @@ class CallStore(abc.ABC):
 
     @abc.abstractmethod
     async def active(self, agent_id: str) -> list[Card]:
-        """The cards the agent has now (calls not ended whose `ringing` names the agent), in the order the
-        agent got them. Raises CallStoreError when the store cannot be reached."""
+        """The cards the agent has now (calls not ended whose `ringing` names the agent) and those of ended
+        calls whose wrap-up the agent owes (`wrapup`), in the order the agent got them. Raises CallStoreError
+        when the store cannot be reached."""
 
     @abc.abstractmethod
     async def due(self, now: float, limit: int) -> list[str]:

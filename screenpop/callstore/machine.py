@@ -16,7 +16,10 @@ Rules, cluster-wide since the record is shared:
   agent who answered is a retry of the ring (nothing changes), one that does not is a transfer;
 - `answered` keeps the card with that agent and withdraws it from the others; `withdrawn` takes it from
   agents who are not the one who answered; `ended` closes it for everyone and stays as a tombstone: any
-  later change is ignored;
+  later change is ignored, but for `Wrapped`;
+- the agent who has the call answered when it ends owes its wrap-up (`wrapup`): the call stays in that
+  agent's index, and so in their snapshot (a new tab, another browser), until `Wrapped` says the wrap-up
+  is saved, or the tombstone expires;
 - one lookup per call: the change that starts it names its `token` (the instance and the run), and only
   sections settled under the record's current token are taken. Its owner holds a lease (`lease_until`),
   renewed by each settled section and by `Renew`; a `Sweep` after the lease gives the lookup to a new
@@ -50,10 +53,15 @@ class CallRecord:
     lookup: str | None = None  # the token of the lookup run whose sections are taken; None: none started
     lease_until: float = 0.0  # the lookup's owner holds it until then (unix seconds)
     deadline: float = 0.0  # every section is settled by then (unix seconds)
+    wrapup: list[str] = field(default_factory=list)  # after `ended`: the agent who owes its wrap-up (or none)
 
     @property
     def ended(self) -> bool:
         return self.card.state == "ended"
+
+    def holders(self) -> list[str]:
+        """The agents whose index holds the call: those who have the card, then one who owes its wrap-up."""
+        return self.ringing + [a for a in self.wrapup if a not in self.ringing] if self.wrapup else self.ringing
 
     def pending(self) -> list[Section]:
         """The sections still pending (none once the call ended)."""
@@ -134,13 +142,20 @@ class Select:
 
 
 @dataclass(frozen=True, slots=True)
+class Wrapped:
+    """`agent` saved the call's wrap-up: the ended call leaves their index (their next snapshot)."""
+
+    agent: str
+
+
+@dataclass(frozen=True, slots=True)
 class Drop:
     """Close the call (nobody ended it in time, or too many calls are kept)."""
 
     reason: str
 
 
-Change = Event | Settle | Renew | Sweep | Select | Drop
+Change = Event | Settle | Renew | Sweep | Select | Wrapped | Drop
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +198,11 @@ def transition(call_id: str, record: CallRecord | None, change: Change, now: flo
             record = CallRecord(card=Card(call_id=call_id, caller=Caller(raw="", status="invalid"), state="ended"))
             return Outcome(record, changed=True)
         return Outcome(None, refused="no such call")
+    if isinstance(change, Wrapped):
+        if change.agent not in record.wrapup:
+            return Outcome(record, refused="no wrap-up owed by this agent")
+        record.wrapup = [a for a in record.wrapup if a != change.agent]
+        return Outcome(record, changed=True)
     if record.card.state == "ended":
         return Outcome(record, refused="the call ended")
     t = _Turn(call_id, record, now, lease_s, deadline_s)
@@ -288,9 +308,11 @@ class _Turn:
             self.emit("withdrawn", gone, reason)
 
     def end(self, reason: str) -> None:
-        rec = self.rec
-        rec.card.state = "ended"
+        rec, card = self.rec, self.card
+        owes = card.answered_by if card.answered_by in rec.ringing else None  # (a tombstone has nobody)
+        card.state = "ended"
         to, rec.ringing = rec.ringing, []
+        rec.wrapup = [owes] if owes else []
         self.emit("ended", to, reason)
 
     # -- the lookup ------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ class MemoryCallStore(CallStore):
         It publishes nothing: the caller sends the messages (one process: nothing runs in between)."""
         held = self._live.get(call_id) or self._ended.get(call_id)
         old = held[0] if held is not None else None
-        before = list(old.ringing) if old is not None else []
+        before = old.holders() if old is not None else []
         out = step(old)
         if not out.changed or out.record is None:
             return out
@@ -61,21 +61,16 @@ class MemoryCallStore(CallStore):
             self._ended[call_id] = (rec, now)
             self._ended.move_to_end(call_id)
             while len(self._ended) > self.max_calls:
-                self._ended.popitem(last=False)
+                self._forget(*self._ended.popitem(last=False))
         else:
             if call_id not in self._live:
                 while len(self._live) >= self.max_calls:
                     extra += self._drop(next(iter(self._live)), TOO_MANY, now)
             self._live[call_id] = (rec, now)
             self._live.move_to_end(call_id)
-        for agent in before:
-            if agent not in rec.ringing:
-                calls = self._agents.get(agent)
-                if calls is not None:
-                    calls.pop(call_id, None)
-                    if not calls:
-                        del self._agents[agent]
-        for agent in rec.ringing:
+        holders = rec.holders()
+        self._unindex(call_id, [a for a in before if a not in holders])
+        for agent in holders:
             self._agents.setdefault(agent, {}).setdefault(call_id, now)
         due = rec.due()
         if due is None:
@@ -84,9 +79,21 @@ class MemoryCallStore(CallStore):
             self._due[call_id] = due
         return extra
 
+    def _unindex(self, call_id: str, agents: list[str]) -> None:
+        for agent in agents:
+            calls = self._agents.get(agent)
+            if calls is not None:
+                calls.pop(call_id, None)
+                if not calls:
+                    del self._agents[agent]
+
+    def _forget(self, call_id: str, held: tuple[CallRecord, float]) -> None:
+        """A tombstone is gone: so is its place in the index of an agent who owed its wrap-up."""
+        self._unindex(call_id, held[0].holders())
+
     def _drop(self, call_id: str, reason: str, now: float) -> list[Effect]:
         rec, _ = self._live[call_id]
-        before = list(rec.ringing)
+        before = rec.holders()
         out = transition(call_id, rec, Drop(reason), now)
         return [*out.effects, *self._store(call_id, rec, before, now)]
 
@@ -99,7 +106,8 @@ class MemoryCallStore(CallStore):
         """See `CallStore.active`."""
         calls = self._agents.get(agent_id, {})
         order = sorted(calls, key=calls.__getitem__)
-        return [self._live[c][0].card for c in order if c in self._live]
+        held = ((self._live.get(c) or self._ended.get(c)) for c in order)
+        return [h[0].card for h in held if h is not None]
 
     async def due(self, now: float, limit: int) -> list[str]:
         """See `CallStore.due`."""
@@ -111,7 +119,7 @@ class MemoryCallStore(CallStore):
         for call_id in [c for c, (_, t) in self._live.items() if now - t > self.ttl_s]:
             effects += self._drop(call_id, NO_END, now)
         for call_id in [c for c, (_, t) in self._ended.items() if now - t > self.ttl_s]:
-            del self._ended[call_id]
+            self._forget(call_id, self._ended.pop(call_id))
         return effects
 
     def __len__(self) -> int:

@@ -210,7 +210,7 @@ class RedisCallStore(CallStore):
         read, rec = known if known is not None else ("0", None)
         try:
             for _ in range(self.attempts):
-                before = set(rec.ringing) if rec is not None else set()
+                before = set(rec.holders()) if rec is not None else set()
                 outs, texts, changed = [], [], False
                 for change in batch:
                     out = change.step(rec)
@@ -228,8 +228,9 @@ class RedisCallStore(CallStore):
                     continue
                 if not changed or rec is None:
                     return outs
-                leaving = sorted(before.difference(rec.ringing))
-                entering = sorted(a for a in rec.ringing if a not in before)
+                holders = rec.holders()
+                leaving = sorted(before.difference(holders))
+                entering = sorted(a for a in holders if a not in before)
                 due = rec.due()
                 keys = [key, self._version_key(call_id), self._due_key,
                         *(self._agent_key(a) for a in leaving), *(self._agent_key(a) for a in entering)]
@@ -291,7 +292,7 @@ class RedisCallStore(CallStore):
             cards, gone = [], []
             for call_id, raw in zip(ids, raws, strict=True):
                 rec = CallRecord.from_json(raw) if raw is not None else None
-                if rec is None or rec.ended or agent_id not in rec.ringing:
+                if rec is None or agent_id not in rec.holders():
                     gone.append(call_id)
                 else:
                     cards.append(rec.card)

@@ -47,7 +47,7 @@ async def test_round_robin_reaches_every_instance(cluster: Cluster) -> None:
 
 async def test_card_crosses_instances(cluster: Cluster) -> None:
     """Every event of a call posted to instance 0, alice's socket on instance 1: she gets the card complete, answered,
-    then ended, once; a socket opened afterwards on instance 2 shows no card."""
+    then ended, once; a socket opened afterwards on instance 2 shows the ended card only (her wrap-up is owed)."""
     call_id = new_call_id("x")
     async with cluster.socket("alice", via=1) as alice, cluster.webhooks(via=0) as hooks:
         for event, agents in (("offered", None), ("ringing", ["1001"]), ("answered", ["1001"])):
@@ -59,7 +59,7 @@ async def test_card_crosses_instances(cluster: Cluster) -> None:
         assert (await hooks.send(call_id, "ended")).status_code == 202
         assert (await alice.wait_closed(call_id))["type"] == "call.ended"
     assert alice.count("call.ringing", call_id) == 1
-    assert [c["call_id"] for c in await cluster.snapshot("alice", via=2)] == []
+    assert [(c["call_id"], c["state"]) for c in await cluster.snapshot("alice", via=2)] == [(call_id, "ended")]
 
 
 async def test_socket_through_the_balancer(cluster: Cluster) -> None:

@@ -19,6 +19,7 @@ from screenpop.callstore.machine import (
     Outcome,
     Settle,
     Sweep,
+    Wrapped,
     new_record,
     transition,
 )
@@ -149,6 +150,31 @@ async def test_ended_is_a_tombstone(store: CallStore) -> None:
     assert first.changed and not (await do(store, "c2", ev("ringing", "alice"))).changed
     stored = await store.get("c2")
     assert stored is not None and stored.ended
+
+
+async def test_who_had_the_call_answered_owes_its_wrapup_until_it_is_saved(store: CallStore, store_url: str) -> None:
+    """After `ended` the call stays in the index of the agent who had it answered (only theirs), as an ended
+    card, until `Wrapped`; a call that ended unanswered is owed by nobody; the owed entry ends with the call."""
+    await do(store, "c1", ev("ringing", "alice", "bob"))
+    await do(store, "c1", ev("answered", "alice"))
+    assert kinds(await do(store, "c1", ev("ended"))) == [("ended", ("alice",))]
+    (owed,) = await store.active("alice")
+    assert (owed.call_id, owed.state, owed.answered_by) == ("c1", "ended", "alice")
+    assert await store.active("bob") == []
+    assert (await do(store, "c1", Wrapped("bob"))).refused == "no wrap-up owed by this agent"
+    assert (await do(store, "c1", ev("ringing", "bob"))).refused == "the call ended"
+    assert (await do(store, "c1", Wrapped("alice"))).changed
+    assert await store.active("alice") == []
+    assert not (await do(store, "c1", Wrapped("alice"))).changed
+    await do(store, "c2", ev("ringing", "alice"))
+    await do(store, "c2", ev("ended"))
+    assert await store.active("alice") == []
+    await do(store, "c3", ev("answered", "alice"))
+    await do(store, "c3", ev("ended"))
+    assert [c.call_id for c in await store.active("alice")] == ["c3"]
+    if store_url.startswith("memory"):  # (Redis: the keys' TTL, test_records_and_indexes_have_a_ttl)
+        await store.expire(time.time() + TTL + 1)
+        assert await store.active("alice") == [] and store._agents == {}  # type: ignore[attr-defined]
 
 
 async def test_a_change_made_between_a_read_and_a_write_elsewhere_is_a_conflict_and_retried(redis_url: str) -> None:

@@ -388,3 +388,36 @@ def test_a_reload_keeps_the_call_waiting_for_its_wrapup_and_the_recent_list(cons
     alice.get_by_test_id("logout").click()
     alice.wait_for_url(f"{stack.url}/login", timeout=TIMEOUT_MS)
     assert alice.evaluate("sessionStorage.getItem('screenpop.calls')") is None
+
+
+def test_a_call_waiting_for_its_wrapup_follows_the_agent_to_another_browser(console: Callable[..., Any],
+                                                                           stack: Stack) -> None:
+    """alice's browser goes away after a call she answered ended: in another browser she finds its card with
+    her draft and saves the wrap-up (the CRM holds it once); a third browser no longer shows the call."""
+    from playwright.sync_api import expect
+
+    first = console("alice")
+    call_id = stack.call(KNOWN, "1001", answered_by="1001")
+    card = first.locator(f'[data-call-id="{call_id}"]')
+    expect(card).to_have_attribute("data-state", "answered", timeout=TIMEOUT_MS)
+    card.get_by_label("Notes").fill("Wants the October invoice again")
+    wait_for_draft(stack, "alice", call_id, "Wants the October invoice again")
+    stack.end(call_id, KNOWN)
+    expect(card).to_have_attribute("data-state", "ended", timeout=TIMEOUT_MS)
+    first.context.close()  # the browser crashed, or alice moved to another desk
+
+    second = console("alice")
+    card = second.locator(f'[data-call-id="{call_id}"]')
+    expect(card).to_have_attribute("data-state", "ended", timeout=TIMEOUT_MS)
+    expect(card.get_by_test_id("wrapup-notes")).to_have_value("Wants the October invoice again", timeout=TIMEOUT_MS)
+    card.get_by_label("Disposition").select_option("callback")
+    card.get_by_test_id("wrapup-save").click()
+    expect(card.get_by_test_id("wrapup-state")).to_have_attribute("data-state", "saved", timeout=TIMEOUT_MS)
+    (entry,) = stack.crm_entries(call_id)
+    assert (entry["notes"], entry["disposition"]) == ("Wants the October invoice again", "callback")
+
+    third = console("alice")
+    later = stack.call(UNKNOWN, "1001")  # shown after the snapshot, so the snapshot has been read by then
+    expect(third.locator(f'[data-call-id="{later}"]')).to_be_visible(timeout=TIMEOUT_MS)
+    expect(third.locator(f'[data-call-id="{call_id}"]')).to_have_count(0)
+    stack.end(later, UNKNOWN)

@@ -13,6 +13,7 @@ from screenpop.callstore.machine import (
     Select,
     Settle,
     Sweep,
+    Wrapped,
     new_record,
     settle_at_hand,
     transition,
@@ -158,3 +159,20 @@ def test_the_record_survives_its_json() -> None:
     rec, _ = run(fresh(), ev("ringing", "alice", at=T), ev("answered", "alice", at=T + 1))
     assert rec is not None
     assert CallRecord.from_json(rec.to_json()) == rec
+
+
+def test_the_wrapup_is_owed_by_whoever_has_the_call_answered_when_it_ends() -> None:
+    """A call answered by alice, transferred to bob who answers, then ended: bob owes its wrap-up, not alice;
+    one that ends or is dropped before anyone answered is owed by nobody, one dropped after is; Wrapped clears
+    only the owner's."""
+    rec, _ = run(fresh(), ev("ringing", "alice"), ev("answered", "alice"), ev("ringing", "bob"),
+                 ev("answered", "bob"), ev("ended"))
+    assert rec is not None and rec.wrapup == ["bob"] and rec.holders() == ["bob"]
+    rec, (alice, bob, again) = run(rec, Wrapped("alice"), Wrapped("bob"), Wrapped("bob"))
+    assert alice.refused and not alice.changed and bob.changed and again.refused and rec and rec.holders() == []
+    rec, _ = run(fresh(), ev("ringing", "alice", "bob"), ev("ended"))
+    assert rec is not None and rec.wrapup == []
+    rec, _ = run(fresh(), ev("ringing", "alice"), Drop("dropped: too many calls in progress"))
+    assert rec is not None and rec.wrapup == []
+    rec, _ = run(fresh(), ev("answered", "alice"), Drop("dropped: no end reported in time"))
+    assert rec is not None and rec.wrapup == ["alice"]

@@ -14,10 +14,11 @@ import pytest
 
 from connectors.base import ConnectorError, Journal
 from screenpop import protocol
-from screenpop.callstore.machine import CallRecord
+from screenpop.callstore.machine import CallRecord, Event, Outcome, new_record, transition
+from screenpop.callstore.memory import MemoryCallStore
 from screenpop.journal import HistoryConnector, JournalService, entry_key
 from screenpop.journalstore import JournalStore, MemoryJournalStore, Row, SqlJournalStore
-from screenpop.models import Caller, Card, Customer, LookupQuery, WrapUp
+from screenpop.models import Caller, Card, Customer, EventKind, LookupQuery, WrapUp
 from tests.conftest import DATABASE_URL, need
 
 
@@ -46,7 +47,7 @@ class FakeCrm(Journal):
 
 
 class Calls:
-    """The call store's `get`, over a dict of records."""
+    """The call store's `get` and `apply`, over a dict of records."""
 
     def __init__(self) -> None:
         self.records: dict[str, CallRecord] = {}
@@ -58,6 +59,12 @@ class Calls:
 
     async def get(self, call_id: str) -> CallRecord | None:
         return self.records.get(call_id)
+
+    async def apply(self, call_id: str, step: Callable[[CallRecord | None], Outcome], render: Any = None) -> Outcome:
+        out = step(self.records.get(call_id))
+        if out.changed and out.record is not None:
+            self.records[call_id] = out.record
+        return out
 
 
 class Sent:
@@ -248,6 +255,22 @@ async def test_only_the_calls_agent_may_wrap_up_and_only_with_a_known_dispositio
     assert await journal.save("alice", wrapup("nope")) == "no such call"
     assert sent.states() == ["refused"] * 3
     assert [to for to, _ in sent.messages] == [["bob"], ["alice"], ["alice"]]
+
+
+async def test_a_saved_wrapup_takes_its_ended_call_out_of_the_agents_snapshot() -> None:
+    """alice owes the wrap-up of the call she answered: it is in her snapshot after the end until she saves it."""
+    calls = MemoryCallStore()
+    card = Card(call_id="c9", caller=Caller(raw="+14155550100", e164="+14155550100"))
+    for kind, agents in [(EventKind.RINGING, ("alice", "bob")), (EventKind.ANSWERED, ("alice",)),
+                         (EventKind.ENDED, ())]:
+        await calls.apply("c9", lambda rec, kind=kind, agents=agents: transition(
+            "c9", rec or new_record(card.model_copy()), Event(kind, agents), 0.0))
+    assert [c.call_id for c in await calls.active("alice")] == ["c9"] and await calls.active("bob") == []
+    journal = service(MemoryJournalStore(), calls, Sent(), FakeCrm(), Clock())  # type: ignore[arg-type]
+    assert await journal.save("alice", wrapup("c9", disposition="sale")) is not None  # refused: still owed
+    assert [c.call_id for c in await calls.active("alice")] == ["c9"]
+    assert await journal.save("alice", wrapup("c9")) is None
+    assert await calls.active("alice") == []
 
 
 async def test_history_lists_the_customers_last_calls_and_a_transfer_sees_the_draft() -> None:

@@ -169,8 +169,8 @@ function onSnapshot(calls) {
     if (!card || !card.call_id) continue;
     seen.add(card.call_id);
     const entry = state.entries.get(card.call_id);
-    if (entry) entry.card = card;
-    else state.entries.set(card.call_id, newEntry(card));
+    if (entry) entry.card = { ...card, wrapup: entry.card.wrapup }; // (the server's card has no wrap-up state)
+    else state.entries.set(card.call_id, newEntry(card)); // an ended one: its wrap-up is still owed
     dropRecent(card.call_id);
   }
   // the snapshot is the truth: a call missing from it closed while we were away
