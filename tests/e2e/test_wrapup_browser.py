@@ -110,6 +110,21 @@ def wait_for_draft(stack: Stack, agent: str, call_id: str, notes: str) -> None:
     raise AssertionError(f"the draft of {call_id} never reached the server")
 
 
+def answered_then_ended(stack: Stack, page: Any, notes: str) -> tuple[str, Any]:
+    """A known caller's call that alice (1001) answers and types `notes` for (until the draft is on the
+    server), then ended: (its call id, its card on `page`, kept for the wrap-up)."""
+    from playwright.sync_api import expect
+
+    call_id = stack.call(KNOWN, "1001", answered_by="1001")
+    card = page.locator(f'[data-call-id="{call_id}"]')
+    expect(card).to_have_attribute("data-state", "answered", timeout=TIMEOUT_MS)
+    card.get_by_label("Notes").fill(notes)
+    wait_for_draft(stack, "alice", call_id, notes)
+    stack.end(call_id, KNOWN)
+    expect(card).to_have_attribute("data-state", "ended", timeout=TIMEOUT_MS)
+    return call_id, card
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The back offices and screenpop (its sessions and bus on Redis, as in production), for the whole module."""
@@ -366,13 +381,7 @@ def test_a_reload_keeps_the_call_waiting_for_its_wrapup_and_the_recent_list(cons
     stack.end(missed, UNKNOWN)
     recent = alice.locator(f'li[data-recent-call-id="{missed}"]')
     expect(recent).to_contain_text("Ended", timeout=TIMEOUT_MS)
-    call_id = stack.call(KNOWN, "1001", answered_by="1001")
-    card = alice.locator(f'[data-call-id="{call_id}"]')
-    expect(card).to_have_attribute("data-state", "answered", timeout=TIMEOUT_MS)
-    card.get_by_label("Notes").fill("Asked for the spring catalogue")
-    wait_for_draft(stack, "alice", call_id, "Asked for the spring catalogue")
-    stack.end(call_id, KNOWN)
-    expect(card).to_have_attribute("data-state", "ended", timeout=TIMEOUT_MS)  # kept for its wrap-up
+    call_id, card = answered_then_ended(stack, alice, "Asked for the spring catalogue")
 
     alice.reload()
     expect(alice.get_by_test_id("conn-status")).to_have_attribute("data-state", "connected", timeout=TIMEOUT_MS)
@@ -397,13 +406,7 @@ def test_a_call_waiting_for_its_wrapup_follows_the_agent_to_another_browser(cons
     from playwright.sync_api import expect
 
     first = console("alice")
-    call_id = stack.call(KNOWN, "1001", answered_by="1001")
-    card = first.locator(f'[data-call-id="{call_id}"]')
-    expect(card).to_have_attribute("data-state", "answered", timeout=TIMEOUT_MS)
-    card.get_by_label("Notes").fill("Wants the October invoice again")
-    wait_for_draft(stack, "alice", call_id, "Wants the October invoice again")
-    stack.end(call_id, KNOWN)
-    expect(card).to_have_attribute("data-state", "ended", timeout=TIMEOUT_MS)
+    call_id, _ = answered_then_ended(stack, first, "Wants the October invoice again")
     first.context.close()  # the browser crashed, or alice moved to another desk
 
     second = console("alice")
