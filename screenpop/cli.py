@@ -158,14 +158,14 @@ def cmd_call(args: argparse.Namespace) -> int:
         with httpx.Client(timeout=10) as client:
             for event in events:
                 body: dict[str, object] = {"call_id": call_id, "event": event, "caller": args.number}
-                if event != "offered":
+                if args.agent and event != "offered":
                     body["agents"] = args.agent
                 if args.called:
                     body["called"] = args.called
                 raw = json.dumps(body).encode()
                 r = client.post(url, content=raw, headers={"Content-Type": "application/json",
                                                            "X-Screenpop-Signature": sign(raw, secret)})
-                agents = f" at {', '.join(args.agent)}" if event != "offered" else ""
+                agents = f" at {', '.join(args.agent)}" if args.agent and event != "offered" else ""
                 print(f"{event:<9} call {call_id} from {args.number}{agents}: HTTP {r.status_code}")
                 if r.status_code != 202:
                     try:
@@ -175,8 +175,11 @@ def cmd_call(args: argparse.Namespace) -> int:
                     return _fail(f"the server refused the {event} event: {reason}", 1)
     except httpx.HTTPError as err:
         return _fail(f"cannot reach {url}: {err}. Is screenpop running (screenpop demo)?", 1)
-    print(f"done. Continue this call with: screenpop call {args.number} --call-id {call_id} --event answered "
-          f"--agent {args.agent[0]}" if args.agent else "done.")
+    following = {"ring": f"answered --agent {args.agent[0]}" if args.agent else None, "offered": None,
+                 "ringing": f"answered --agent {args.agent[0]}" if args.agent else None, "answered": "ended"}
+    step = following.get(args.event)
+    print(f"done. Continue this call with: screenpop call {args.number} --call-id {call_id} --event {step}"
+          if step else "done.")
     return 0
 
 
@@ -321,7 +324,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     setup_logging(os.environ.get("SCREENPOP_LOG_LEVEL", "INFO"), os.environ.get("SCREENPOP_LOG_FORMAT", "auto"))
-    if args.command == "call" and not args.agent and args.event != "offered":
+    if args.command == "call" and not args.agent and args.event not in ("offered", "ended"):
         return _fail("--agent is required: the agent id or extension whose phone rings (e.g. --agent 1001)")
     try:
         code: int = args.func(args)

@@ -102,13 +102,21 @@ async def test_withheld_number_pops_a_card_that_says_so(demo_server: ServerProce
 
 
 def test_cli_call_sends_a_signed_call(demo_server: ServerProcess) -> None:
-    """`screenpop call` signs and sends offered + ringing, and reports what it did."""
+    """`screenpop call` signs and sends offered + ringing, reports what it did and names the next step; the
+    `ended` step needs no agent."""
     out = subprocess.run(
         [sys.executable, "-m", "screenpop.cli", "call", "+14155550100", "--agent", "1001", "--url", demo_server.url],
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert out.returncode == 0, out.stderr
     assert "offered" in out.stdout and "ringing" in out.stdout and "HTTP 202" in out.stdout
+    call_id = out.stdout.split("--call-id ")[1].split()[0]
+    assert f"--call-id {call_id} --event answered --agent 1001" in out.stdout
+    for event, agent, following in (("answered", ["--agent", "1001"], "--event ended"), ("ended", [], "done.")):
+        step = subprocess.run([sys.executable, "-m", "screenpop.cli", "call", "+14155550100", "--call-id", call_id,
+                               "--event", event, *agent, "--url", demo_server.url],
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert step.returncode == 0 and "HTTP 202" in step.stdout and following in step.stdout, step.stderr
     bad = subprocess.run(
         [sys.executable, "-m", "screenpop.cli", "call", "+14155550100", "--agent", "1001", "--url", demo_server.url,
          "--secret", "wrong"],
