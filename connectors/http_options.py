@@ -19,7 +19,7 @@ from connectors.http_auth import CONTROL_CHARS, HEADER_NAME, Auth
 from connectors.mapping import Expression
 from screenpop.models import LookupQuery
 
-__all__ = ["PLACEHOLDERS", "HttpOptions", "Parts", "check_auth", "check_ca_file", "header_value", "parse_template",
+__all__ = ["PLACEHOLDERS", "HttpOptions", "Parts", "HttpClientOptions", "header_value", "parse_template",
            "render", "url_parts", "url_value"]
 
 PLACEHOLDERS = tuple(LookupQuery(phone="").template_values())  # phone, raw, called, customer_id
@@ -67,10 +67,42 @@ def url_parts(template: str, *, placeholders: bool = True) -> tuple[Parts, str, 
     return parts, sample.hostname, port or (443 if sample.scheme.lower() == "https" else 80)
 
 
-class HttpOptions(ConnectorOptions):
-    """Options of the `http` kind (see the module docstring)."""
+class HttpClientOptions(ConnectorOptions):
+    """What every HTTP kind (the section kind, the journal) checks alike; each declares the fields
+    (`headers`, `verify_tls`, `ca_file`, `auth`) in its own order."""
 
     model_config = ConfigDict(hide_input_in_errors=True)  # a URL or a header may carry a secret
+
+    @field_validator("ca_file", check_fields=False)
+    @classmethod
+    def _check_ca_file(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """An existing file, with verify_tls on."""
+        if v is None:
+            return v
+        if info.data.get("verify_tls") is False:
+            raise ValueError("ca_file needs verify_tls: true")
+        if not os.path.isfile(v):
+            raise ValueError("no such file; a PEM bundle of trusted CA certificates is expected")
+        return v
+
+    @field_validator("auth", check_fields=False)
+    @classmethod
+    def _check_auth(cls, v: Auth | None, info: ValidationInfo) -> Auth | None:
+        """No control character in what it sends, and no header that `headers` (validated before) sets too."""
+        if v is None:
+            return v
+        sent = v.headers()
+        if any(CONTROL_CHARS.search(value) for value in sent.values()):
+            raise ValueError("the secret holds a control character")
+        taken = {name.lower() for name in info.data.get("headers") or {}}
+        clash = sorted(name for name in sent if name.lower() in taken)
+        if clash:
+            raise ValueError(f"header {clash[0]} is set both by auth and by headers; keep one")
+        return v
+
+
+class HttpOptions(HttpClientOptions):
+    """Options of the `http` kind (see the module docstring)."""
 
     # declared secrets (connectors.secrets): the URLs' userinfo and query values, every header value, `auth`
     SECRET_URLS: ClassVar[tuple[str, ...]] = ("url", "ping_url")
@@ -128,41 +160,6 @@ class HttpOptions(ConnectorOptions):
             parse_template(value)
         return v
 
-    @field_validator("ca_file")
-    @classmethod
-    def _check_ca_file(cls, v: str | None, info: ValidationInfo) -> str | None:
-        return check_ca_file(v, info)
-
-    @field_validator("auth")
-    @classmethod
-    def _check_auth(cls, v: Auth | None, info: ValidationInfo) -> Auth | None:
-        return check_auth(v, info)
-
-
-def check_ca_file(v: str | None, info: ValidationInfo) -> str | None:
-    """The `ca_file` rule of every HTTP kind (section and journal): an existing file, with verify_tls on."""
-    if v is None:
-        return v
-    if info.data.get("verify_tls") is False:
-        raise ValueError("ca_file needs verify_tls: true")
-    if not os.path.isfile(v):
-        raise ValueError("no such file; a PEM bundle of trusted CA certificates is expected")
-    return v
-
-
-def check_auth(v: Auth | None, info: ValidationInfo) -> Auth | None:
-    """The `auth` rule of every HTTP kind: no control character in what it sends, and no header that
-    `headers` (validated before it) sets too."""
-    if v is None:
-        return v
-    sent = v.headers()
-    if any(CONTROL_CHARS.search(value) for value in sent.values()):
-        raise ValueError("the secret holds a control character")
-    taken = {name.lower() for name in info.data.get("headers") or {}}
-    clash = sorted(name for name in sent if name.lower() in taken)
-    if clash:
-        raise ValueError(f"header {clash[0]} is set both by auth and by headers; keep one")
-    return v
 
 
 def header_value(value: str) -> str:

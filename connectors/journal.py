@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
 
 import aiohttp
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, field_validator
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -39,7 +39,7 @@ from yarl import URL
 
 from connectors.base import ConnectorError, ConnectorOptions, Journal
 from connectors.http_auth import CONTROL_CHARS, HEADER_NAME, Auth
-from connectors.http_options import HttpOptions, check_auth, check_ca_file
+from connectors.http_options import HttpClientOptions, HttpOptions
 from connectors.http_transport import SAFETY_TIMEOUT_S, LaneResolver, check_literal, drain, http_errors, tls_setting
 from connectors.sql import SqlOptions
 from connectors.sql_rules import check_parameters, normalize_url, one_statement, sql_errors
@@ -111,11 +111,10 @@ def check_url(template: str) -> tuple[str, int]:
     return sample.hostname, port or (443 if sample.scheme.lower() == "https" else 80)
 
 
-class HttpJournalOptions(ConnectorOptions):
+class HttpJournalOptions(HttpClientOptions):
     """Options of the `http` journal (see the module docstring). Secrets as for the http kind: the URL's
     userinfo and query values, every header value but the public ones, `auth` (connectors.secrets)."""
 
-    model_config = ConfigDict(hide_input_in_errors=True)
     SECRET_URLS: ClassVar[tuple[str, ...]] = ("url",)
     SECRET_MAPS: ClassVar[tuple[str, ...]] = ("headers",)
     PUBLIC_HEADERS: ClassVar[tuple[str, ...]] = HttpOptions.PUBLIC_HEADERS
@@ -150,16 +149,6 @@ class HttpJournalOptions(ConnectorOptions):
                 raise ValueError(f"header {name} holds a control character")
             _fields(value)
         return v
-
-    @field_validator("ca_file")
-    @classmethod
-    def _check_ca_file(cls, v: str | None, info: ValidationInfo) -> str | None:
-        return check_ca_file(v, info)
-
-    @field_validator("auth")
-    @classmethod
-    def _check_auth(cls, v: Auth | None, info: ValidationInfo) -> Auth | None:
-        return check_auth(v, info)
 
 
 class HttpJournal(Journal):
