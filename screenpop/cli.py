@@ -175,9 +175,8 @@ def cmd_call(args: argparse.Namespace) -> int:
                     return _fail(f"the server refused the {event} event: {reason}", 1)
     except httpx.HTTPError as err:
         return _fail(f"cannot reach {url}: {err}. Is screenpop running (screenpop demo)?", 1)
-    following = {"ring": f"answered --agent {args.agent[0]}" if args.agent else None, "offered": None,
-                 "ringing": f"answered --agent {args.agent[0]}" if args.agent else None, "answered": "ended"}
-    step = following.get(args.event)
+    answer = f"answered --agent {args.agent[0]}" if args.agent else None
+    step = {"ring": answer, "ringing": answer, "answered": "ended"}.get(args.event)  # the call's next event
     print(f"done. Continue this call with: screenpop call {args.number} --call-id {call_id} --event {step}"
           if step else "done.")
     return 0

@@ -27,7 +27,7 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
 
 
 def sign_in_page(page: Any, base_url: str, username: str, password: str = "demo", lands: str = "/",
-            timeout_ms: int = 10_000) -> Any:
+                 timeout_ms: int = 10_000) -> Any:
     """Sign in through the login page (its fields by id: the page may be in any language) and wait for the
     page the role lands on; returns `page`."""
     page.goto(f"{base_url}/login")

@@ -340,7 +340,6 @@ def test_a_transferred_call_carries_the_notes_so_far(console: Callable[..., Any]
     wrap-up, which the CRM gets too: one entry per agent."""
     from playwright.sync_api import expect
 
-
     alice, bob = console("alice"), console("bob")
     call_id = stack.call(KNOWN, "1001", answered_by="1001")
     card = alice.locator(f'[data-call-id="{call_id}"]')
@@ -373,7 +372,6 @@ def test_a_reload_keeps_the_call_waiting_for_its_wrapup_and_the_recent_list(cons
     """alice reloads the page after two calls ended: the answered one stays on screen with her draft for
     its wrap-up, which she then saves, the other stays in Recent; after logout the tab keeps neither."""
     from playwright.sync_api import expect
-
 
     alice = console("alice")
     missed = stack.call(UNKNOWN, "1001")
